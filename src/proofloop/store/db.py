@@ -1,0 +1,434 @@
+"""The run store: one SQLite file per project directory holding runs, problems, proofs,
+analyses, lineage and every LLM call, safe to read from several processes while one writes.
+
+SQLite runs in WAL mode: readers never block the writer and see the last committed state,
+and a process killed at any moment loses at most the transaction in flight. Every write is
+one short `BEGIN IMMEDIATE` transaction (take the write lock up front, so two writers queue
+on busy_timeout instead of failing on a lock upgrade).
+
+Every `add_*` is idempotent: a resumed run re-records everything it replays from the call
+cache, and re-adding an id updates the row in place (never a duplicate, never an error).
+Queries return plain pydantic records (store/schema.py), never live ORM objects.
+
+`Store` is also the model layer's call cache (`get`, `put_many`, `record_failure`).
+
+    >>> import tempfile, pathlib
+    >>> store = Store(pathlib.Path(tempfile.mkdtemp()) / "p.db")
+    >>> run = store.create_run("prove", {"strategy": "single"})
+    >>> pid = store.add_problem(run, "Prove that 1 + 1 = 2.")
+    >>> store.add_proof(run, "k1", problem_id=pid, raw="## Solution ...", status="ok", self_score=1.0)
+    >>> [p.self_score for p in store.proofs(run)]
+    [1.0]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, func, select, text
+from sqlalchemy.dialects.sqlite import insert
+from sqlalchemy.orm import Session
+
+from proofloop.models.base import Completion
+try:
+    from proofloop.models.cache import CallRecord
+except ModuleNotFoundError:  # TEMP-DEV: remove once models/cache.py lands
+    from dataclasses import dataclass as _dc
+
+    @_dc
+    class CallRecord:  # type: ignore[no-redef]
+        key: str
+        namespace: str
+        model: str
+        provider: str
+        sampling: dict
+        messages: list
+        index: int
+        completion: Completion
+        prompt_tokens: int = 0
+        completion_tokens: int = 0
+        cached_prompt_tokens: int = 0
+        latency_s: float | None = None
+        tag: str | None = None
+from proofloop.store.schema import (SCHEMA_VERSION, Base, CallRow, Failure, FailureRow, LineageRow,
+                                    MetaVerification, MetaVerificationRow, Problem, ProblemRow, Proof,
+                                    ProofRow, PromptRow, RefinedFromRow, Run, RunRow, RunStatus,
+                                    RunUsage, UsageTotals, Verification, VerificationRow, utcnow)
+
+BUSY_TIMEOUT_MS = 30_000  # how long a writer waits for another writer's lock before failing
+
+
+def _sha(text_: str) -> str:
+    return hashlib.sha256(text_.encode()).hexdigest()
+
+
+def messages_sha(messages: Sequence[dict[str, str]]) -> str:
+    """Content hash of a message list (key order inside a message does not matter)."""
+    return _sha(json.dumps(list(messages), sort_keys=True, ensure_ascii=False, separators=(",", ":")))
+
+
+def _value(x: Any) -> Any:
+    return x.value if isinstance(x, Enum) else x
+
+
+def _aware(dt: datetime) -> datetime:
+    # SQLite keeps naive timestamps; every timestamp we write is UTC.
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def _plain(row: Any, model: type) -> Any:
+    data = {name: getattr(row, name) for name in model.model_fields if hasattr(row, name)}
+    for name in ("created_at", "updated_at"):
+        if name in data:
+            data[name] = _aware(data[name])
+    return model(**data)
+
+
+class Store:
+    """A run store over one SQLite file. Open one per process (do not share across fork)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # check_same_thread off: the pool hands a connection to one thread at a time, and the
+        # model layer may call the cache from worker threads.
+        self.engine = create_engine(f"sqlite:///{self.path}",
+                                    connect_args={"check_same_thread": False, "isolation_level": None})
+        event.listen(self.engine, "connect", _on_connect)
+        event.listen(self.engine, "begin", _on_begin)
+        self._writer = self.engine.execution_options(immediate=True)
+        self._create_schema()
+
+    @staticmethod
+    def default_path() -> Path:
+        """$PROOFLOOP_DB, else ./.proofloop/proofloop.db (the folder is created on open)."""
+        return Path(os.environ.get("PROOFLOOP_DB") or Path.cwd() / ".proofloop" / "proofloop.db")
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _create_schema(self) -> None:
+        # Inside one write transaction, so two processes opening a new file do not race.
+        with self._writer.begin() as conn:
+            version = conn.exec_driver_sql("PRAGMA user_version").scalar_one()
+            if version > SCHEMA_VERSION:
+                raise RuntimeError(f"{self.path} has store schema v{version}; this proofloop "
+                                   f"knows up to v{SCHEMA_VERSION}: upgrade proofloop")
+            Base.metadata.create_all(conn)
+            if version < SCHEMA_VERSION:
+                conn.exec_driver_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @contextmanager
+    def _write(self) -> Iterator[Session]:
+        with Session(self._writer) as s, s.begin():
+            yield s
+
+    @contextmanager
+    def _read(self) -> Iterator[Session]:
+        with Session(self.engine) as s, s.begin():  # one snapshot for all queries inside
+            yield s
+
+    def _upsert(self, s: Session, table: Any, values: dict[str, Any], keys: list[str]) -> None:
+        """Insert, or update every non-key column in place (created_at keeps its first value)."""
+        stmt = insert(table).values(**values)
+        changes = {k: stmt.excluded[k] for k in values if k not in keys and k != "created_at"}
+        s.execute(stmt.on_conflict_do_update(index_elements=keys, set_=changes) if changes
+                  else stmt.on_conflict_do_nothing())
+
+    # ---- runs --------------------------------------------------------------------------------
+
+    def create_run(self, kind: str, config: dict[str, Any] | None = None, *, run_id: str | None = None) -> str:
+        """A new run with status running. With `run_id` given and already present, a no-op."""
+        for _ in range(10):
+            rid = run_id or f"r-{utcnow():%Y%m%d}-{secrets.token_hex(3)}"
+            with self._write() as s:
+                if s.get(RunRow, rid) is None:
+                    s.add(RunRow(id=rid, kind=kind, config=dict(config or {}), status=RunStatus.RUNNING.value))
+                    return rid
+                if run_id:
+                    return rid
+        raise RuntimeError("could not pick a free run id")  # 10 collisions in 16M: not chance
+
+    def get_run(self, run_id: str) -> Run | None:
+        with self._read() as s:
+            row = s.get(RunRow, run_id)
+            return _plain(row, Run) if row else None
+
+    def list_runs(self, limit: int = 50, kind: str | None = None) -> list[Run]:
+        """Newest first."""
+        q = select(RunRow).order_by(RunRow.created_at.desc(), RunRow.id.desc()).limit(limit)
+        if kind:
+            q = q.where(RunRow.kind == kind)
+        with self._read() as s:
+            return [_plain(r, Run) for r in s.scalars(q)]
+
+    def _run_row(self, s: Session, run_id: str) -> RunRow:
+        row = s.get(RunRow, run_id)
+        if row is None:
+            raise KeyError(f"no run {run_id!r} in {self.path}")
+        return row
+
+    def set_run_status(self, run_id: str, status: RunStatus | str, summary: dict[str, Any] | None = None,
+                       error: str | None = None) -> None:
+        """Set the status; `summary` and `error` replace the stored ones when given."""
+        status = RunStatus(status)
+        with self._write() as s:
+            row = self._run_row(s, run_id)
+            row.status, row.updated_at = status.value, utcnow()
+            if summary is not None:
+                row.summary = summary
+            if error is not None:
+                row.error = error
+
+    def update_run_config(self, run_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Merge `changes` into the config's top level; returns the new config."""
+        with self._write() as s:
+            row = self._run_row(s, run_id)
+            row.config = {**row.config, **changes}  # a new dict, so the JSON column sees a change
+            row.updated_at = utcnow()
+            return dict(row.config)
+
+    # ---- records -----------------------------------------------------------------------------
+
+    def add_problem(self, run_id: str, text: str, meta: dict[str, Any] | None = None, *,
+                    name: str | None = None) -> int:
+        """The problem's id; the same text in the same run gives the same id (name/meta update
+        when given)."""
+        sha = _sha(text)
+        with self._write() as s:
+            row = s.scalars(select(ProblemRow).where(ProblemRow.run_id == run_id,
+                                                     ProblemRow.text_sha == sha)).one_or_none()
+            if row is None:
+                row = ProblemRow(run_id=run_id, text_sha=sha, text=text, name=name, meta=dict(meta or {}))
+                s.add(row)
+                s.flush()
+            else:
+                row.name = name if name is not None else row.name
+                row.meta = dict(meta) if meta is not None else row.meta
+            return row.id
+
+    def problems(self, run_id: str) -> list[Problem]:
+        with self._read() as s:
+            rows = s.scalars(select(ProblemRow).where(ProblemRow.run_id == run_id).order_by(ProblemRow.id))
+            return [_plain(r, Problem) for r in rows]
+
+    def add_proof(self, run_id: str, proof_id: str, *, problem_id: int, raw: str, status: str,
+                  reasoning: str | None = None, solution: str | None = None,
+                  self_evaluation: str | None = None, self_score: float | None = None,
+                  cause: str | None = None, finish_reason: str | None = None, round: int | None = None,
+                  thread: int | None = None, attempt: int | None = None,
+                  meta: dict[str, Any] | None = None) -> None:
+        """Record a generator output. `**parsed_proof.model_dump()` fits the parse fields."""
+        values = dict(run_id=run_id, id=proof_id, problem_id=problem_id, raw=raw, status=_value(status),
+                      reasoning=reasoning, solution=solution, self_evaluation=self_evaluation,
+                      self_score=self_score, cause=cause, finish_reason=finish_reason, round=round,
+                      thread=thread, attempt=attempt, meta=dict(meta or {}), created_at=utcnow())
+        with self._write() as s:
+            self._upsert(s, ProofRow, values, ["run_id", "id"])
+
+    def add_verification(self, run_id: str, verification_id: str, *, proof_id: str, raw: str, status: str,
+                         reasoning: str | None = None, analysis: str | None = None,
+                         score: float | None = None, cause: str | None = None,
+                         issues: Sequence[str] = (), meta: dict[str, Any] | None = None) -> None:
+        """Record a verifier analysis of a proof (the proof must be recorded first).
+        `**parsed_analysis.model_dump()` fits the parse fields."""
+        values = dict(run_id=run_id, id=verification_id, proof_id=proof_id, raw=raw, status=_value(status),
+                      reasoning=reasoning, analysis=analysis, score=score, cause=cause,
+                      issues=list(issues), meta=dict(meta or {}), created_at=utcnow())
+        with self._write() as s:
+            self._upsert(s, VerificationRow, values, ["run_id", "id"])
+
+    def add_meta_verification(self, run_id: str, meta_verification_id: str, *, verification_id: str,
+                              raw: str, status: str, reasoning: str | None = None,
+                              analysis: str | None = None, rating: float | None = None,
+                              cause: str | None = None, meta: dict[str, Any] | None = None) -> None:
+        """Record a meta-verifier rating of an analysis (the analysis must be recorded first)."""
+        values = dict(run_id=run_id, id=meta_verification_id, verification_id=verification_id, raw=raw,
+                      status=_value(status), reasoning=reasoning, analysis=analysis, rating=rating,
+                      cause=cause, meta=dict(meta or {}), created_at=utcnow())
+        with self._write() as s:
+            self._upsert(s, MetaVerificationRow, values, ["run_id", "id"])
+
+    def link_lineage(self, run_id: str, proof_id: str, parents: Iterable[str] = (),
+                     analyses: Iterable[str] = ()) -> None:
+        """Record that `proof_id` was refined from `parents`, shown the verification ids
+        `analyses`. Adds links; existing links stay."""
+        with self._write() as s:
+            for parent in parents:
+                s.execute(insert(LineageRow).values(run_id=run_id, proof_id=proof_id, parent_proof_id=parent)
+                          .on_conflict_do_nothing())
+            for vid in analyses:
+                s.execute(insert(RefinedFromRow).values(run_id=run_id, proof_id=proof_id, verification_id=vid)
+                          .on_conflict_do_nothing())
+
+    # ---- record queries ----------------------------------------------------------------------
+
+    def proofs(self, run_id: str, problem_id: int | None = None) -> list[Proof]:
+        """The run's proofs in the order first recorded, with their lineage."""
+        q = select(ProofRow).where(ProofRow.run_id == run_id)
+        if problem_id is not None:
+            q = q.where(ProofRow.problem_id == problem_id)
+        with self._read() as s:
+            rows = s.scalars(q.order_by(ProofRow.created_at, ProofRow.id)).all()
+            parents: dict[str, list[str]] = {}
+            for link in s.scalars(select(LineageRow).where(LineageRow.run_id == run_id)
+                                  .order_by(LineageRow.parent_proof_id)):
+                parents.setdefault(link.proof_id, []).append(link.parent_proof_id)
+            shown: dict[str, list[str]] = {}
+            for link in s.scalars(select(RefinedFromRow).where(RefinedFromRow.run_id == run_id)
+                                  .order_by(RefinedFromRow.verification_id)):
+                shown.setdefault(link.proof_id, []).append(link.verification_id)
+            return [_plain(r, Proof).model_copy(update={"parents": parents.get(r.id, []),
+                                                        "refined_from_analyses": shown.get(r.id, [])})
+                    for r in rows]
+
+    def verifications(self, run_id: str | None = None, proof_id: str | None = None) -> list[Verification]:
+        """Analyses of one proof, or of a whole run (give at least one of the two)."""
+        if run_id is None and proof_id is None:
+            raise ValueError("verifications() needs run_id or proof_id")
+        q = select(VerificationRow)
+        if run_id is not None:
+            q = q.where(VerificationRow.run_id == run_id)
+        if proof_id is not None:
+            q = q.where(VerificationRow.proof_id == proof_id)
+        with self._read() as s:
+            return [_plain(r, Verification)
+                    for r in s.scalars(q.order_by(VerificationRow.created_at, VerificationRow.id))]
+
+    def meta_verifications(self, run_id: str | None = None,
+                           verification_id: str | None = None) -> list[MetaVerification]:
+        """Meta-verifications of one analysis, or of a whole run (give at least one)."""
+        if run_id is None and verification_id is None:
+            raise ValueError("meta_verifications() needs run_id or verification_id")
+        q = select(MetaVerificationRow)
+        if run_id is not None:
+            q = q.where(MetaVerificationRow.run_id == run_id)
+        if verification_id is not None:
+            q = q.where(MetaVerificationRow.verification_id == verification_id)
+        with self._read() as s:
+            return [_plain(r, MetaVerification)
+                    for r in s.scalars(q.order_by(MetaVerificationRow.created_at, MetaVerificationRow.id))]
+
+    # ---- the call cache (models.cache.CallCache) ---------------------------------------------
+
+    def get(self, key: str) -> CallRecord | None:
+        """The successful call stored under `key`, or None."""
+        with self._read() as s:
+            row = s.get(CallRow, key)
+            return _call_record(row, s.get(PromptRow, row.prompt_sha).messages) if row else None
+
+    def put_many(self, records: Iterable[CallRecord]) -> None:
+        """Store calls in one transaction. A key already stored keeps its first record: it may
+        already have been used."""
+        now = utcnow()
+        with self._write() as s:
+            for r in records:
+                sha = messages_sha(r.messages)
+                s.execute(insert(PromptRow).values(sha=sha, messages=list(r.messages)).on_conflict_do_nothing())
+                s.execute(insert(CallRow).values(
+                    key=r.key, namespace=r.namespace, model=r.model, provider=r.provider,
+                    sampling=dict(r.sampling), prompt_sha=sha, sample_index=r.index,
+                    text=r.completion.text, reasoning=r.completion.reasoning,
+                    finish_reason=r.completion.finish_reason, sample_tokens=r.completion.completion_tokens,
+                    prompt_tokens=r.prompt_tokens or 0, completion_tokens=r.completion_tokens or 0,
+                    cached_prompt_tokens=r.cached_prompt_tokens or 0, latency_s=r.latency_s, tag=r.tag,
+                    created_at=now).on_conflict_do_nothing())
+
+    def record_failure(self, key_or_keys: str | Iterable[str], *, namespace: str, model: str | None = None,
+                       tag: str | None = None, attempt: int, error: BaseException,
+                       latency_s: float | None = None) -> None:
+        """One row per key for one failed attempt (a failed n-sample request fails n keys)."""
+        keys = [key_or_keys] if isinstance(key_or_keys, str) else list(key_or_keys)
+        kind = getattr(error, "kind", type(error).__name__)
+        message = getattr(error, "message", None) or str(error)
+        with self._write() as s:
+            s.add_all(FailureRow(key=k, namespace=namespace, model=model, tag=tag, attempt=attempt, kind=kind,
+                                 status=getattr(error, "status", None), message=message,
+                                 retry_after=getattr(error, "retry_after", None), latency_s=latency_s)
+                      for k in keys)
+
+    def calls(self, namespace: str | None = None, *, keys: Iterable[str] | None = None) -> list[CallRecord]:
+        """Stored calls, oldest first: all, one namespace's, or those with the given keys."""
+        q = select(CallRow, PromptRow.messages).join(PromptRow, CallRow.prompt_sha == PromptRow.sha)
+        if namespace is not None:
+            q = q.where(CallRow.namespace == namespace)
+        # SQLite caps bound parameters per statement, so a long key list goes in chunks.
+        wanted = list(keys) if keys is not None else None
+        chunks = [q] if wanted is None else [q.where(CallRow.key.in_(wanted[i:i + 500]))
+                                             for i in range(0, len(wanted), 500)]
+        with self._read() as s:
+            rows = [(row.created_at, row.key, _call_record(row, msgs))
+                    for chunk in chunks for row, msgs in s.execute(chunk)]
+        return [record for *_, record in sorted(rows, key=lambda r: r[:2])]
+
+    def failures(self, namespace: str | None = None) -> list[Failure]:
+        q = select(FailureRow).order_by(FailureRow.id)
+        if namespace is not None:
+            q = q.where(FailureRow.namespace == namespace)
+        with self._read() as s:
+            return [_plain(r, Failure) for r in s.scalars(q)]
+
+    def run_usage(self, run_id: str) -> RunUsage:
+        """Token, call and failure totals for calls made under namespace == run_id (calls a run
+        replayed from another run's cache are counted where they were made)."""
+        usage = RunUsage()
+        with self._read() as s:
+            rows = s.execute(select(CallRow.tag, func.count(), func.sum(CallRow.prompt_tokens),
+                                    func.sum(CallRow.completion_tokens), func.sum(CallRow.cached_prompt_tokens),
+                                    func.coalesce(func.sum(CallRow.latency_s), 0.0))
+                             .where(CallRow.namespace == run_id).group_by(CallRow.tag))
+            for tag, n, prompt, completion, cached, latency in rows:
+                part = usage.by_tag.setdefault(tag or "", UsageTotals())
+                part.calls, part.prompt_tokens, part.completion_tokens = n, prompt, completion
+                part.cached_prompt_tokens, part.latency_s = cached, latency
+            for tag, n in s.execute(select(FailureRow.tag, func.count()).where(FailureRow.namespace == run_id)
+                                    .group_by(FailureRow.tag)):
+                usage.by_tag.setdefault(tag or "", UsageTotals()).failures = n
+        for part in usage.by_tag.values():
+            for name in UsageTotals.model_fields:
+                setattr(usage, name, getattr(usage, name) + getattr(part, name))
+        return usage
+
+    def integrity_check(self) -> str:
+        """SQLite's own check of the file: 'ok' when sound."""
+        with self._read() as s:
+            return "\n".join(s.execute(text("PRAGMA integrity_check")).scalars())
+
+
+def _call_record(row: CallRow, messages: list[dict[str, str]]) -> CallRecord:
+    return CallRecord(key=row.key, namespace=row.namespace, model=row.model, provider=row.provider,
+                      sampling=row.sampling, messages=messages, index=row.sample_index,
+                      completion=Completion(text=row.text, reasoning=row.reasoning,
+                                            finish_reason=row.finish_reason,
+                                            completion_tokens=row.sample_tokens),
+                      prompt_tokens=row.prompt_tokens, completion_tokens=row.completion_tokens,
+                      cached_prompt_tokens=row.cached_prompt_tokens, latency_s=row.latency_s, tag=row.tag)
+
+
+def _on_connect(dbapi_conn: sqlite3.Connection, _record: object) -> None:
+    # busy_timeout first: switching to WAL needs a lock another process may hold.
+    for pragma in (f"busy_timeout = {BUSY_TIMEOUT_MS}", "journal_mode = WAL", "synchronous = NORMAL",
+                   "foreign_keys = ON"):
+        dbapi_conn.execute(f"PRAGMA {pragma}")
+
+
+def _on_begin(conn: Any) -> None:
+    # The driver runs in autocommit (isolation_level=None), so we open transactions ourselves:
+    # IMMEDIATE for writes (take the lock now), deferred for reads (a WAL snapshot, no lock).
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("immediate") else "BEGIN")

@@ -1,0 +1,316 @@
+"""Tables of the run store (SQLAlchemy 2 typed declarative) and the plain records it returns.
+
+The ORM classes never leave store/db.py: every query converts rows into the pydantic records
+at the bottom of this file, so callers hold plain values and no session.
+
+Keys. Proofs, verifications and meta-verifications are keyed by (run_id, id): the id is
+chosen by the caller (usually the LLM call key), and a call key is run-agnostic, so two runs
+that reuse one cached call must still be able to record it each under its own run.
+Problems get an integer id, unique per (run_id, sha256 of the text).
+
+    >>> sorted(Base.metadata.tables)[:3]
+    ['call_failures', 'llm_calls', 'meta_verifications']
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, Field
+from sqlalchemy import (JSON, DateTime, Float, ForeignKey, ForeignKeyConstraint, Index, Integer,
+                        String, Text, UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+SCHEMA_VERSION = 1  # kept in PRAGMA user_version; bump with a migration when tables change
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class RunStatus(str, Enum):
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON, datetime: DateTime}
+
+
+class RunRow(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(20), default=RunStatus.RUNNING.value)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)  # all that resume needs
+    summary: Mapped[dict[str, Any] | None]
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class ProblemRow(Base):
+    __tablename__ = "problems"
+    __table_args__ = (UniqueConstraint("run_id", "text_sha"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    text_sha: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str | None] = mapped_column(String(200))  # the caller's id, e.g. "imo2025-p1"
+    text: Mapped[str] = mapped_column(Text)
+    meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ProofRow(Base):
+    __tablename__ = "proofs"
+    __table_args__ = (Index("ix_proofs_problem", "run_id", "problem_id"),)
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    problem_id: Mapped[int] = mapped_column(ForeignKey("problems.id", ondelete="CASCADE"))
+    raw: Mapped[str] = mapped_column(Text)
+    reasoning: Mapped[str | None] = mapped_column(Text)
+    solution: Mapped[str | None] = mapped_column(Text)
+    self_evaluation: Mapped[str | None] = mapped_column(Text)
+    self_score: Mapped[float | None] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(40))
+    cause: Mapped[str | None] = mapped_column(Text)
+    finish_reason: Mapped[str | None] = mapped_column(String(40))
+    round: Mapped[int | None]
+    thread: Mapped[int | None]
+    attempt: Mapped[int | None]
+    meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LineageRow(Base):
+    """proof_id was refined from parent_proof_id (a refinement prompt may hold several)."""
+
+    __tablename__ = "proof_lineage"
+    __table_args__ = (
+        ForeignKeyConstraint(["run_id", "proof_id"], ["proofs.run_id", "proofs.id"], ondelete="CASCADE"),
+        ForeignKeyConstraint(["run_id", "parent_proof_id"], ["proofs.run_id", "proofs.id"], ondelete="CASCADE"),
+    )
+
+    run_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    proof_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    parent_proof_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+
+
+class RefinedFromRow(Base):
+    """proof_id was refined from a prompt that showed the analysis verification_id."""
+
+    __tablename__ = "proof_refined_from_analyses"
+    __table_args__ = (
+        ForeignKeyConstraint(["run_id", "proof_id"], ["proofs.run_id", "proofs.id"], ondelete="CASCADE"),
+        ForeignKeyConstraint(["run_id", "verification_id"], ["verifications.run_id", "verifications.id"],
+                             ondelete="CASCADE"),
+    )
+
+    run_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    proof_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    verification_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+
+
+class VerificationRow(Base):
+    __tablename__ = "verifications"
+    __table_args__ = (
+        ForeignKeyConstraint(["run_id", "proof_id"], ["proofs.run_id", "proofs.id"], ondelete="CASCADE"),
+        Index("ix_verifications_proof", "run_id", "proof_id"),
+    )
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    proof_id: Mapped[str] = mapped_column(String(200))
+    raw: Mapped[str] = mapped_column(Text)
+    reasoning: Mapped[str | None] = mapped_column(Text)
+    analysis: Mapped[str | None] = mapped_column(Text)
+    score: Mapped[float | None] = mapped_column(Float)  # None unless status is ok
+    status: Mapped[str] = mapped_column(String(40))
+    cause: Mapped[str | None] = mapped_column(Text)
+    issues: Mapped[list[str]] = mapped_column(default=list)
+    meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MetaVerificationRow(Base):
+    __tablename__ = "meta_verifications"
+    __table_args__ = (
+        ForeignKeyConstraint(["run_id", "verification_id"], ["verifications.run_id", "verifications.id"],
+                             ondelete="CASCADE"),
+        Index("ix_meta_verifications_verification", "run_id", "verification_id"),
+    )
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    verification_id: Mapped[str] = mapped_column(String(200))
+    raw: Mapped[str] = mapped_column(Text)
+    reasoning: Mapped[str | None] = mapped_column(Text)
+    analysis: Mapped[str | None] = mapped_column(Text)
+    rating: Mapped[float | None] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(40))
+    cause: Mapped[str | None] = mapped_column(Text)
+    meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PromptRow(Base):
+    """One distinct message list. 64 samples of one prompt share one row."""
+
+    __tablename__ = "prompts"
+
+    sha: Mapped[str] = mapped_column(String(64), primary_key=True)
+    messages: Mapped[list[dict[str, str]]] = mapped_column(JSON)
+
+
+class CallRow(Base):
+    """A successful LLM call (one sample). Run-agnostic: `namespace` says who first made it."""
+
+    __tablename__ = "llm_calls"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(200), index=True)
+    model: Mapped[str] = mapped_column(String(200))
+    provider: Mapped[str] = mapped_column(String(40))
+    sampling: Mapped[dict[str, Any]]
+    prompt_sha: Mapped[str] = mapped_column(ForeignKey("prompts.sha"))
+    sample_index: Mapped[int]
+    text: Mapped[str] = mapped_column(Text)
+    reasoning: Mapped[str | None] = mapped_column(Text)
+    finish_reason: Mapped[str | None] = mapped_column(String(40))
+    # The sample's own token count (Completion.completion_tokens) can differ from the share of
+    # the request's usage attributed to this record, so both are kept.
+    sample_tokens: Mapped[int | None]
+    prompt_tokens: Mapped[int] = mapped_column(default=0)
+    completion_tokens: Mapped[int] = mapped_column(default=0)
+    cached_prompt_tokens: Mapped[int] = mapped_column(default=0)
+    latency_s: Mapped[float | None] = mapped_column(Float)
+    tag: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FailureRow(Base):
+    """One failed attempt of an LLM call (append-only: each retry is its own row)."""
+
+    __tablename__ = "call_failures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(200), index=True)
+    namespace: Mapped[str] = mapped_column(String(200), index=True)
+    model: Mapped[str | None] = mapped_column(String(200))
+    tag: Mapped[str | None] = mapped_column(String(200))
+    attempt: Mapped[int]
+    kind: Mapped[str] = mapped_column(String(40))
+    status: Mapped[int | None]
+    message: Mapped[str] = mapped_column(Text)
+    retry_after: Mapped[float | None] = mapped_column(Float)
+    latency_s: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# ---- plain records handed to callers --------------------------------------------------------
+
+
+class Run(BaseModel):
+    id: str
+    kind: str
+    status: RunStatus
+    created_at: datetime
+    updated_at: datetime
+    config: dict[str, Any]
+    summary: dict[str, Any] | None = None
+    error: str | None = None
+
+
+class Problem(BaseModel):
+    id: int
+    run_id: str
+    name: str | None
+    text: str
+    meta: dict[str, Any]
+
+
+class Proof(BaseModel):
+    id: str
+    run_id: str
+    problem_id: int
+    raw: str
+    reasoning: str | None
+    solution: str | None
+    self_evaluation: str | None
+    self_score: float | None
+    status: str
+    cause: str | None
+    finish_reason: str | None
+    round: int | None
+    thread: int | None
+    attempt: int | None
+    meta: dict[str, Any]
+    created_at: datetime
+    parents: list[str] = Field(default_factory=list)  # proofs this one was refined from
+    refined_from_analyses: list[str] = Field(default_factory=list)  # verification ids shown
+
+
+class Verification(BaseModel):
+    id: str
+    run_id: str
+    proof_id: str
+    raw: str
+    reasoning: str | None
+    analysis: str | None
+    score: float | None
+    status: str
+    cause: str | None
+    issues: list[str]
+    meta: dict[str, Any]
+    created_at: datetime
+
+
+class MetaVerification(BaseModel):
+    id: str
+    run_id: str
+    verification_id: str
+    raw: str
+    reasoning: str | None
+    analysis: str | None
+    rating: float | None
+    status: str
+    cause: str | None
+    meta: dict[str, Any]
+    created_at: datetime
+
+
+class Failure(BaseModel):
+    id: int
+    key: str
+    namespace: str
+    model: str | None
+    tag: str | None
+    attempt: int
+    kind: str
+    status: int | None
+    message: str
+    retry_after: float | None
+    latency_s: float | None
+    created_at: datetime
+
+
+class UsageTotals(BaseModel):
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_prompt_tokens: int = 0
+    latency_s: float = 0.0  # summed over calls (not wall time: calls overlap)
+    failures: int = 0
+
+
+class RunUsage(UsageTotals):
+    """Totals over calls and failures whose namespace is the run id, and the same per tag."""
+
+    by_tag: dict[str, UsageTotals] = Field(default_factory=dict)
