@@ -258,7 +258,8 @@ def load_dsm2_outputs(
                     )
                 )
             except (KeyError, TypeError, ValueError) as e:  # ValidationError is a ValueError
-                raise UserInputError(f"{path}:{lineno}: malformed graded proof: {str(e).splitlines()[0]}") from e
+                why = e.errors()[0]["msg"] if isinstance(e, ValidationError) else repr(e)
+                raise UserInputError(f"{path}:{lineno}: malformed graded proof: {why}") from e
     return proofs
 
 

@@ -35,9 +35,9 @@ HUMAN_ACCEPT = 6 / 7
 DEFAULT_THRESHOLD = 0.75
 BUCKET_LABELS = ("reject", "partial", "accept")
 # Lower edge of the 3-level buckets: a mean verifier score below 0.25 means mostly 0 verdicts;
-# for experts any credit at all (> 0 points) is "partial".
+# for experts any credit at all is "partial" (the smallest credit on our scales is 1/21).
 PRED_PARTIAL_FROM = 0.25
-HUMAN_PARTIAL_FROM = EPS
+HUMAN_PARTIAL_FROM = 0.01
 
 
 # --------------------------------------------------------------------------- confidence intervals
@@ -76,7 +76,7 @@ def bootstrap_cis(
         raise ValueError("bootstrap samples must have equal lengths (they are resampled together)")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    full = dict(statistic(*samples)) if n else {}
+    full = dict(statistic(*samples))
     draws: dict[str, list[float]] = {k: [] for k in full}
     if n:
         rng = np.random.default_rng(seed)

@@ -16,9 +16,9 @@ comes with a one-line cause, so a malformed output is never read as a score of 0
     0.5
 
 Where the score comes from: the first `\boxed{...}` after the LAST occurrence of the
-final-score phrase. A verifier often quotes the proof it grades, and a quoted proof may hold
-`\boxed{answer}`s or even a fake final-score line; the model's own verdict is the one it ends
-with. Occurrences inside a markdown blockquote (`> ...`) or a code fence are passed over when
+final-score phrase, provided it starts within 80 characters of it. A verifier often quotes
+the proof it grades, and a quoted proof may hold `\boxed{answer}`s or even a fake final-score
+line; the model's own verdict is the one it ends with. Occurrences inside a markdown blockquote (`> ...`) or a code fence are passed over when
 an unquoted one exists, so a quotation placed after the verdict cannot override it either.
 """
 
@@ -89,19 +89,29 @@ _FENCE = re.compile(r"^\s*(```|~~~)", re.MULTILINE)
 
 
 def _quoted(text: str, pos: int) -> bool:
-    """Is `pos` inside a blockquote line or an open code fence?"""
+    """Is `pos` on a blockquote line or inside a code fence? Fences count only when they pair
+    up over the whole text: one stray fence must not turn the verdict into a "quotation"."""
     line_start = text.rfind("\n", 0, pos) + 1
     if text[line_start:pos].lstrip().startswith(">"):
         return True
+    if len(_FENCE.findall(text)) % 2:
+        return False
     return len(_FENCE.findall(text, 0, pos)) % 2 == 1
+
+
+_BOX = re.compile(r"\\boxed\s*\{")
+_MAX_GAP = 80  # characters allowed between the phrase and its \boxed (": **", "\n\n$$", ...)
 
 
 def _boxed(text: str, start: int) -> tuple[str | None, str | None]:
     r"""The content of the first `\boxed{...}` at or after `start` (nested and escaped braces
     handled), or (None, cause)."""
-    m = re.compile(r"\\boxed\s*\{").search(text, start)
+    m = _BOX.search(text, start)
     if not m:
         return None, r"no \boxed{} after the final phrase"
+    if m.start() - start > _MAX_GAP:
+        # A box far below the phrase is something else (an answer quoted later), not the verdict.
+        return None, rf"no \boxed{{}} right after the final phrase (the next is {m.start() - start} chars later)"
     depth, i = 1, m.end()
     while i < len(text):
         c = text[i]

@@ -28,6 +28,7 @@ import json
 import os
 import secrets
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -38,34 +39,21 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, func, select, text
 from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import StaticPool
 
+from proofloop.errors import ProofloopError
 from proofloop.models.base import Completion
-try:
-    from proofloop.models.cache import CallRecord
-except ModuleNotFoundError:  # TEMP-DEV: remove once models/cache.py lands
-    from dataclasses import dataclass as _dc
-
-    @_dc
-    class CallRecord:  # type: ignore[no-redef]
-        key: str
-        namespace: str
-        model: str
-        provider: str
-        sampling: dict
-        messages: list
-        index: int
-        completion: Completion
-        prompt_tokens: int = 0
-        completion_tokens: int = 0
-        cached_prompt_tokens: int = 0
-        latency_s: float | None = None
-        tag: str | None = None
+from proofloop.models.cache import CallRecord
 from proofloop.store.schema import (SCHEMA_VERSION, Base, CallRow, Failure, FailureRow, LineageRow,
                                     MetaVerification, MetaVerificationRow, Problem, ProblemRow, Proof,
                                     ProofRow, PromptRow, RefinedFromRow, Run, RunRow, RunStatus,
                                     RunUsage, UsageTotals, Verification, VerificationRow, utcnow)
 
 BUSY_TIMEOUT_MS = 30_000  # how long a writer waits for another writer's lock before failing
+
+
+class StoreError(ProofloopError):
+    """The store file cannot be used as it is (e.g. written by a newer proofloop)."""
 
 
 def _sha(text_: str) -> str:
@@ -89,7 +77,9 @@ def _aware(dt: datetime) -> datetime:
 def _plain(row: Any, model: type) -> Any:
     data = {name: getattr(row, name) for name in model.model_fields if hasattr(row, name)}
     for name in ("created_at", "updated_at"):
-        if name in data:
+        if isinstance(data.get(name), float):  # epoch seconds (the call tables)
+            data[name] = datetime.fromtimestamp(data[name], timezone.utc)
+        elif name in data:
             data[name] = _aware(data[name])
     return model(**data)
 
@@ -98,16 +88,26 @@ class Store:
     """A run store over one SQLite file. Open one per process (do not share across fork)."""
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Open (creating when needed) the store at `path`; ":memory:" gives a private
+        in-process store for doctests and throwaway use."""
         # check_same_thread off: the pool hands a connection to one thread at a time, and the
         # model layer may call the cache from worker threads.
-        self.engine = create_engine(f"sqlite:///{self.path}",
-                                    connect_args={"check_same_thread": False, "isolation_level": None})
+        args = {"check_same_thread": False, "isolation_level": None}
+        self.path = Path(path)
+        if str(path) == ":memory:":
+            # One shared connection: each new connection to :memory: would be an empty database.
+            self.engine = create_engine("sqlite://", connect_args=args, poolclass=StaticPool)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.engine = create_engine(f"sqlite:///{self.path}", connect_args=args)
         event.listen(self.engine, "connect", _on_connect)
         event.listen(self.engine, "begin", _on_begin)
         self._writer = self.engine.execution_options(immediate=True)
-        self._create_schema()
+        try:
+            self._create_schema()
+        except BaseException:
+            self.engine.dispose()
+            raise
 
     @staticmethod
     def default_path() -> Path:
@@ -128,7 +128,7 @@ class Store:
         with self._writer.begin() as conn:
             version = conn.exec_driver_sql("PRAGMA user_version").scalar_one()
             if version > SCHEMA_VERSION:
-                raise RuntimeError(f"{self.path} has store schema v{version}; this proofloop "
+                raise StoreError(f"{self.path} has store schema v{version}; this proofloop "
                                    f"knows up to v{SCHEMA_VERSION}: upgrade proofloop")
             Base.metadata.create_all(conn)
             if version < SCHEMA_VERSION:
@@ -228,38 +228,40 @@ class Store:
             rows = s.scalars(select(ProblemRow).where(ProblemRow.run_id == run_id).order_by(ProblemRow.id))
             return [_plain(r, Problem) for r in rows]
 
-    def add_proof(self, run_id: str, proof_id: str, *, problem_id: int, raw: str, status: str,
+    def add_proof(self, run_id: str, id: str, *, problem_id: int, raw: str, status: str,
                   reasoning: str | None = None, solution: str | None = None,
                   self_evaluation: str | None = None, self_score: float | None = None,
                   cause: str | None = None, finish_reason: str | None = None, round: int | None = None,
-                  thread: int | None = None, attempt: int | None = None,
-                  meta: dict[str, Any] | None = None) -> None:
-        """Record a generator output. `**parsed_proof.model_dump()` fits the parse fields."""
-        values = dict(run_id=run_id, id=proof_id, problem_id=problem_id, raw=raw, status=_value(status),
+                  thread: int | None = None, attempt: int | None = None, meta: dict[str, Any] | None = None,
+                  parents: Iterable[str] = (), refined_from_analyses: Iterable[str] = ()) -> None:
+        """Record a generator output, with its lineage in the same transaction (see
+        link_lineage). `**parsed_proof.model_dump()` fits the parse fields."""
+        values = dict(run_id=run_id, id=id, problem_id=problem_id, raw=raw, status=_value(status),
                       reasoning=reasoning, solution=solution, self_evaluation=self_evaluation,
                       self_score=self_score, cause=cause, finish_reason=finish_reason, round=round,
                       thread=thread, attempt=attempt, meta=dict(meta or {}), created_at=utcnow())
         with self._write() as s:
             self._upsert(s, ProofRow, values, ["run_id", "id"])
+            self._link(s, run_id, id, parents, refined_from_analyses)
 
-    def add_verification(self, run_id: str, verification_id: str, *, proof_id: str, raw: str, status: str,
+    def add_verification(self, run_id: str, id: str, *, proof_id: str, raw: str, status: str,
                          reasoning: str | None = None, analysis: str | None = None,
                          score: float | None = None, cause: str | None = None,
                          issues: Sequence[str] = (), meta: dict[str, Any] | None = None) -> None:
         """Record a verifier analysis of a proof (the proof must be recorded first).
         `**parsed_analysis.model_dump()` fits the parse fields."""
-        values = dict(run_id=run_id, id=verification_id, proof_id=proof_id, raw=raw, status=_value(status),
+        values = dict(run_id=run_id, id=id, proof_id=proof_id, raw=raw, status=_value(status),
                       reasoning=reasoning, analysis=analysis, score=score, cause=cause,
                       issues=list(issues), meta=dict(meta or {}), created_at=utcnow())
         with self._write() as s:
             self._upsert(s, VerificationRow, values, ["run_id", "id"])
 
-    def add_meta_verification(self, run_id: str, meta_verification_id: str, *, verification_id: str,
+    def add_meta_verification(self, run_id: str, id: str, *, verification_id: str,
                               raw: str, status: str, reasoning: str | None = None,
                               analysis: str | None = None, rating: float | None = None,
                               cause: str | None = None, meta: dict[str, Any] | None = None) -> None:
         """Record a meta-verifier rating of an analysis (the analysis must be recorded first)."""
-        values = dict(run_id=run_id, id=meta_verification_id, verification_id=verification_id, raw=raw,
+        values = dict(run_id=run_id, id=id, verification_id=verification_id, raw=raw,
                       status=_value(status), reasoning=reasoning, analysis=analysis, rating=rating,
                       cause=cause, meta=dict(meta or {}), created_at=utcnow())
         with self._write() as s:
@@ -267,15 +269,19 @@ class Store:
 
     def link_lineage(self, run_id: str, proof_id: str, parents: Iterable[str] = (),
                      analyses: Iterable[str] = ()) -> None:
-        """Record that `proof_id` was refined from `parents`, shown the verification ids
-        `analyses`. Adds links; existing links stay."""
+        """Record that `proof_id` was refined from the proofs `parents`, shown the verification
+        ids `analyses` (all recorded already). Adds links; existing links stay."""
         with self._write() as s:
-            for parent in parents:
-                s.execute(insert(LineageRow).values(run_id=run_id, proof_id=proof_id, parent_proof_id=parent)
-                          .on_conflict_do_nothing())
-            for vid in analyses:
-                s.execute(insert(RefinedFromRow).values(run_id=run_id, proof_id=proof_id, verification_id=vid)
-                          .on_conflict_do_nothing())
+            self._link(s, run_id, proof_id, parents, analyses)
+
+    @staticmethod
+    def _link(s: Session, run_id: str, proof_id: str, parents: Iterable[str], analyses: Iterable[str]) -> None:
+        for parent in parents:
+            s.execute(insert(LineageRow).values(run_id=run_id, proof_id=proof_id, parent_proof_id=parent)
+                      .on_conflict_do_nothing())
+        for vid in analyses:
+            s.execute(insert(RefinedFromRow).values(run_id=run_id, proof_id=proof_id, verification_id=vid)
+                      .on_conflict_do_nothing())
 
     # ---- record queries ----------------------------------------------------------------------
 
@@ -336,7 +342,6 @@ class Store:
     def put_many(self, records: Iterable[CallRecord]) -> None:
         """Store calls in one transaction. A key already stored keeps its first record: it may
         already have been used."""
-        now = utcnow()
         with self._write() as s:
             for r in records:
                 sha = messages_sha(r.messages)
@@ -348,19 +353,24 @@ class Store:
                     finish_reason=r.completion.finish_reason, sample_tokens=r.completion.completion_tokens,
                     prompt_tokens=r.prompt_tokens or 0, completion_tokens=r.completion_tokens or 0,
                     cached_prompt_tokens=r.cached_prompt_tokens or 0, latency_s=r.latency_s, tag=r.tag,
-                    created_at=now).on_conflict_do_nothing())
+                    cost_usd=r.cost_usd, attempt=r.attempt, request_size=r.request_size,
+                    created_at=r.created_at).on_conflict_do_nothing())
 
     def record_failure(self, key_or_keys: str | Iterable[str], *, namespace: str, model: str | None = None,
                        tag: str | None = None, attempt: int, error: BaseException,
                        latency_s: float | None = None) -> None:
-        """One row per key for one failed attempt (a failed n-sample request fails n keys)."""
+        """One row per key for one failed attempt (a failed n-sample request fails n keys).
+        `error` is normally a ModelError; any other exception is kept by its class name."""
         keys = [key_or_keys] if isinstance(key_or_keys, str) else list(key_or_keys)
         kind = getattr(error, "kind", type(error).__name__)
         message = getattr(error, "message", None) or str(error)
+        now = time.time()
         with self._write() as s:
             s.add_all(FailureRow(key=k, namespace=namespace, model=model, tag=tag, attempt=attempt, kind=kind,
                                  status=getattr(error, "status", None), message=message,
-                                 retry_after=getattr(error, "retry_after", None), latency_s=latency_s)
+                                 retryable=getattr(error, "retryable", None),
+                                 retry_after=getattr(error, "retry_after", None), latency_s=latency_s,
+                                 created_at=now)
                       for k in keys)
 
     def calls(self, namespace: str | None = None, *, keys: Iterable[str] | None = None) -> list[CallRecord]:
@@ -391,12 +401,14 @@ class Store:
         with self._read() as s:
             rows = s.execute(select(CallRow.tag, func.count(), func.sum(CallRow.prompt_tokens),
                                     func.sum(CallRow.completion_tokens), func.sum(CallRow.cached_prompt_tokens),
-                                    func.coalesce(func.sum(CallRow.latency_s), 0.0))
+                                    func.coalesce(func.sum(CallRow.latency_s), 0.0),
+                                    func.coalesce(func.sum(CallRow.cost_usd), 0.0),
+                                    func.count() - func.count(CallRow.cost_usd))
                              .where(CallRow.namespace == run_id).group_by(CallRow.tag))
-            for tag, n, prompt, completion, cached, latency in rows:
-                part = usage.by_tag.setdefault(tag or "", UsageTotals())
-                part.calls, part.prompt_tokens, part.completion_tokens = n, prompt, completion
-                part.cached_prompt_tokens, part.latency_s = cached, latency
+            for tag, n, prompt, completion, cached, latency, cost, unpriced in rows:
+                usage.by_tag[tag or ""] = UsageTotals(
+                    calls=n, prompt_tokens=prompt, completion_tokens=completion, cached_prompt_tokens=cached,
+                    latency_s=latency, cost_usd=cost, unpriced_calls=unpriced)
             for tag, n in s.execute(select(FailureRow.tag, func.count()).where(FailureRow.namespace == run_id)
                                     .group_by(FailureRow.tag)):
                 usage.by_tag.setdefault(tag or "", UsageTotals()).failures = n
@@ -418,7 +430,9 @@ def _call_record(row: CallRow, messages: list[dict[str, str]]) -> CallRecord:
                                             finish_reason=row.finish_reason,
                                             completion_tokens=row.sample_tokens),
                       prompt_tokens=row.prompt_tokens, completion_tokens=row.completion_tokens,
-                      cached_prompt_tokens=row.cached_prompt_tokens, latency_s=row.latency_s, tag=row.tag)
+                      cached_prompt_tokens=row.cached_prompt_tokens, latency_s=row.latency_s, tag=row.tag,
+                      cost_usd=row.cost_usd, attempt=row.attempt, request_size=row.request_size,
+                      created_at=row.created_at)
 
 
 def _on_connect(dbapi_conn: sqlite3.Connection, _record: object) -> None:

@@ -30,7 +30,7 @@ from proofloop.store.db import Store
 def _call_usage(record: Any) -> dict[str, Any]:
     return {"model": record.model, "provider": record.provider, "namespace": record.namespace,
             "prompt_tokens": record.prompt_tokens, "completion_tokens": record.completion_tokens,
-            "cached_prompt_tokens": record.cached_prompt_tokens, "latency_s": record.latency_s,
+            "cached_prompt_tokens": record.cached_prompt_tokens, "latency_s": record.latency_s, "cost_usd": record.cost_usd,
             "finish_reason": record.completion.finish_reason}
 
 

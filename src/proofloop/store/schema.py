@@ -4,9 +4,11 @@ The ORM classes never leave store/db.py: every query converts rows into the pyda
 at the bottom of this file, so callers hold plain values and no session.
 
 Keys. Proofs, verifications and meta-verifications are keyed by (run_id, id): the id is
-chosen by the caller (usually the LLM call key), and a call key is run-agnostic, so two runs
-that reuse one cached call must still be able to record it each under its own run.
+chosen by the caller (usually the LLM call key), and scoping it by run means two runs can
+never clash even when a caller reuses ids (say, a call key from another namespace).
 Problems get an integer id, unique per (run_id, sha256 of the text).
+llm_calls and call_failures keep the model layer's epoch-second timestamps (float), so a
+CallRecord comes back exactly as it went in; the other tables use UTC datetimes.
 
     >>> sorted(Base.metadata.tables)[:3]
     ['call_failures', 'llm_calls', 'meta_verifications']
@@ -192,7 +194,10 @@ class CallRow(Base):
     cached_prompt_tokens: Mapped[int] = mapped_column(default=0)
     latency_s: Mapped[float | None] = mapped_column(Float)
     tag: Mapped[str | None] = mapped_column(String(200))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    cost_usd: Mapped[float | None] = mapped_column(Float)  # None: price unknown, not free
+    attempt: Mapped[int] = mapped_column(default=1)  # which attempt of its request succeeded
+    request_size: Mapped[int] = mapped_column(default=1)  # samples its request asked for
+    created_at: Mapped[float] = mapped_column(Float)  # epoch seconds
 
 
 class FailureRow(Base):
@@ -209,9 +214,10 @@ class FailureRow(Base):
     kind: Mapped[str] = mapped_column(String(40))
     status: Mapped[int | None]
     message: Mapped[str] = mapped_column(Text)
+    retryable: Mapped[bool | None]
     retry_after: Mapped[float | None] = mapped_column(Float)
     latency_s: Mapped[float | None] = mapped_column(Float)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[float] = mapped_column(Float)  # epoch seconds
 
 
 # ---- plain records handed to callers --------------------------------------------------------
@@ -296,6 +302,7 @@ class Failure(BaseModel):
     kind: str
     status: int | None
     message: str
+    retryable: bool | None
     retry_after: float | None
     latency_s: float | None
     created_at: datetime
@@ -307,6 +314,8 @@ class UsageTotals(BaseModel):
     completion_tokens: int = 0
     cached_prompt_tokens: int = 0
     latency_s: float = 0.0  # summed over calls (not wall time: calls overlap)
+    cost_usd: float = 0.0  # over the calls with a known price
+    unpriced_calls: int = 0  # calls whose price is unknown (their cost is not in cost_usd)
     failures: int = 0
 
 

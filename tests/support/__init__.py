@@ -1,0 +1,1 @@
+"""Shared helpers for tests (servers, fast model settings)."""
