@@ -18,8 +18,9 @@ comes with a one-line cause, so a malformed output is never read as a score of 0
 Where the score comes from: the first `\boxed{...}` after the LAST occurrence of the
 final-score phrase, provided it starts within 80 characters of it. A verifier often quotes
 the proof it grades, and a quoted proof may hold `\boxed{answer}`s or even a fake final-score
-line; the model's own verdict is the one it ends with. Occurrences inside a markdown blockquote (`> ...`) or a code fence are passed over when
-an unquoted one exists, so a quotation placed after the verdict cannot override it either.
+line; the model's own verdict is the one it ends with. Occurrences inside a markdown
+blockquote (`> ...`) or a code fence are passed over when an unquoted one exists, so a
+quotation placed after the verdict cannot override it either.
 """
 
 from __future__ import annotations
