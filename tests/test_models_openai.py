@@ -68,19 +68,19 @@ async def test_total_timeout_ends_the_call(msgs):
         [s] = await model.sample(msgs, Sampling())
         elapsed = time.monotonic() - t0
     assert isinstance(s.error, ModelTimeoutError) and "total timeout" in s.error.message
-    assert 0.9 < elapsed < 2.0
+    assert 0.9 < elapsed < 3.0
     assert len(cache.failures) >= 2 and all(f.kind == "timeout" for f in cache.failures)
 
 
 async def test_idle_read_timeout_applies_between_chunks(msgs):
     timeouts = Timeouts(connect_s=2, idle_read_s=0.5)
-    # A live stream: 16-character chunks 0.1 s apart, for well over idle_read_s in total.
-    with running_server(stream_chunk_chars=16, stream_delay_s=0.1) as (server, log):
+    # A live stream: 32-character chunks 0.1 s apart, for well over idle_read_s in total.
+    with running_server(stream_chunk_chars=32, stream_delay_s=0.1) as (server, log):
         t0 = time.monotonic()
         [s] = await fast_model(server.base_url, timeouts=timeouts).sample(msgs, Sampling())
         assert s.ok and time.monotonic() - t0 > 2 * timeouts.idle_read_s
     # Silence longer than idle_read_s is a read timeout.
-    with running_server(faults=Faults(random=[(Fault(kind="slow", delay_s=3), 1.0)])) as (server, log):
+    with running_server(faults=Faults(random=[(Fault(kind="slow", delay_s=2), 1.0)])) as (server, log):
         model = fast_model(server.base_url, timeouts=timeouts, retry=RetryPolicy(2, 0.01, 0.02))
         [s] = await model.sample(msgs, Sampling())
     assert isinstance(s.error, ModelTimeoutError) and len(log) == 2
@@ -159,7 +159,9 @@ async def test_resumed_run_sends_byte_identical_requests(msgs):
         resumed = await fast_model(server.base_url, max_n=2, cache=cache).sample(msgs, s, n=6)
     uninterrupted, interrupted, rest = log[:3], log[3:4], log[4:]
     assert [x.cached for x in resumed] == [True, True, False, False, False, False]
-    assert [e["fingerprint"] for e in interrupted + rest] == [e["fingerprint"] for e in uninterrupted]
+    # (the log is in completion order, and concurrent requests finish in any order)
+    assert sorted(e["fingerprint"] for e in interrupted + rest) == sorted(e["fingerprint"] for e in uninterrupted)
+    assert len({e["fingerprint"] for e in uninterrupted}) == 3
 
 
 async def test_auth_error_raises(msgs):

@@ -80,9 +80,12 @@ def _templates(folder: Path | None) -> Templates | None:
     return Templates.load(folder) if folder else None
 
 
-def _sampling(max_tokens: int, verify_max_tokens: int, temperature: float, top_p: float) -> dict[str, Sampling]:
-    gen = Sampling(temperature=temperature, top_p=top_p, max_tokens=max_tokens)
-    check = Sampling(temperature=temperature, top_p=top_p, max_tokens=verify_max_tokens)
+def _sampling(max_tokens: int, verify_max_tokens: int, temperature: float, top_p: float,
+              seed: int | None = None) -> dict[str, Sampling]:
+    """Sampling per role. A seed makes the server's sampling reproducible (each request gets
+    seed + its first sample index), which also makes n single-sample requests differ."""
+    gen = Sampling(temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed)
+    check = Sampling(temperature=temperature, top_p=top_p, max_tokens=verify_max_tokens, seed=seed)
     return {"gen": gen, "verify": check, "meta": check}
 
 
@@ -166,7 +169,8 @@ def prove(
     provider: Provider = None, base_url: BaseUrl = None, api_key: ApiKey = None, model: ModelName = None,
     max_n: MaxN = None, max_concurrency: Concurrency = 8, max_tokens: MaxTokens = 8192,
     verify_max_tokens: VerifyMaxTokens = 8192, temperature: Temperature = 1.0, top_p: TopP = 0.95,
-    templates: TemplatesDir = None, attempt_timeout: AttemptTimeout = None, seed: int = 0,
+    templates: TemplatesDir = None, attempt_timeout: AttemptTimeout = None,
+    seed: Annotated[Optional[int], typer.Option(help="seed for the search and the server's sampling")] = None,
     db: Db = None, json_out: Json = False,
 ):
     """Prove a problem: sequential refinement with self verification by default."""
@@ -176,9 +180,10 @@ def prove(
     store = _store(db)
     run_id = runner.create_prove_run(
         store, text, ModelSettings(provider=provider, base_url=base_url, model=model, max_n=max_n),
-        strategy=strategy, options=options, sampling=_sampling(max_tokens, verify_max_tokens, temperature, top_p),
+        strategy=strategy, options=options,
+        sampling=_sampling(max_tokens, verify_max_tokens, temperature, top_p, seed),
         templates=_templates(templates), max_concurrency=max_concurrency, timeouts=_timeouts(attempt_timeout),
-        seed=seed, api_key=api_key)
+        seed=seed or 0, api_key=api_key)
     if not json_out:
         err.print(f"run {run_id}", markup=False)
     _report(_run(store, run_id, api_key, json_out), json_out)

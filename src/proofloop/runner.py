@@ -130,6 +130,10 @@ def build_context(store: Store, run_id: str, config: dict[str, Any], *, api_key:
 
 
 async def _execute(store: Store, run_id: str, config: dict[str, Any], ctx: SearchContext) -> dict[str, Any]:
+    if config["kind"] == "label":  # many problems per run: label.py owns it (imported here: it imports us)
+        from proofloop.label import execute_label
+
+        return await execute_label(store, run_id, config, ctx)
     kind, problem = config["kind"], config["problem"]
     recorder: StoreRecorder = ctx.recorder  # type: ignore[assignment]
     recorder.problem_id(problem)

@@ -141,7 +141,9 @@ class Faults(BaseModel):
     """Which requests fail: by 1-based request number, or at random with a fixed seed.
 
     The random draw is a function of (seed, request number) only, so a given server run is
-    reproducible whatever the timing.
+    reproducible whatever the timing. In a JSON script:
+    {"by_request": {"1": {"kind": "rate_limit", "retry_after": 2}},
+     "random": [[{"kind": "server_error"}, 0.1], [{"kind": "drop_mid"}, 0.05]], "seed": 7}
     """
 
     by_request: dict[int, Fault] = Field(default_factory=dict)
@@ -268,7 +270,10 @@ def make_app(responder: Responder, *, faults: Faults | None = None,
             end(entry, "invalid_request")
             return _error(400, "request body is not a chat-completions JSON object", "invalid_request_error")
         req = _parse_request(body, number)
-        entry.update(fingerprint=req.fingerprint, model=req.model, n=req.n, stream=req.stream)
+        # messages_sha + seed name the samples a request asks for (with the client's per-request
+        # seed offset), so a test can tell whether an already stored call was sent again.
+        entry.update(fingerprint=req.fingerprint, model=req.model, n=req.n, stream=req.stream, seed=req.seed,
+                     messages_sha=fingerprint({"messages": req.messages}))
         if api_key is not None and request.headers.get("authorization") != f"Bearer {api_key}":
             end(entry, "auth")
             return _error(401, "invalid api key", "authentication_error")

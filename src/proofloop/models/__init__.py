@@ -1,0 +1,19 @@
+"""Model layer: one provider interface, one wrapper, a few providers.
+
+    from proofloop.models import Model, OpenAIProvider, Sampling
+    model = Model(OpenAIProvider("deepseek-reasoner", base_url=..., api_key=...), cache=...)
+    samples = await model.sample(messages, Sampling(temperature=1.0), n=8, tag="verify")
+
+LocalProvider (transformers, optional extra) is imported lazily from proofloop.models.local.
+"""
+
+from proofloop.models.base import Completion, Message, Provider, ProviderResponse, Sampling, Usage
+from proofloop.models.cache import CallCache, CallRecord, FailureRecord, InMemoryCallCache, call_key
+from proofloop.models.openai_provider import OpenAIProvider, openai_settings_from_env
+from proofloop.models.pricing import PRICES, Price, cost_usd, price_for
+from proofloop.models.wrapper import Accounting, Model, RetryPolicy, Sample, Tally, Timeouts
+
+__all__ = ["Accounting", "CallCache", "CallRecord", "Completion", "FailureRecord", "InMemoryCallCache", "Message",
+           "Model", "OpenAIProvider", "PRICES", "Price", "Provider", "ProviderResponse", "RetryPolicy", "Sample",
+           "Sampling", "Tally", "Timeouts", "Usage", "call_key", "cost_usd", "openai_settings_from_env",
+           "price_for"]

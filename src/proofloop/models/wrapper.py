@@ -51,6 +51,7 @@ class RetryPolicy:
     max_attempts: int = 6
     initial_s: float = 1.0  # first backoff; doubles per retry, plus up to initial_s of jitter
     max_s: float = 60.0  # backoff cap (a server's Retry-After is honoured even when longer)
+    refused_attempts: int = 3  # "connection refused" this many times in a row: nobody is there
 
 
 @dataclass(frozen=True)
@@ -272,7 +273,11 @@ class Model:
 
         try:
             async with asyncio.timeout(self.timeouts.total_s):
-                async for state in AsyncRetrying(stop=stop_after_attempt(self.retry.max_attempts),
+                # Stop early when nobody listens: a refused connection rarely heals in seconds,
+                # and the user should hear "unreachable" at once rather than after minutes.
+                nobody_there = lambda state: (len(refused) >= self.retry.refused_attempts  # noqa: E731
+                                              and all(refused[-self.retry.refused_attempts:]))
+                async for state in AsyncRetrying(stop=stop_after_attempt(self.retry.max_attempts) | nobody_there,
                                                  wait=self._wait, retry=retry_if_exception(_is_retryable),
                                                  sleep=asyncio.sleep, reraise=True):
                     with state:

@@ -10,10 +10,12 @@ from typing import Any
 
 from proofloop.errors import UserInputError
 from proofloop.search.base import MemoryRecorder, ProblemResult, Recorder, SearchContext
+from proofloop.search.adaptive import Adaptive
+from proofloop.search.pool import Pool
 from proofloop.search.sequential import Sequential
 from proofloop.search.single import Single
 
-STRATEGIES: dict[str, type] = {"single": Single, "sequential": Sequential}
+STRATEGIES: dict[str, type] = {"single": Single, "sequential": Sequential, "pool": Pool, "adaptive": Adaptive}
 
 __all__ = ["STRATEGIES", "make_strategy", "MemoryRecorder", "ProblemResult", "Recorder", "SearchContext"]
 
@@ -25,5 +27,5 @@ def make_strategy(name: str, **options: Any):
         raise UserInputError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}") from None
     try:
         return cls(**options)
-    except TypeError as e:
+    except (TypeError, ValueError) as e:
         raise UserInputError(f"bad options for strategy {name!r}: {e}") from None

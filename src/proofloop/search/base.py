@@ -55,6 +55,7 @@ class SearchContext:
     templates: Templates | None = None
     recorder: Recorder = field(default_factory=MemoryRecorder)
     seed: int = 0
+    budget: Any = None  # a search.budget.Budget shared by every problem of a run (None: no run budget)
 
     def __post_init__(self):
         if self.verifier is None:

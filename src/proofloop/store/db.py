@@ -44,7 +44,7 @@ from sqlalchemy.pool import StaticPool
 from proofloop.errors import ProofloopError
 from proofloop.models.base import Completion
 from proofloop.models.cache import CallRecord
-from proofloop.store.schema import (SCHEMA_VERSION, Base, CallRow, Failure, FailureRow, LineageRow,
+from proofloop.store.schema import (SCHEMA_VERSION, Base, CallRow, Failure, FailureRow, Grade, GradeRow, LineageRow,
                                     MetaVerification, MetaVerificationRow, Problem, ProblemRow, Proof,
                                     ProofRow, PromptRow, RefinedFromRow, Run, RunRow, RunStatus,
                                     RunUsage, UsageTotals, Verification, VerificationRow, utcnow)
@@ -330,6 +330,34 @@ class Store:
         with self._read() as s:
             return [_plain(r, MetaVerification)
                     for r in s.scalars(q.order_by(MetaVerificationRow.created_at, MetaVerificationRow.id))]
+
+    def add_grade(self, run_id: str, id: str, *, proof_id: str, grader: str, raw: str | None,
+                  grade: float | None, max_grade: float, normalised: float | None, status: str,
+                  cause: str | None = None, meta: dict[str, Any] | None = None) -> None:
+        """Record a grade of a proof (the proof must be recorded first). `grade` is on the
+        grader's own scale (0..max_grade) and `normalised` = grade / max_grade; both are None
+        unless status is ok, and `cause` then says why."""
+        values = dict(run_id=run_id, id=id, proof_id=proof_id, grader=grader, raw=raw, grade=grade,
+                      max_grade=max_grade, normalised=normalised, status=_value(status), cause=cause,
+                      meta=dict(meta or {}), created_at=utcnow())
+        with self._write() as s:
+            self._upsert(s, GradeRow, values, ["run_id", "id"])
+
+    def grades(self, run_id: str | None = None, proof_id: str | None = None,
+               grader: str | None = None) -> list[Grade]:
+        """Grades of one proof, or of a whole run (give at least one of the two), optionally
+        of one grader only; in the order first recorded."""
+        if run_id is None and proof_id is None:
+            raise ValueError("grades() needs run_id or proof_id")
+        q = select(GradeRow)
+        if run_id is not None:
+            q = q.where(GradeRow.run_id == run_id)
+        if proof_id is not None:
+            q = q.where(GradeRow.proof_id == proof_id)
+        if grader is not None:
+            q = q.where(GradeRow.grader == grader)
+        with self._read() as s:
+            return [_plain(r, Grade) for r in s.scalars(q.order_by(GradeRow.created_at, GradeRow.id))]
 
     # ---- the call cache (models.cache.CallCache) ---------------------------------------------
 

@@ -162,6 +162,31 @@ class MetaVerificationRow(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class GradeRow(Base):
+    """A grade a grader gave a proof: an automatic grader (the mean of n verifier analyses, or
+    one reference-guided autograder sample) or an imported human grade. Added in the same v1
+    schema: a new table is additive, create_all adds it to older files and older code ignores it."""
+
+    __tablename__ = "grades"
+    __table_args__ = (
+        ForeignKeyConstraint(["run_id", "proof_id"], ["proofs.run_id", "proofs.id"], ondelete="CASCADE"),
+        Index("ix_grades_proof", "run_id", "proof_id"),
+    )
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    proof_id: Mapped[str] = mapped_column(String(200))
+    grader: Mapped[str] = mapped_column(String(40))  # "verifier", "autograder", "human", ...
+    raw: Mapped[str | None] = mapped_column(Text)  # the judge's text (or the imported value)
+    grade: Mapped[float | None] = mapped_column(Float)  # on the grader's scale; None unless status ok
+    max_grade: Mapped[float] = mapped_column(Float)  # top of that scale (1 for the verifier, 7 ...)
+    normalised: Mapped[float | None] = mapped_column(Float)  # grade / max_grade, in [0, 1]
+    status: Mapped[str] = mapped_column(String(40))
+    cause: Mapped[str | None] = mapped_column(Text)
+    meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class PromptRow(Base):
     """One distinct message list. 64 samples of one prompt share one row."""
 
@@ -286,6 +311,21 @@ class MetaVerification(BaseModel):
     reasoning: str | None
     analysis: str | None
     rating: float | None
+    status: str
+    cause: str | None
+    meta: dict[str, Any]
+    created_at: datetime
+
+
+class Grade(BaseModel):
+    id: str
+    run_id: str
+    proof_id: str
+    grader: str
+    raw: str | None
+    grade: float | None
+    max_grade: float
+    normalised: float | None
     status: str
     cause: str | None
     meta: dict[str, Any]

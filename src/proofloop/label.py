@@ -1,0 +1,527 @@
+"""Automatic labelling of proofs (DeepSeekMath-V2 §2.3): n verifier analyses per proof, m
+meta-verifications per analysis that reports issues, and a vote that turns them into a label.
+
+The rule, as `decide` implements it:
+
+1. An analysis *reports issues* when its score is 0 or 0.5 (score 1: nothing to check).
+2. Each such analysis gets m meta-verifier ratings. The meta-verifier rates the *analysis*:
+   1 = accurate, 0.5 = some claimed defects unreasonable (or only its wording / score is
+   off), 0 = every claimed defect unreasonable. A rating *confirms* the analysis when it is
+   >= `confirm_at`. Default 0.5: any rating above 0 says at least one claimed defect is real;
+   `confirm_at=1` asks for a fully endorsed analysis (which labels more proofs 1).
+3. The analysis is *valid* when a strict majority of the m requested ratings confirm it:
+   confirmations > m / 2. A tie (m even, half confirm) is not a majority.
+4. If no analysis reports a valid issue, the label is 1. Otherwise let s be the lowest score
+   among valid analyses: with at least k valid analyses scoring s the label is s, else the
+   proof is undecided and is discarded or sent to a human (`undecided`).
+
+Failures are errors, never votes:
+- a failed or unparsable meta rating confirms nothing and rejects nothing. A validity that a
+  failed rating could still flip (confirmations <= m/2 < confirmations + failures) is
+  UNDETERMINED; the decision stands only if it is the same however every undetermined
+  analysis would resolve; otherwise the proof's status is "error" (in particular a proof is
+  never labelled 1 while an issue-finding analysis awaits its verdict);
+- a failed or unparsable analysis is a missing vote. The rule runs on the analyses that were
+  obtained, provided they are at least `quorum` (default 1/2) of those asked for and at
+  least one; else "error". All n verifications failing can therefore never label a proof 1.
+
+    >>> rule = LabelRule(m=3, k=2)
+    >>> decide([Vote(1.0), Vote(1.0), Vote(1.0)], rule).score         # no issue found
+    1.0
+    >>> confirmed = (1.0, 1.0, 0.0)                                     # 2 of 3 confirm
+    >>> d = decide([Vote(0.5, confirmed), Vote(0.5, confirmed), Vote(1.0)], rule)
+    >>> d.status.value, d.score
+    ('labelled', 0.5)
+    >>> decide([Vote(0.0, confirmed), Vote(0.5, confirmed), Vote(1.0)], rule).status.value
+    'discarded'
+    >>> decide([Vote(None), Vote(None), Vote(None)], rule).status.value  # every call failed
+    'error'
+
+The pipeline (`label_items`) runs the calls through a `Model`; `create_label_run` and
+`execute_label` make it a stored, resumable run of kind "label" (runner.execute dispatches
+to it), which writes JSONL / parquet rows ready for training (see `ROW_SCHEMA`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from proofloop.errors import UserInputError
+from proofloop.models.base import Sampling
+from proofloop.models.wrapper import Model
+from proofloop.protocol import Templates
+from proofloop.roles import meta_verify, verify
+from proofloop.roles.records import AnalysisRecord, MetaRecord, ProofRecord
+from proofloop.protocol.types import ParseStatus
+
+ISSUE_SCORES = (0.0, 0.5)
+UNDECIDED_POLICIES = ("discard", "human")
+
+# ---------------------------------------------------------------------------- the pure rule
+
+
+class Validity(str, Enum):
+    """What one analysis counts for in the vote."""
+
+    NO_ISSUE = "no_issue"          # score 1: reports no issue, not meta-verified
+    VALID = "valid"                # reports issues and a majority of ratings confirm them
+    INVALID = "invalid"            # reports issues; no majority, whatever failed ratings would say
+    UNDETERMINED = "undetermined"  # reports issues; failed ratings decide whether it is valid
+    FAILED = "failed"              # the analysis itself failed (call error or unparsable)
+
+
+class Status(str, Enum):
+    LABELLED = "labelled"
+    DISCARDED = "discarded"  # undecided, policy "discard"
+    HUMAN = "human"          # undecided, policy "human": for a person to grade
+    ERROR = "error"          # failures leave the rule unable to decide
+
+
+@dataclass(frozen=True)
+class LabelRule:
+    """Parameters of the vote. `m`: ratings requested per issue-reporting analysis (the
+    majority is over these m, failed ones included); `k`: valid analyses needed at the
+    lowest score; `confirm_at`: the lowest rating that confirms; `quorum`: the share of
+    analyses that must have succeeded; `undecided`: "discard" or "human"."""
+
+    m: int
+    k: int
+    confirm_at: float = 0.5
+    quorum: float = 0.5
+    undecided: str = "discard"
+
+    def __post_init__(self) -> None:
+        if self.m < 1 or self.k < 1:
+            raise UserInputError(f"m and k must be at least 1 (got m={self.m}, k={self.k})")
+        if self.confirm_at not in (0.5, 1.0):
+            raise UserInputError(f"confirm_at must be 0.5 or 1 (got {self.confirm_at})")
+        if not 0.0 < self.quorum <= 1.0:
+            raise UserInputError(f"quorum must be in (0, 1] (got {self.quorum})")
+        if self.undecided not in UNDECIDED_POLICIES:
+            raise UserInputError(f"undecided must be 'discard' or 'human' (got {self.undecided!r})")
+
+
+@dataclass(frozen=True)
+class Vote:
+    """One analysis as the rule sees it: its score (None: the analysis failed) and, when it
+    reports issues, its meta ratings (None: that rating failed; missing ones count as failed)."""
+
+    score: float | None
+    ratings: tuple[float | None, ...] = ()
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: Status
+    score: float | None  # the label; None unless labelled
+    reason: str
+    validity: tuple[Validity, ...]
+
+    @property
+    def labelled(self) -> bool:
+        return self.status is Status.LABELLED
+
+
+def confirmations(vote: Vote, rule: LabelRule) -> tuple[int, int]:
+    """(ratings that confirm, ratings that failed or are missing) out of the m requested."""
+    if len(vote.ratings) > rule.m:
+        raise ValueError(f"{len(vote.ratings)} meta ratings for m={rule.m}")
+    yes = sum(1 for r in vote.ratings if r is not None and r >= rule.confirm_at)
+    failed = sum(1 for r in vote.ratings if r is None) + rule.m - len(vote.ratings)
+    return yes, failed
+
+
+def validity(vote: Vote, rule: LabelRule) -> Validity:
+    if vote.score is None:
+        return Validity.FAILED
+    if vote.score not in ISSUE_SCORES:
+        if vote.score != 1.0:
+            raise ValueError(f"score {vote.score} is not one of 0, 0.5, 1")
+        return Validity.NO_ISSUE
+    yes, failed = confirmations(vote, rule)
+    if 2 * yes > rule.m:
+        return Validity.VALID
+    if 2 * (yes + failed) > rule.m:  # the failed ratings could have made a majority
+        return Validity.UNDETERMINED
+    return Validity.INVALID
+
+
+def _rule_on(valid_scores: Sequence[float], k: int) -> float | None:
+    """The rule on a settled set of valid issue scores: the label, or None for undecided."""
+    if not valid_scores:
+        return 1.0
+    lowest = min(valid_scores)
+    return lowest if sum(1 for s in valid_scores if s == lowest) >= k else None
+
+
+def decide(votes: Sequence[Vote], rule: LabelRule) -> Decision:
+    """The label of one proof from its analyses (see the module docstring for the rule)."""
+    kinds = tuple(validity(v, rule) for v in votes)
+    ok = sum(1 for x in kinds if x is not Validity.FAILED)
+    if ok == 0 or ok < rule.quorum * len(votes):
+        return Decision(Status.ERROR, None, f"only {ok} of {len(votes)} analyses succeeded "
+                        f"(quorum {rule.quorum:g})", kinds)
+    valid = [v.score for v, x in zip(votes, kinds) if x is Validity.VALID]
+    pending = Counter(v.score for v, x in zip(votes, kinds) if x is Validity.UNDETERMINED)
+    # Only how many pending analyses of each score turn out valid can matter: try every count.
+    outcomes = {_rule_on(valid + [0.0] * a + [0.5] * b, rule.k)
+                for a in range(pending[0.0] + 1) for b in range(pending[0.5] + 1)}
+    if len(outcomes) > 1:
+        return Decision(Status.ERROR, None, f"the label depends on {sum(pending.values())} issue-reporting "
+                        "analyses whose meta-verifications failed", kinds)
+    label = outcomes.pop()
+    if label is None:
+        lowest = min(valid)
+        count = sum(1 for s in valid if s == lowest)
+        status = Status.HUMAN if rule.undecided == "human" else Status.DISCARDED
+        return Decision(status, None, f"{count} valid analyses give the lowest score {lowest:g}; "
+                        f"k={rule.k} needed", kinds)
+    if not valid:
+        return Decision(Status.LABELLED, 1.0, "no analysis reports a valid issue", kinds)
+    return Decision(Status.LABELLED, label, f"{sum(1 for s in valid if s == label)} valid analyses "
+                    f"give the lowest score {label:g} (k={rule.k})", kinds)
+
+
+# ---------------------------------------------------------------------------- inputs
+
+ITEM_FIELDS = ("problem", "proof", "id")
+_ALIASES = {"problem": ("problem", "question", "statement"), "proof": ("proof", "solution"), "id": ("id",)}
+
+
+@dataclass
+class LabelItem:
+    """One proof to label. `extra` keeps the input's other columns (e.g. an expert grade)."""
+
+    id: str
+    problem: str
+    proof: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_fields(items: Iterable[str] | Mapping[str, str] | None) -> dict[str, str]:
+    """['problem=question', 'proof=model_prediction.proof'] -> {'problem': 'question', ...}."""
+    pairs = (items or {}).items() if isinstance(items, Mapping) or items is None else (
+        tuple(s.split("=", 1)) if "=" in s else (s, "") for s in items)
+    mapping = {}
+    for target, column in pairs:
+        target, column = target.strip(), column.strip()
+        if target not in ITEM_FIELDS:
+            raise UserInputError(f"unknown field {target!r} in --field; fields: {', '.join(ITEM_FIELDS)}")
+        if not column:
+            raise UserInputError(f"bad --field {target!r}: expected FIELD=COLUMN, e.g. problem=question")
+        mapping[target] = column
+    return mapping
+
+
+def _lookup(row: Mapping[str, Any], column: str) -> tuple[bool, Any]:
+    """A column, or a dotted path into nested objects (model_prediction.proof)."""
+    if column in row:
+        return True, row[column]
+    value: Any = row
+    for part in column.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return False, None
+        value = value[part]
+    return True, value
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or not str(value).strip()
+
+
+def rows_to_items(rows: Sequence[Mapping[str, Any]], fields: Iterable[str] | Mapping[str, str] | None = None,
+                  *, origin: str = "input") -> list[LabelItem]:
+    """Map rows onto LabelItems; without an id the 1-based row number is the id."""
+    if not rows:
+        raise UserInputError(f"{origin}: no rows")
+    mapping = parse_fields(fields)
+    columns = set(rows[0])
+    for target in ITEM_FIELDS:
+        if target not in mapping:
+            found = next((c for c in _ALIASES[target] if c in columns), None)
+            if found is not None:
+                mapping[target] = found
+            elif target != "id":
+                raise UserInputError(f"{origin}: no {target} column; map one with --field {target}=COLUMN "
+                                     f"(columns: {', '.join(sorted(columns))})")
+    used = {c.split(".")[0] for c in mapping.values()}
+    items = []
+    for i, row in enumerate(rows, 1):
+        values = {}
+        for target, column in mapping.items():
+            present, value = _lookup(row, column)
+            if not present or (target != "id" and _blank(value)):
+                raise UserInputError(f"{origin}: row {i} has no {target} (column {column!r})")
+            values[target] = None if _blank(value) else str(value)
+        items.append(LabelItem(id=values.get("id") or str(i), problem=values["problem"], proof=values["proof"],
+                               extra={k: v for k, v in row.items() if k not in used}))
+    ids = Counter(item.id for item in items)
+    duplicates = sorted(x for x, c in ids.items() if c > 1)
+    if duplicates:
+        raise UserInputError(f"{origin}: duplicate ids {duplicates[:5]}; map a unique column with --field id=COLUMN")
+    return items
+
+
+def load_items(path: str | Path, fields: Iterable[str] | Mapping[str, str] | None = None) -> list[LabelItem]:
+    """Proofs from a JSONL / JSON / CSV / parquet file."""
+    from proofloop.bench.datasets import read_rows
+
+    return rows_to_items(read_rows(path), fields, origin=str(path))
+
+
+# ---------------------------------------------------------------------------- the pipeline
+
+
+@dataclass
+class LabelledProof:
+    """One proof's evidence and decision."""
+
+    item: LabelItem
+    analyses: list[AnalysisRecord]
+    ratings: dict[str, list[MetaRecord]]  # analysis id -> its meta ratings (issue-reporting ones)
+    decision: Decision
+
+    def votes(self) -> list[Vote]:
+        return votes_of(self.analyses, self.ratings)
+
+
+def votes_of(analyses: Sequence[AnalysisRecord], ratings: Mapping[str, Sequence[MetaRecord]]) -> list[Vote]:
+    """Records -> votes: anything not parsed OK (call errors included) becomes None."""
+    return [Vote(a.score if a.ok else None,
+                 tuple(r.rating if r.ok else None for r in ratings.get(a.id, ())))
+            for a in analyses]
+
+
+class _NullRecorder:
+    def analysis(self, problem: str, record: AnalysisRecord) -> None: ...
+    def meta(self, problem: str, record: MetaRecord) -> None: ...
+
+
+def _proof_record(item: LabelItem, proof_id: str | None = None) -> ProofRecord:
+    return ProofRecord(id=proof_id or item.id, problem=item.problem, status=ParseStatus.OK, raw=item.proof,
+                       solution=item.proof)
+
+
+async def label_one(model: Model, item: LabelItem, *, n: int, rule: LabelRule, start: int = 0,
+                    verify_sampling: Sampling = Sampling(), meta_sampling: Sampling = Sampling(),
+                    templates: Templates | None = None, recorder: Any = None,
+                    proof_id: str | None = None) -> LabelledProof:
+    """Verify one proof n times (sample indices start..start+n-1), meta-verify each analysis
+    that reports issues m times, record everything, decide.
+
+    The ratings of the analysis with sample index j use sample indices j*m..j*m+m-1 of their
+    prompt, so two analyses with the same text still get m independent ratings each."""
+    recorder = recorder or _NullRecorder()
+    proof = _proof_record(item, proof_id)
+    v = await verify(model, item.problem, proof, sampling=verify_sampling, n=n, start=start, templates=templates)
+    for a in v.analyses:
+        recorder.analysis(item.problem, a)
+
+    async def rate(j: int, a: AnalysisRecord) -> tuple[str, list[MetaRecord]]:
+        records = await meta_verify(model, item.problem, proof, a, sampling=meta_sampling, m=rule.m,
+                                    start=j * rule.m, templates=templates)
+        for r in records:
+            recorder.meta(item.problem, r)
+        return a.id, records
+
+    to_rate = [rate(start + i, a) for i, a in enumerate(v.analyses) if a.ok and a.score in ISSUE_SCORES]
+    ratings = dict(await asyncio.gather(*to_rate))
+    return LabelledProof(item, v.analyses, ratings, decide(votes_of(v.analyses, ratings), rule))
+
+
+def verify_starts(items: Sequence[LabelItem], n: int) -> list[int]:
+    """The first verification sample index per item: 0, or d*n for the d-th repeat of the same
+    (problem, proof), so repeated rows get independent analyses instead of shared calls."""
+    seen: Counter = Counter()
+    starts = []
+    for item in items:
+        starts.append(seen[(item.problem, item.proof)] * n)
+        seen[(item.problem, item.proof)] += 1
+    return starts
+
+
+async def label_items(model: Model, items: Sequence[LabelItem], *, n: int, rule: LabelRule,
+                      verify_sampling: Sampling = Sampling(), meta_sampling: Sampling = Sampling(),
+                      templates: Templates | None = None, recorder: Any = None) -> list[LabelledProof]:
+    """Label every item concurrently (the Model caps requests per endpoint); input order kept."""
+    if n < 1:
+        raise UserInputError(f"n must be at least 1 (got {n})")
+    starts = verify_starts(items, n)
+    return list(await asyncio.gather(*(
+        label_one(model, item, n=n, rule=rule, start=s, verify_sampling=verify_sampling,
+                  meta_sampling=meta_sampling, templates=templates, recorder=recorder)
+        for item, s in zip(items, starts))))
+
+
+# ---------------------------------------------------------------------------- output rows
+
+
+def _iso(ts: float | datetime | None) -> str | None:
+    if ts is None:
+        return None
+    dt = ts if isinstance(ts, datetime) else datetime.fromtimestamp(ts, timezone.utc)
+    return dt.isoformat()
+
+
+def result_row(lp: LabelledProof, rule: LabelRule, n: int, provenance: Mapping[str, Any],
+               call_times: Mapping[str, float] | None = None) -> dict[str, Any]:
+    """One output row: problem, proof, label, status, analyses and provenance."""
+    call_times = call_times or {}
+    analyses = []
+    for a, vote, kind in zip(lp.analyses, lp.votes(), lp.decision.validity):
+        records = lp.ratings.get(a.id, [])
+        yes, failed = confirmations(vote, rule) if kind not in (Validity.FAILED, Validity.NO_ISSUE) else (0, 0)
+        analyses.append({
+            "id": a.id, "status": a.status.value, "cause": a.cause, "score": a.score, "validity": kind.value,
+            "valid": kind is Validity.VALID, "confirmations": yes, "failed_ratings": failed,
+            "issues": list(a.issues), "text": a.analysis,
+            "meta": [{"id": r.id, "status": r.status.value, "cause": r.cause, "rating": r.rating,
+                      "confirms": r.ok and r.rating is not None and r.rating >= rule.confirm_at}
+                     for r in records]})
+    keys = [a.id for a in lp.analyses] + [r.id for rs in lp.ratings.values() for r in rs]
+    times = [call_times[k] for k in keys if k in call_times]
+    d = lp.decision
+    return {
+        "id": lp.item.id, "problem": lp.item.problem, "proof": lp.item.proof,
+        "score": d.score, "status": d.status.value, "reason": d.reason, "analyses": analyses,
+        "provenance": {
+            **provenance, "n": n, "m": rule.m, "k": rule.k, "confirm_at": rule.confirm_at,
+            "quorum": rule.quorum, "undecided": rule.undecided,
+            "verify_calls": [a.id for a in lp.analyses],
+            "meta_calls": [r.id for rs in lp.ratings.values() for r in rs],
+            "first_call_at": _iso(min(times)) if times else None,
+            "last_call_at": _iso(max(times)) if times else None,
+        },
+        "extra": lp.item.extra,
+    }
+
+
+def _arrow_schema():
+    import pyarrow as pa
+
+    meta = pa.struct([("id", pa.string()), ("status", pa.string()), ("cause", pa.string()),
+                      ("rating", pa.float64()), ("confirms", pa.bool_())])
+    analysis = pa.struct([("id", pa.string()), ("status", pa.string()), ("cause", pa.string()),
+                          ("score", pa.float64()), ("validity", pa.string()), ("valid", pa.bool_()),
+                          ("confirmations", pa.int64()), ("failed_ratings", pa.int64()),
+                          ("issues", pa.list_(pa.string())), ("text", pa.string()), ("meta", pa.list_(meta))])
+    provenance = pa.struct([
+        ("run_id", pa.string()), ("model", pa.string()), ("provider", pa.string()), ("labelled_at", pa.string()),
+        ("n", pa.int64()), ("m", pa.int64()), ("k", pa.int64()), ("confirm_at", pa.float64()),
+        ("quorum", pa.float64()), ("undecided", pa.string()), ("verify_calls", pa.list_(pa.string())),
+        ("meta_calls", pa.list_(pa.string())), ("first_call_at", pa.string()), ("last_call_at", pa.string())])
+    return pa.schema([("id", pa.string()), ("problem", pa.string()), ("proof", pa.string()),
+                      ("score", pa.float64()), ("status", pa.string()), ("reason", pa.string()),
+                      ("analyses", pa.list_(analysis)), ("provenance", provenance),
+                      ("extra", pa.string())])  # the input's other columns as a JSON object
+
+
+def write_jsonl(rows: Sequence[Mapping[str, Any]], path: str | Path) -> None:
+    tmp = Path(str(path) + ".tmp")  # written whole, then renamed: never a half file
+    with tmp.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+    tmp.replace(path)
+
+
+def write_parquet(rows: Sequence[Mapping[str, Any]], path: str | Path) -> None:
+    """The same rows with a fixed schema (so all-null columns keep their types); `extra` is
+    stored as JSON text."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = _arrow_schema()
+    names = {f.name for f in schema.field("provenance").type}
+    flat = [{**row, "extra": json.dumps(row.get("extra") or {}, ensure_ascii=False, default=str),
+             "provenance": {k: v for k, v in row["provenance"].items() if k in names}} for row in rows]
+    tmp = Path(str(path) + ".tmp")
+    pq.write_table(pa.Table.from_pylist(flat, schema=schema), tmp)
+    tmp.replace(path)
+
+
+# ---------------------------------------------------------------------------- stored runs
+
+
+def create_label_run(store: Any, items: Sequence[LabelItem], settings: Any, *, n: int, rule: LabelRule,
+                     output: str | Path | None = None, parquet: str | Path | None = None,
+                     sampling: Sampling = Sampling(), templates: Templates | None = None,
+                     max_concurrency: int = 8, timeouts: Any = None, api_key: str | None = None,
+                     source: str | None = None) -> str:
+    """A run of kind "label": its config holds n and the rule, and every input proof is stored
+    as a proof of the run (with its input id, position and other columns in `meta`), so
+    `runner.execute` / `proofloop resume` need nothing but the store."""
+    from proofloop.runner import _config
+
+    if n < 1:
+        raise UserInputError(f"n must be at least 1 (got {n})")
+    if rule.k > n:
+        raise UserInputError(f"k={rule.k} exceeds n={n}: no proof could be labelled below 1")
+    if not items:
+        raise UserInputError("no proofs to label")
+    settings, _ = settings.resolved(api_key)
+    config = _config("label", settings, sampling={"verify": sampling, "meta": sampling}, templates=templates,
+                     max_concurrency=max_concurrency, timeouts=timeouts, n=n,
+                     rule={"m": rule.m, "k": rule.k, "confirm_at": rule.confirm_at, "quorum": rule.quorum,
+                           "undecided": rule.undecided},
+                     output=str(Path(output).resolve()) if output else None,
+                     parquet=str(Path(parquet).resolve()) if parquet else None, source=source,
+                     proofs=len(items))
+    run_id = store.create_run("label", config)
+    if output is None and parquet is None:  # always leave a file behind
+        config = store.update_run_config(run_id, {"output": str(Path(f"labels-{run_id}.jsonl").resolve())})
+    problem_ids: dict[str, int] = {}
+    for i, item in enumerate(items):
+        if item.problem not in problem_ids:
+            problem_ids[item.problem] = store.add_problem(run_id, item.problem)
+        store.add_proof(run_id, item.id, problem_id=problem_ids[item.problem], raw=item.proof,
+                        solution=item.proof, status=ParseStatus.OK.value,
+                        meta={"index": i, "extra": json.loads(json.dumps(item.extra, default=str))})
+    return run_id
+
+
+def stored_items(store: Any, run_id: str) -> list[LabelItem]:
+    """The run's input proofs, in input order."""
+    problems = {p.id: p.text for p in store.problems(run_id)}
+    proofs = sorted(store.proofs(run_id), key=lambda p: p.meta.get("index", 0))
+    return [LabelItem(id=p.id, problem=problems[p.problem_id], proof=p.raw, extra=p.meta.get("extra") or {})
+            for p in proofs]
+
+
+async def execute_label(store: Any, run_id: str, config: Mapping[str, Any], ctx: Any) -> dict[str, Any]:
+    """Do (or finish) a label run: replays finished calls from the store, writes the outputs,
+    returns the summary. `ctx` is runner.build_context's SearchContext."""
+    rule = LabelRule(**config["rule"])
+    n = config["n"]
+    items = stored_items(store, run_id)
+    results = await label_items(ctx.verifier, items, n=n, rule=rule, verify_sampling=ctx.verify_sampling,
+                                meta_sampling=ctx.meta_sampling, templates=ctx.templates, recorder=ctx.recorder)
+    keys = [a.id for lp in results for a in lp.analyses] + [
+        r.id for lp in results for rs in lp.ratings.values() for r in rs]
+    call_times = {c.key: c.created_at for c in store.calls(keys=keys)}
+    provenance = {"run_id": run_id, "model": ctx.verifier.model, "provider": config["model"].get("provider"),
+                  "labelled_at": datetime.now(timezone.utc).isoformat()}
+    rows = [result_row(lp, rule, n, provenance, call_times) for lp in results]
+    if config.get("output"):
+        write_jsonl(rows, config["output"])
+    if config.get("parquet"):
+        write_parquet(rows, config["parquet"])
+    return summarise(rows, config)
+
+
+def summarise(rows: Sequence[Mapping[str, Any]], config: Mapping[str, Any]) -> dict[str, Any]:
+    statuses = Counter(r["status"] for r in rows)
+    labels = Counter(f"{r['score']:g}" for r in rows if r["status"] == Status.LABELLED.value)
+    return {"kind": "label", "proofs": len(rows), "n": config["n"], **config["rule"],
+            "statuses": {s.value: statuses.get(s.value, 0) for s in Status},
+            "labels": {s: labels.get(s, 0) for s in ("0", "0.5", "1")},
+            "errors": [{"id": r["id"], "reason": r["reason"]} for r in rows if r["status"] == "error"][:20],
+            "output": config.get("output"), "parquet": config.get("parquet")}

@@ -1,0 +1,3 @@
+from proofloop.search.pool import Pool
+class Adaptive(Pool):
+    pass

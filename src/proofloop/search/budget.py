@@ -1,0 +1,104 @@
+"""Budgets: tokens, cost and wall time, per problem and per run.
+
+A problem's budget may have a parent (the run's budget, shared by all its problems); spending
+is charged to both. When either runs out, `watch()` raises BudgetExceeded with the reason, and
+the problem's scope (scheduler.py) cancels its outstanding work. Calls already in flight when
+a budget runs out are cancelled, not waited for, so a budget is overshot by at most the
+calls that finished in the same instant; tokens of a call are known only once it finished.
+
+    >>> import asyncio
+    >>> run = Budget(tokens=100, scope="run")
+    >>> problem = Budget(tokens=1000, parent=run)
+    >>> problem.charge(tokens=150, cost=None)
+    >>> problem.exhausted()
+    'run token budget of 100 spent (150)'
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from proofloop.errors import BudgetExceeded
+
+
+@dataclass
+class Budget:
+    tokens: int | None = None  # prompt + completion tokens
+    cost_usd: float | None = None
+    wall_s: float | None = None
+    parent: "Budget | None" = None
+    scope: str = "problem"
+    spent_tokens: int = 0
+    spent_cost: float = 0.0
+    cost_known: bool = True
+    _started: float | None = field(default=None, repr=False)
+    _event: asyncio.Event | None = field(default=None, repr=False)
+
+    def start(self) -> None:
+        """Start the wall clock (once: a run's budget starts with its first problem)."""
+        if self._started is None:
+            self._started = time.monotonic()
+        if self.parent is not None:
+            self.parent.start()
+
+    def charge(self, *, tokens: int, cost: float | None) -> None:
+        self.spent_tokens += tokens
+        if cost is None:
+            self.cost_known = False
+        else:
+            self.spent_cost += cost
+        if self.parent is not None:
+            self.parent.charge(tokens=tokens, cost=cost)
+        if self._own_exhausted() and self._event is not None:
+            self._event.set()
+
+    def remaining_s(self) -> float | None:
+        """Seconds left on the tighter of this and the parent's wall clocks (None: no limit)."""
+        mine = None
+        if self.wall_s is not None:
+            elapsed = time.monotonic() - self._started if self._started is not None else 0.0
+            mine = self.wall_s - elapsed
+        theirs = self.parent.remaining_s() if self.parent is not None else None
+        return min((x for x in (mine, theirs) if x is not None), default=None)
+
+    def _own_exhausted(self) -> str | None:
+        if self.tokens is not None and self.spent_tokens >= self.tokens:
+            return f"{self.scope} token budget of {self.tokens} spent ({self.spent_tokens})"
+        if self.cost_usd is not None:
+            if not self.cost_known:
+                return f"{self.scope} cost budget cannot be kept: the model's price is unknown"
+            if self.spent_cost >= self.cost_usd:
+                return f"{self.scope} cost budget of ${self.cost_usd} spent (${self.spent_cost:.4f})"
+        if self.wall_s is not None and self._started is not None and time.monotonic() - self._started >= self.wall_s:
+            return f"{self.scope} wall-time budget of {self.wall_s}s spent"
+        return None
+
+    def exhausted(self) -> str | None:
+        """Why no more work may start (this budget's or the parent's), or None."""
+        return (self.parent.exhausted() if self.parent is not None else None) or self._own_exhausted()
+
+    def check(self) -> None:
+        reason = self.exhausted()
+        if reason is not None:
+            raise BudgetExceeded(reason)
+
+    def _events(self) -> list[asyncio.Event]:
+        if self._event is None:
+            self._event = asyncio.Event()
+        return [self._event] + (self.parent._events() if self.parent is not None else [])
+
+    async def watch(self) -> None:
+        """Return never; raise BudgetExceeded the moment this budget or its parent runs out
+        (events fire on spending, the timeout on the wall clock)."""
+        self.start()
+        events = self._events()
+        while True:
+            self.check()
+            waits = [asyncio.ensure_future(e.wait()) for e in events]
+            try:
+                await asyncio.wait(waits, timeout=self.remaining_s(), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()

@@ -1,0 +1,111 @@
+"""`pool`: the paper's high-compute search (§3.3.3), executed as a stream per problem.
+
+Round 0 generates `initial` proofs; each proof is verified `verifications` times the moment
+it exists. Each later round takes the `top_k` proofs of the whole pool by mean verification
+score (ties: self score, then slot), pairs each with up to `analyses_per_prompt` of its
+analyses (issue-finding first, at most `max_per_score` per distinct score) and samples
+`samples_per_prompt` refined proofs per pair, which are verified as they arrive. The search
+stops after `rounds` refinement rounds, or once a proof passes every verification. All
+decisions are the pure functions of decisions.py, so streaming changes when things happen,
+never what is decided: release.py re-creates the released script's staged execution and
+takes the same decisions from the same model outputs.
+
+The only barrier is the one the algorithm needs: round r+1's prompts depend on the top-K
+selection over all of round r's verified proofs. Across problems nothing waits.
+
+    >>> import asyncio
+    >>> from proofloop.models.wrapper import Model
+    >>> from proofloop.models.base import Sampling
+    >>> from proofloop.sim.provider import SimProvider
+    >>> from proofloop.search.base import SearchContext
+    >>> ctx = SearchContext(Model(SimProvider(seed=1)), gen_sampling=Sampling(seed=0, max_tokens=200_000),
+    ...                     verify_sampling=Sampling(seed=0, max_tokens=200_000))
+    >>> pool = Pool(initial=4, verifications=4, top_k=2, samples_per_prompt=1, rounds=1)
+    >>> result = asyncio.run(pool.solve("Prove that 1 + 1 = 2.", ctx))
+    >>> result.stop_reason in ("accepted", "rounds"), result.score_kind
+    (True, 'verification')
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from dataclasses import dataclass
+
+from proofloop.search.base import ProblemResult, SearchContext
+from proofloop.search.budget import Budget
+from proofloop.search.decisions import PoolParams, accepted, final_choice, params_from, top_k
+from proofloop.search.report import problem_result
+from proofloop.search.scheduler import Entry, ProblemSearch, run_scoped
+
+
+@dataclass
+class Pool:
+    """Options (all settable with `-o key=value`): a preset (`paper`, `release`) and any of
+    its fields to override; `meta` > 0 turns on meta-verification in the loop; `request_n`
+    cuts the initial generation into requests of that many samples (None: one request);
+    `max_inflight` caps this problem's concurrent calls; budgets per problem."""
+
+    preset: str | None = "paper"
+    initial: int | None = None
+    verifications: int | None = None
+    top_k: int | None = None
+    analyses_per_prompt: int | None = None
+    max_per_score: int | None = None
+    samples_per_prompt: int | None = None
+    rounds: int | None = None
+    pass_min_valid: int | None = None
+    meta: int | None = None
+    request_n: int | None = None
+    max_inflight: int | None = 64
+    budget_tokens: int | None = None
+    budget_cost: float | None = None
+    budget_wall_s: float | None = None
+    name: str = "pool"
+
+    def __post_init__(self):
+        self.params = params_from(self.preset, **{f: getattr(self, f) for f in PoolParams.__dataclass_fields__})
+        if self.request_n is not None and self.request_n < 1:
+            raise ValueError("request_n must be at least 1")
+
+    def new_search(self, problem: str, ctx: SearchContext) -> ProblemSearch:
+        budget = Budget(tokens=self.budget_tokens, cost_usd=self.budget_cost, wall_s=self.budget_wall_s)
+        return ProblemSearch(problem, ctx, self.params, max_inflight=self.max_inflight, budget=budget)
+
+    async def solve(self, problem: str, ctx: SearchContext) -> ProblemResult:
+        search = self.new_search(problem, ctx)
+        _, stop = await run_scoped(search.budget, lambda tg: self._search(search))
+        return self.result(search, stop)
+
+    def result(self, search: ProblemSearch, stop: str) -> ProblemResult:
+        chosen, how = final_choice(search.candidates(), self.params.min_valid)
+        return problem_result(search, self.name, chosen, how, stop, options=dataclasses.asdict(self.params))
+
+    # -- the search --
+
+    async def _verified(self, search: ProblemSearch, make) -> None:
+        """Make some proofs, then verify each fully, all at once."""
+        entries: list[Entry] = await make
+        async with asyncio.TaskGroup() as tg:
+            for e in entries:
+                if e.proof.verifiable:
+                    tg.create_task(search.verify(e, self.params.verifications))
+
+    async def _search(self, search: ProblemSearch) -> str:
+        p = self.params
+        step = self.request_n or p.initial
+        async with asyncio.TaskGroup() as tg:
+            for lo in range(0, p.initial, step):
+                tg.create_task(self._verified(search, search.generate_initial(lo, min(p.initial, lo + step))))
+        for round_ in range(1, p.rounds + 1):
+            if accepted(search.candidates(), p.min_valid) is not None:
+                return "accepted"
+            chosen = top_k(search.candidates(), p.top_k)
+            if not chosen:
+                return "no_scored_proof"
+            async with asyncio.TaskGroup() as tg:
+                for j, c in enumerate(chosen):
+                    parent = search.entry(c.id)
+                    analyses = search.prompt_analyses(round_, parent)
+                    tg.create_task(self._verified(search, search.refine(round_, j, parent, analyses)))
+        return "accepted" if accepted(search.candidates(), p.min_valid) is not None else "rounds"

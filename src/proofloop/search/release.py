@@ -1,0 +1,138 @@
+"""The released script's way of executing the pool search, re-created as the baseline.
+
+DESIGN.md §2: every stage runs to completion, for all problems, before the next starts:
+generation of round 0 for every problem, then verification of every new proof, then (once
+verification finished for every problem) the refinement prompts of round 1 are built, and
+so on. A stage writes each prompt n times (n samples = n identical requests of one sample
+each), cuts the list into batches of 160, and 40 (generation) or 320 (verification) workers
+each send a whole batch at once, wait for all of it, then take the next batch. No
+meta-verification; a problem leaves the loop once one of its proofs passes every
+verification. The script has no final selection (its output is the pool); here the same
+final selection as `pool`'s is computed too, so the two can be compared.
+
+Sample indices are those of the streaming `pool` (request i of a prompt written n times is
+sample start + i), so the call keys are identical and one run's outputs replayed through the
+call cache give the other the very same decisions.
+
+Deviations, on purpose: the Model wrapper's retries stay on (pass a Model with
+`RetryPolicy(max_attempts=1)` for the script's no-retry behaviour), and its per-endpoint
+concurrency cap applies (give the Model a cap of at least workers x batch size to leave only
+the script's own limits).
+
+    >>> import asyncio
+    >>> from proofloop.models.wrapper import Model
+    >>> from proofloop.models.base import Sampling
+    >>> from proofloop.sim.provider import SimProvider
+    >>> from proofloop.search.base import SearchContext
+    >>> ctx = SearchContext(Model(SimProvider(seed=1)), gen_sampling=Sampling(seed=0, max_tokens=200_000),
+    ...                     verify_sampling=Sampling(seed=0, max_tokens=200_000))
+    >>> params = PoolParams(initial=4, verifications=4, top_k=2, rounds=1)
+    >>> [r.strategy for r in asyncio.run(run_release(["Prove that 1 + 1 = 2."], ctx, params))]
+    ['release']
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from proofloop.search.base import ProblemResult, SearchContext
+from proofloop.search.decisions import PoolParams, accepted, final_choice, top_k
+from proofloop.search.report import problem_result
+from proofloop.search.scheduler import Entry, ProblemSearch
+
+BATCH = 160
+GEN_WORKERS = 40
+VERIFY_WORKERS = 320
+
+Request = Callable[[], Awaitable[Any]]
+
+
+async def run_stage(requests: list[Request], workers: int, batch: int = BATCH) -> None:
+    """The script's stage: batches of `batch` requests, `workers` workers, each sending a whole
+    batch at once and waiting for all of it before it takes the next."""
+    batches = [requests[i:i + batch] for i in range(0, len(requests), batch)]
+    queue: asyncio.Queue = asyncio.Queue()
+    for b in batches:
+        queue.put_nowait(b)
+
+    async def worker() -> None:
+        while not queue.empty():
+            b = queue.get_nowait()
+            await asyncio.gather(*(r() for r in b))
+
+    await asyncio.gather(*(worker() for _ in range(min(workers, len(batches)))))
+
+
+def _verify_requests(search: ProblemSearch, entries: list[Entry]) -> list[Request]:
+    n = search.params.verifications
+    out: list[Request] = []
+    for e in sorted(entries, key=lambda e: e.slot):  # the stage's order: by problem, then by slot
+        if e.proof.verifiable:
+            e.requested = n
+            out.extend(lambda e=e, j=j: search.verify_range(e, j, j + 1) for j in range(n))
+    return out
+
+
+async def run_release(problems: list[str], ctx: SearchContext, params: PoolParams, *, batch: int = BATCH,
+                      gen_workers: int = GEN_WORKERS, verify_workers: int = VERIFY_WORKERS,
+                      stage_log: list[dict[str, Any]] | None = None) -> list[ProblemResult]:
+    """Run the search on every problem, stage by stage; one ProblemResult per problem, in order.
+    `stage_log` (if given) gets one dict per stage: its name, round, requests and seconds."""
+    if params.meta:
+        raise ValueError("the released execution scheme has no meta-verification in the loop (meta=0)")
+    searches = [ProblemSearch(p, ctx, params) for p in problems]
+    stops: dict[int, str] = {}
+
+    async def stage(name: str, round_: int, requests: list[Request], workers: int) -> None:
+        t0 = time.monotonic()
+        await run_stage(requests, workers, batch)
+        if stage_log is not None:
+            stage_log.append({"stage": name, "round": round_, "requests": len(requests),
+                              "seconds": time.monotonic() - t0})
+
+    new: dict[int, list[Entry]] = {i: [] for i in range(len(searches))}
+
+    def keep(i: int, make: Callable[[], Awaitable[list[Entry]]]) -> Request:
+        async def request() -> None:
+            new[i].extend(await make())
+        return request
+
+    gen = [keep(i, lambda s=s, k=k: s.generate_initial(k, k + 1))
+           for i, s in enumerate(searches) for k in range(params.initial)]
+    await stage("generate", 0, gen, gen_workers)
+    await stage("verify", 0, [r for i, s in enumerate(searches) for r in _verify_requests(s, new[i])],
+                verify_workers)
+    for round_ in range(1, params.rounds + 1):
+        new = {i: [] for i in range(len(searches))}
+        gen = []
+        for i, s in enumerate(searches):
+            if i in stops:
+                continue
+            if accepted(s.candidates(), params.min_valid) is not None:
+                stops[i] = "accepted"
+                continue
+            chosen = top_k(s.candidates(), params.top_k)
+            if not chosen:
+                stops[i] = "no_scored_proof"
+                continue
+            for j, c in enumerate(chosen):
+                parent = s.entry(c.id)
+                analyses = s.prompt_analyses(round_, parent)
+                gen.extend(keep(i, lambda s=s, j=j, parent=parent, analyses=analyses, k=k:
+                                s.refine(round_, j, parent, analyses, k, k + 1))
+                           for k in range(params.samples_per_prompt))
+        if not gen:
+            break
+        await stage("generate", round_, gen, gen_workers)
+        await stage("verify", round_, [r for i, s in enumerate(searches) for r in _verify_requests(s, new[i])],
+                    verify_workers)
+    results = []
+    for i, s in enumerate(searches):
+        stop = stops.get(i) or ("accepted" if accepted(s.candidates(), params.min_valid) else "rounds")
+        chosen, how = final_choice(s.candidates(), params.min_valid)
+        results.append(problem_result(s, "release", chosen, how, stop, options=dataclasses.asdict(params)))
+    return results

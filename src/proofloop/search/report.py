@@ -1,0 +1,82 @@
+"""The per-problem report of a pool search: the chosen proof, its verification scores, the
+issues found, its lineage back to the initial proofs, and the tokens and cost spent.
+
+`problem_result` turns a finished ProblemSearch into the ProblemResult every strategy
+returns; the report sits in `result.meta["report"]`, so `result.summary()` (what the CLI
+prints with --json and stores on the run) carries it.
+
+    >>> lineage_of({"c": {"parents": ["b"]}, "b": {"parents": ["a"]}, "a": {"parents": []}}, "c")
+    ['c', 'b', 'a']
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from proofloop.search.base import ProblemResult
+from proofloop.search.decisions import Candidate
+
+
+def lineage_of(nodes: dict[str, dict[str, Any]], proof_id: str) -> list[str]:
+    """Ids from `proof_id` back through its parents (breadth first; each id once)."""
+    order, frontier, seen = [], [proof_id], set()
+    while frontier:
+        nxt = []
+        for pid in frontier:
+            if pid in seen or pid not in nodes:
+                continue
+            seen.add(pid)
+            order.append(pid)
+            nxt.extend(nodes[pid].get("parents", []))
+        frontier = nxt
+    return order
+
+
+def _node(entry, params) -> dict[str, Any]:
+    c = entry.candidate(params)
+    return {"proof_id": entry.proof.id, "round": entry.round, "slot": entry.slot,
+            "status": entry.proof.status.value, "self_score": entry.proof.self_score,
+            "mean_score": c.mean, "n_scores": len(c.scores), "verifications": entry.finished,
+            "parents": list(entry.proof.parents), "analyses_used": list(entry.proof.analyses_used)}
+
+
+def build_report(search, chosen: Candidate | None, how: str, stop: str) -> dict[str, Any]:
+    params = search.params
+    entries = {e.proof.id: e for e in search.entries.values()}
+    nodes = {pid: _node(e, params) for pid, e in entries.items()}
+    report: dict[str, Any] = {
+        "stop_reason": stop,
+        "chosen_by": how,
+        "rounds_reached": max((e.round for e in entries.values()), default=0),
+        "proofs": len(entries),
+        "proofs_verified": sum(1 for e in entries.values() if e.finished),
+        "unusable_proofs": sum(1 for e in entries.values() if not e.proof.verifiable),
+        "analyses": sum(len(e.analyses) for e in entries.values()),
+        "failed_analyses": sum(1 for e in entries.values() for a in e.analyses.values() if not a.ok),
+        "meta_rejected": sum(len(e.rejected()) for e in entries.values()),
+        "usage": {"by_role": search.meter.by_tag, "total": search.meter.total()},
+    }
+    if chosen is None:
+        return {**report, "chosen": None}
+    entry = entries[chosen.id]
+    rejected = entry.rejected()
+    report["chosen"] = {
+        **nodes[chosen.id],
+        "verification_scores": [a.score for _, a in sorted(entry.analyses.items())],
+        "rejected_analyses": sorted(rejected),
+        "issues": list(dict.fromkeys(i for _, a in entry.usable() for i in a.issues)),
+    }
+    report["lineage"] = [nodes[pid] for pid in lineage_of(nodes, chosen.id)]
+    return report
+
+
+def problem_result(search, strategy: str, chosen: Candidate | None, how: str, stop: str,
+                   **extra: Any) -> ProblemResult:
+    entries = [e for _, e in sorted(search.entries.items())]
+    best = search.entry(chosen.id) if chosen is not None else None
+    return ProblemResult(
+        problem=search.problem, strategy=strategy, best=best.proof if best else None,
+        score=chosen.mean if chosen is not None else None, score_kind="verification",
+        proofs=[e.proof for e in entries],
+        verifications={e.proof.id: e.verification() for e in entries if e.analyses},
+        stop_reason=stop, meta={"report": build_report(search, chosen, how, stop), **extra})

@@ -1,0 +1,286 @@
+"""Streaming execution for one problem: its proofs, the calls that grow them, and the scope
+that caps, meters and cancels those calls.
+
+`ProblemSearch` holds one problem's pool (an `Entry` per proof slot) and makes its calls
+through `ProblemModel`, a view of the shared Model that adds a per-problem concurrency cap,
+a per-problem budget check before each call and a per-problem token/cost meter after it. The
+endpoint's own cap stays in the Model wrapper. `run_scoped` runs a search body inside one
+TaskGroup with a budget watcher: a budget running out, or a body raising `StopSearch`,
+cancels every outstanding task of that problem and becomes the result's `stop_reason`.
+
+    >>> import asyncio
+    >>> from proofloop.models.wrapper import Model
+    >>> from proofloop.sim.provider import SimProvider
+    >>> from proofloop.search.base import SearchContext
+    >>> from proofloop.search.decisions import PoolParams
+    >>> search = ProblemSearch("Prove that 1 + 1 = 2.", SearchContext(Model(SimProvider(seed=1))),
+    ...                        PoolParams(initial=2, verifications=2))
+    >>> async def body(tg):
+    ...     entries = await search.generate_initial(0, 2)
+    ...     await asyncio.gather(*(search.verify(e, 2) for e in entries if e.proof.verifiable))
+    ...     return "done"
+    >>> asyncio.run(run_scoped(search.budget, body))[1]
+    'done'
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from proofloop.errors import BudgetExceeded
+from proofloop.models.pricing import cost_usd
+from proofloop.roles import generate, meta_verify, refine, verify
+from proofloop.roles.records import AnalysisRecord, MetaRecord, ProofRecord, Verification
+from proofloop.search.base import SearchContext
+from proofloop.search.budget import Budget
+from proofloop.search.decisions import (Candidate, Judged, PoolParams, analysis_rng, choose_analyses, finds_issues,
+                                        meta_index, meta_rejected, slot_of, verify_index)
+
+T = TypeVar("T")
+
+
+class StopSearch(Exception):
+    """Raised inside a search body to end the problem's search now (e.g. a proof was accepted)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+# ---- metering -----------------------------------------------------------------------------
+
+
+@dataclass
+class Meter:
+    """Tokens and cost one problem spent, per role tag. Samples replayed from the call cache
+    count too (they were spent, by an earlier process of the same run), so a resumed run
+    reports and budgets the same totals as an uninterrupted one."""
+
+    by_tag: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def add(self, tag: str, *, samples: int, replayed: int, prompt_tokens: int, completion_tokens: int,
+            cost: float | None, failed: int) -> None:
+        t = self.by_tag.setdefault(tag, {"samples": 0, "replayed": 0, "failed": 0, "prompt_tokens": 0,
+                                         "completion_tokens": 0, "cost_usd": 0.0})
+        t["samples"] += samples
+        t["replayed"] += replayed
+        t["failed"] += failed
+        t["prompt_tokens"] += prompt_tokens
+        t["completion_tokens"] += completion_tokens
+        t["cost_usd"] = None if cost is None or t["cost_usd"] is None else t["cost_usd"] + cost
+
+    def total(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"samples": 0, "replayed": 0, "failed": 0, "prompt_tokens": 0,
+                               "completion_tokens": 0, "cost_usd": 0.0}
+        for t in self.by_tag.values():
+            for k in out:
+                out[k] = None if out[k] is None or t[k] is None else out[k] + t[k]
+        return out
+
+
+class ProblemModel:
+    """The shared Model as one problem sees it (roles only call `sample`)."""
+
+    def __init__(self, model, limiter: asyncio.Semaphore | None, budget: Budget, meter: Meter):
+        self._model, self._limiter, self._budget, self._meter = model, limiter, budget, meter
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+    async def sample(self, messages, sampling, n: int = 1, *, start: int = 0, tag: str = ""):
+        self._budget.check()  # no new call once a budget is spent
+        if self._limiter is None:
+            samples = await self._model.sample(messages, sampling, n, start=start, tag=tag)
+        else:
+            async with self._limiter:
+                samples = await self._model.sample(messages, sampling, n, start=start, tag=tag)
+        self._charge(samples, tag)
+        return samples
+
+    def _charge(self, samples, tag: str) -> None:
+        cache = getattr(self._model, "cache", None)
+        price = getattr(self._model, "price", None)
+        prompt = completion = 0
+        cost: float | None = 0.0
+        for s in samples:
+            if s.completion is None:
+                continue
+            rec = cache.get(s.key) if cache is not None else None
+            if rec is not None:  # the wrapper's exact per-sample share of its request
+                p, c, sample_cost = rec.prompt_tokens, rec.completion_tokens, rec.cost_usd
+            else:  # no cache: only the completion's own count is known
+                p, c = 0, s.completion.completion_tokens or 0
+                sample_cost = cost_usd(price, prompt_tokens=0, cached_prompt_tokens=0, completion_tokens=c)
+            prompt, completion = prompt + p, completion + c
+            cost = None if cost is None or sample_cost is None else cost + sample_cost
+        self._meter.add(tag, samples=len(samples), replayed=sum(1 for s in samples if s.cached),
+                        failed=sum(1 for s in samples if s.completion is None), prompt_tokens=prompt,
+                        completion_tokens=completion, cost=cost)
+        self._budget.charge(tokens=prompt + completion, cost=cost)
+
+
+# ---- the pool -----------------------------------------------------------------------------
+
+
+@dataclass
+class Entry:
+    """One proof slot: the proof, its analyses by verification number, their meta ratings."""
+
+    proof: ProofRecord
+    slot: int
+    round: int
+    analyses: dict[int, AnalysisRecord] = field(default_factory=dict)
+    ratings: dict[str, list[MetaRecord]] = field(default_factory=dict)
+    requested: int = 0  # verifications asked for
+    finished: int = 0  # verifications returned (scored or failed), their meta ratings included
+
+    def rejected(self) -> set[str]:
+        return {aid for aid, rs in self.ratings.items() if meta_rejected([r.rating if r.ok else None for r in rs])}
+
+    def usable(self) -> list[tuple[int, AnalysisRecord]]:
+        """Scored analyses the meta-verifier did not reject, in verification order."""
+        rejected = self.rejected()
+        return [(j, a) for j, a in sorted(self.analyses.items())
+                if a.ok and a.score is not None and a.id not in rejected]
+
+    def candidate(self, params: PoolParams) -> Candidate:
+        return Candidate(id=self.proof.id, slot=self.slot, round=self.round, self_score=self.proof.self_score,
+                         scores=tuple(a.score for _, a in self.usable()),
+                         complete=self.finished >= params.verifications)
+
+    def judged(self) -> list[Judged]:
+        """Analyses that can be shown in a refinement prompt (scored, not rejected, with text)."""
+        return [Judged(a.id, j, a.score) for j, a in self.usable() if (a.analysis or a.raw or "").strip()]
+
+    def verification(self) -> Verification:
+        return Verification(proof_id=self.proof.id, analyses=[a for _, a in sorted(self.analyses.items())])
+
+
+class ProblemSearch:
+    """One problem's pool and the calls that grow it. Every call's sample index comes from the
+    proof's slot (decisions.slot_of / verify_index / meta_index), so the same search always
+    sends the same call keys however its calls are grouped into requests."""
+
+    def __init__(self, problem: str, ctx: SearchContext, params: PoolParams, *, max_inflight: int | None = None,
+                 budget: Budget | None = None):
+        self.problem, self.ctx, self.params = problem, ctx, params
+        self.budget = budget or Budget()
+        if self.budget.parent is None:
+            self.budget.parent = ctx.budget  # the run's budget, shared with the other problems
+        self.meter = Meter()
+        limiter = asyncio.Semaphore(max_inflight) if max_inflight else None
+        self.gen = ProblemModel(ctx.generator, limiter, self.budget, self.meter)
+        self.ver = ProblemModel(ctx.verifier, limiter, self.budget, self.meter)
+        self.entries: dict[int, Entry] = {}
+
+    # -- proofs --
+
+    def _add(self, records: list[ProofRecord], round_: int, first_slot: int) -> list[Entry]:
+        entries = []
+        for i, record in enumerate(records):
+            entry = Entry(record, first_slot + i, round_)
+            self.entries[entry.slot] = entry
+            self.ctx.recorder.proof(self.problem, record, round=round_, thread=entry.slot, attempt=0)
+            entries.append(entry)
+        return entries
+
+    async def generate_initial(self, lo: int, hi: int) -> list[Entry]:
+        """Initial proofs for slots [lo, hi) in one request (the wrapper splits it by max_n)."""
+        records = await generate(self.gen, self.problem, sampling=self.ctx.gen_sampling, n=hi - lo, start=lo,
+                                 templates=self.ctx.templates)
+        return self._add(records, 0, lo)
+
+    def prompt_analyses(self, round_: int, entry: Entry) -> list[AnalysisRecord]:
+        """The analyses shown with `entry` in its refinement prompt for `round_`."""
+        rng = analysis_rng(self.ctx.seed, self.problem, round_, entry.proof.id)
+        chosen = choose_analyses(entry.judged(), self.params.analyses_per_prompt, self.params.max_per_score, rng)
+        return [entry.analyses[j.index] for j in chosen]
+
+    async def refine(self, round_: int, prompt: int, parent: Entry, analyses: list[AnalysisRecord],
+                     lo: int = 0, hi: int | None = None) -> list[Entry]:
+        """Samples [lo, hi) of refinement prompt `prompt` of round `round_`."""
+        hi = self.params.samples_per_prompt if hi is None else hi
+        first = slot_of(self.params, round_, prompt, lo)
+        records = await refine(self.gen, self.problem, [(parent.proof, analyses)], sampling=self.ctx.gen_sampling,
+                               n=hi - lo, start=first, templates=self.ctx.templates)
+        return self._add(records, round_, first)
+
+    # -- verification --
+
+    async def verify(self, entry: Entry, upto: int) -> None:
+        """Bring `entry` to `upto` verifications (one request for all the missing ones)."""
+        lo = entry.requested
+        if upto <= lo:
+            return
+        entry.requested = upto
+        await self.verify_range(entry, lo, upto)
+
+    async def verify_range(self, entry: Entry, lo: int, hi: int) -> None:
+        """Verifications lo..hi-1 of `entry` (and their meta ratings, when meta is on)."""
+        v = await verify(self.ver, self.problem, entry.proof, sampling=self.ctx.verify_sampling, n=hi - lo,
+                         start=verify_index(self.params, entry.slot, lo), templates=self.ctx.templates)
+        for k, a in enumerate(v.analyses):
+            entry.analyses[lo + k] = a
+            self.ctx.recorder.analysis(self.problem, a)
+        if self.params.meta:
+            metas = [(lo + k, a) for k, a in enumerate(v.analyses) if a.ok and finds_issues(a.score)
+                     and (a.analysis or a.raw or "").strip()]
+            async with asyncio.TaskGroup() as tg:
+                for j, a in metas:
+                    tg.create_task(self._meta(entry, j, a))
+        entry.finished += hi - lo
+
+    async def _meta(self, entry: Entry, j: int, analysis: AnalysisRecord) -> None:
+        ratings = await meta_verify(self.ver, self.problem, entry.proof, analysis, sampling=self.ctx.meta_sampling,
+                                    m=self.params.meta, start=meta_index(self.params, entry.slot, j),
+                                    templates=self.ctx.templates)
+        for r in ratings:
+            self.ctx.recorder.meta(self.problem, r)
+        entry.ratings[analysis.id] = ratings
+
+    # -- views --
+
+    def scored_entries(self) -> list[Entry]:
+        return [e for _, e in sorted(self.entries.items()) if e.proof.verifiable and e.finished > 0]
+
+    def candidates(self) -> list[Candidate]:
+        return [e.candidate(self.params) for e in self.scored_entries()]
+
+    def entry(self, proof_id: str) -> Entry:
+        return next(e for e in self.entries.values() if e.proof.id == proof_id)
+
+
+# ---- running a body in a cancellable scope ------------------------------------------------
+
+
+def _leaves(eg: BaseExceptionGroup) -> list[BaseException]:
+    out: list[BaseException] = []
+    for e in eg.exceptions:
+        out.extend(_leaves(e) if isinstance(e, BaseExceptionGroup) else [e])
+    return out
+
+
+async def run_scoped(budget: Budget, body: Callable[[asyncio.TaskGroup], Awaitable[T]]) -> tuple[T | None, str]:
+    """Run `body(tg)` (it may start background tasks in `tg`) under `budget`. Returns (its
+    result or None, stop reason): the body's result is its own reason when it is a string;
+    "budget: ..." or a StopSearch reason when the search was cut short. Any other error is
+    re-raised as itself (not as an exception group), so callers see e.g. EndpointUnreachable."""
+    budget.start()
+    main: asyncio.Task | None = None
+    try:
+        async with asyncio.TaskGroup() as tg:
+            watcher = tg.create_task(budget.watch())
+            main = tg.create_task(body(tg))
+            main.add_done_callback(lambda _t: watcher.cancel())
+    except BaseExceptionGroup as eg:
+        leaves = _leaves(eg)
+        others = [e for e in leaves if not isinstance(e, (BudgetExceeded, StopSearch))]
+        if others:
+            raise others[0]
+        first = leaves[0]
+        return None, (first.reason if isinstance(first, StopSearch) else f"budget: {first}")
+    result = main.result()
+    return result, (result if isinstance(result, str) else "done")
