@@ -51,6 +51,7 @@ TemplatesDir = Annotated[Optional[Path], typer.Option(help="folder with generate
 AttemptTimeout = Annotated[Optional[float], typer.Option(help="seconds one request attempt may take")]
 Db = Annotated[Optional[Path], typer.Option(help="run store file (or PROOFLOOP_DB; default ./.proofloop/proofloop.db)")]
 Json = Annotated[bool, typer.Option("--json", help="print one JSON object for scripts")]
+Seed = Annotated[Optional[int], typer.Option(help="seed for the search and the server's sampling")]
 
 
 def _store(db: Path | None):
@@ -170,8 +171,7 @@ def prove(
     max_n: MaxN = None, max_concurrency: Concurrency = 8, max_tokens: MaxTokens = 8192,
     verify_max_tokens: VerifyMaxTokens = 8192, temperature: Temperature = 1.0, top_p: TopP = 0.95,
     templates: TemplatesDir = None, attempt_timeout: AttemptTimeout = None,
-    seed: Annotated[Optional[int], typer.Option(help="seed for the search and the server's sampling")] = None,
-    db: Db = None, json_out: Json = False,
+    seed: Seed = None, db: Db = None, json_out: Json = False,
 ):
     """Prove a problem: sequential refinement with self verification by default."""
     text = _read(problem, "problem")
@@ -210,7 +210,7 @@ def verify(
     provider: Provider = None, base_url: BaseUrl = None, api_key: ApiKey = None, model: ModelName = None,
     max_n: MaxN = None, max_concurrency: Concurrency = 8, verify_max_tokens: VerifyMaxTokens = 8192,
     temperature: Temperature = 1.0, top_p: TopP = 0.95, templates: TemplatesDir = None,
-    attempt_timeout: AttemptTimeout = None, db: Db = None, json_out: Json = False,
+    attempt_timeout: AttemptTimeout = None, seed: Seed = None, db: Db = None, json_out: Json = False,
 ):
     """Verify a proof with n analyses: mean score and the issues found."""
     if problem == "-" and proof == "-":
@@ -219,7 +219,7 @@ def verify(
     store = _store(db)
     run_id = runner.create_verify_run(
         store, text, proof_text, ModelSettings(provider=provider, base_url=base_url, model=model, max_n=max_n),
-        n=n, sampling=_sampling(verify_max_tokens, verify_max_tokens, temperature, top_p),
+        n=n, sampling=_sampling(verify_max_tokens, verify_max_tokens, temperature, top_p, seed),
         templates=_templates(templates), max_concurrency=max_concurrency, timeouts=_timeouts(attempt_timeout),
         api_key=api_key)
     _report(_run(store, run_id, api_key, json_out), json_out)
@@ -234,7 +234,7 @@ def meta_verify(
     provider: Provider = None, base_url: BaseUrl = None, api_key: ApiKey = None, model: ModelName = None,
     max_n: MaxN = None, max_concurrency: Concurrency = 8, verify_max_tokens: VerifyMaxTokens = 8192,
     temperature: Temperature = 1.0, top_p: TopP = 0.95, templates: TemplatesDir = None,
-    attempt_timeout: AttemptTimeout = None, db: Db = None, json_out: Json = False,
+    attempt_timeout: AttemptTimeout = None, seed: Seed = None, db: Db = None, json_out: Json = False,
 ):
     """Rate a verifier analysis m times: are the issues it claims real?"""
     if [problem, proof, analysis].count("-") > 1:
@@ -243,7 +243,7 @@ def meta_verify(
     store = _store(db)
     run_id = runner.create_verify_run(
         store, texts[0], texts[1], ModelSettings(provider=provider, base_url=base_url, model=model, max_n=max_n),
-        analysis=texts[2], m=m, sampling=_sampling(verify_max_tokens, verify_max_tokens, temperature, top_p),
+        analysis=texts[2], m=m, sampling=_sampling(verify_max_tokens, verify_max_tokens, temperature, top_p, seed),
         templates=_templates(templates), max_concurrency=max_concurrency, timeouts=_timeouts(attempt_timeout),
         api_key=api_key)
     _report(_run(store, run_id, api_key, json_out), json_out)
@@ -308,25 +308,10 @@ def main() -> None:
     """Entry point: one clear line and exit code 2 for errors a user can fix."""
     _mount_optional_apps()
     try:
-        app(standalone_mode=False)
+        app()  # standalone: click reports usage errors itself (exit 2)
     except (UserInputError, AuthError, EndpointUnreachable) as e:
         err.print(f"proofloop: error: {e}", markup=False, highlight=False)
         sys.exit(2)
-    except typer.Exit as e:
-        sys.exit(e.exit_code)
-    except typer.Abort:
-        err.print("proofloop: aborted", markup=False)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        err.print("proofloop: interrupted; resume the run with `proofloop resume RUN_ID`", markup=False)
-        sys.exit(130)
-    except Exception as e:  # click usage errors come through here in non-standalone mode
-        import click
-
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(2)
-        raise
 
 
 if __name__ == "__main__":

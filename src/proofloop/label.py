@@ -275,6 +275,8 @@ def load_items(path: str | Path, fields: Iterable[str] | Mapping[str, str] | Non
     """Proofs from a JSONL / JSON / CSV / parquet file."""
     from proofloop.bench.datasets import read_rows
 
+    if not Path(path).is_file():
+        raise UserInputError(f"proofs file not found: {path}")
     return rows_to_items(read_rows(path), fields, origin=str(path))
 
 

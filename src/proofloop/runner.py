@@ -28,7 +28,8 @@ from proofloop.models.base import Sampling
 from proofloop.models.factory import ModelSettings, build_provider
 from proofloop.models.wrapper import Model, RetryPolicy, Timeouts
 from proofloop.protocol import Templates
-from proofloop.roles import meta_verify, verify
+from proofloop.protocol import parse_proof, parse_verification
+from proofloop.roles import meta_verify, text_id, verify
 from proofloop.roles.records import AnalysisRecord, MetaRecord, ProofRecord
 from proofloop.search import make_strategy
 from proofloop.search.base import SearchContext
@@ -36,7 +37,8 @@ from proofloop.store import Store
 
 
 class StoreRecorder:
-    """Writes every record to the run store the moment a strategy hands it over."""
+    """Writes every record to the run store the moment a strategy hands it over. A failed
+    call has no text: it is stored with raw "" and its status and cause."""
 
     def __init__(self, store: Store, run_id: str, on_record: Callable[[str, Any], None] | None = None):
         self.store, self.run_id = store, run_id
@@ -50,7 +52,7 @@ class StoreRecorder:
 
     def proof(self, problem: str, record: ProofRecord, **where: Any) -> None:
         self.store.add_proof(
-            id=record.id, run_id=self.run_id, problem_id=self.problem_id(problem), raw=record.raw,
+            id=record.id, run_id=self.run_id, problem_id=self.problem_id(problem), raw=record.raw or "",
             reasoning=record.reasoning, solution=record.solution, self_evaluation=record.self_evaluation,
             self_score=record.self_score, status=record.status.value, cause=record.cause,
             finish_reason=record.finish_reason, round=where.get("round"), thread=where.get("thread"),
@@ -59,14 +61,14 @@ class StoreRecorder:
 
     def analysis(self, problem: str, record: AnalysisRecord) -> None:
         self.store.add_verification(
-            id=record.id, run_id=self.run_id, proof_id=record.proof_id, raw=record.raw,
+            id=record.id, run_id=self.run_id, proof_id=record.proof_id, raw=record.raw or "",
             reasoning=record.reasoning, analysis=record.analysis, score=record.score,
             status=record.status.value, cause=record.cause, issues=record.issues)
         self.on_record("analysis", record)
 
     def meta(self, problem: str, record: MetaRecord) -> None:
         self.store.add_meta_verification(
-            id=record.id, run_id=self.run_id, verification_id=record.analysis_id, raw=record.raw,
+            id=record.id, run_id=self.run_id, verification_id=record.analysis_id, raw=record.raw or "",
             reasoning=record.reasoning, analysis=record.analysis, rating=record.rating,
             status=record.status.value, cause=record.cause)
         self.on_record("meta", record)
@@ -134,6 +136,10 @@ async def _execute(store: Store, run_id: str, config: dict[str, Any], ctx: Searc
         from proofloop.label import execute_label
 
         return await execute_label(store, run_id, config, ctx)
+    if config["kind"] in ("bench", "bench-grade"):  # many problems per run: bench/runs.py owns them
+        from proofloop.bench.runs import execute_bench
+
+        return await execute_bench(store, run_id, config, ctx)
     kind, problem = config["kind"], config["problem"]
     recorder: StoreRecorder = ctx.recorder  # type: ignore[assignment]
     recorder.problem_id(problem)
@@ -146,6 +152,11 @@ async def _execute(store: Store, run_id: str, config: dict[str, Any], ctx: Searc
                 "proof": best.solution if best else None,
                 "self_evaluation": best.self_evaluation if best else None,
                 "statuses": _count(p.status.value for p in result.proofs)}
+    if kind in ("verify", "meta-verify"):
+        # The user's proof (and analysis) become records too, so everything derived from
+        # them in the store points at something.
+        proof = _given_proof(problem, config["proof"])
+        recorder.proof(problem, proof)
     if kind == "verify":
         v = await verify(ctx.verifier, problem, config["proof"], sampling=ctx.verify_sampling, n=config["n"],
                          templates=ctx.templates)
@@ -155,6 +166,9 @@ async def _execute(store: Store, run_id: str, config: dict[str, Any], ctx: Searc
                 "mean_score": v.mean_score, "issues": v.issues,
                 "analyses": [_analysis_json(a) for a in v.analyses]}
     if kind == "meta-verify":
+        given = parse_verification(config["analysis"])
+        recorder.analysis(problem, AnalysisRecord(id=text_id(config["analysis"]), proof_id=proof.id,
+                                                  raw=config["analysis"], **given.model_dump()))
         ratings = await meta_verify(ctx.verifier, problem, config["proof"], config["analysis"],
                                     sampling=ctx.meta_sampling, m=config["m"], templates=ctx.templates)
         for r in ratings:
@@ -165,6 +179,16 @@ async def _execute(store: Store, run_id: str, config: dict[str, Any], ctx: Searc
                 "ratings": [{"rating": r.rating, "status": r.status.value, "cause": r.cause,
                              "analysis": r.analysis} for r in ratings]}
     raise ValueError(f"unknown run kind {kind!r}")
+
+
+def _given_proof(problem: str, text: str) -> ProofRecord:
+    """A proof the user supplied, as a record: parsed like generator output when it has the
+    sections, else taken whole as the solution."""
+    parsed = parse_proof(text)
+    fields = parsed.model_dump()
+    if not parsed.solution:
+        fields["solution"] = text
+    return ProofRecord(id=text_id(text), problem=problem, raw=text, **fields)
 
 
 def _count(values) -> dict[str, int]:

@@ -439,9 +439,9 @@ def default_role(messages: list[dict[str, Any]]) -> str:
         return "refine"
     if '"solution evaluation"' in text:
         return "meta_verify"
-    if "## Self Evaluation" in text:  # the generator is told the output format
+    if "## Self Evaluation" in text:  # only the generator is told to write a self evaluation
         return "generate"
-    if "## Solution" in text:  # a verifier is shown the proof's solution section
+    if "final overall score" in text:  # a verifier is told how to end its analysis
         return "verify"
     return "generate"
 

@@ -22,6 +22,8 @@ with bootstrap intervals (bench/metrics.py) for `bench report`.
     ...                        rows=[{"id": "a", "statement": "P", "proof": "Q", "human_grade": 7}])
     >>> run_metrics(store, run, n_resamples=50)["graders"]["human"]["mean_score"]["estimate"]
     1.0
+    >>> execute_bench  # the runner's hook for kinds "bench" and "bench-grade"  # doctest: +ELLIPSIS
+    <function execute_bench at ...>
 """
 
 from __future__ import annotations
@@ -35,24 +37,25 @@ from pathlib import Path
 from typing import Any
 
 from proofloop.bench import metrics as M
-from proofloop.bench.agreement import agreement_report
+from proofloop.bench.agreement import agreement_report, load_scores
+from proofloop.bench.datasets import normalise_grade
 from proofloop.bench.datasets import GradedProof, Problem, load_dataset, read_rows
-from proofloop.bench.grading import (AUTOMATIC_GRADERS, GRADE_START, RELEASED_AUTO, GradeItem, grade_items,
-                                     human_grade, proof_grades)
+from proofloop.bench.grading import (AUTOMATIC_GRADERS, RELEASED_AUTO, GradeItem, grade_items, human_grade,
+                                     proof_grades)
 from proofloop.errors import UserInputError
 from proofloop.models.base import Sampling
 from proofloop.models.factory import ModelSettings, build_provider
 from proofloop.models.wrapper import Model, RetryPolicy, Timeouts
 from proofloop.protocol import Templates
 from proofloop.protocol.autograde import load_template
-from proofloop.protocol.types import ParseStatus
 from proofloop.roles import text_id
 from proofloop.search import make_strategy
 from proofloop.search.base import SearchContext
 from proofloop.store import Store
 
 BENCH_KINDS = ("bench", "bench-grade")
-__all__ = ["BENCH_KINDS", "create_bench_run", "create_grade_run", "execute_bench", "run_metrics", "proof_rows"]
+__all__ = ["BENCH_KINDS", "create_bench_run", "create_grade_run", "execute_bench", "run_metrics", "run_agreement",
+           "proof_rows"]
 
 # Column names accepted in a --proofs file, per field (first match wins).
 PROOF_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -360,7 +363,6 @@ async def execute_bench(store: Store, run_id: str, config: dict[str, Any], ctx: 
     problems = bench_problems(config)
     grader_model = _grader_model(store, run_id, config, ctx)
     gate = asyncio.Semaphore(config.get("parallel_problems", 4))
-    recorder = ctx.recorder
 
     async def one(p: Problem) -> dict[str, Any]:
         async with gate:
@@ -380,7 +382,6 @@ async def execute_bench(store: Store, run_id: str, config: dict[str, Any], ctx: 
             return {"problem": p.id, "problem_row": pid, "chosen_proof_id": best.id if best else None,
                     "self_score": best.self_score if best else None, "proofs": len(result.proofs)}
 
-    del recorder  # strategies record through ctx.recorder (the runner's StoreRecorder)
     random.seed(config.get("seed", 0))
     per_problem = await asyncio.gather(*(one(p) for p in problems))
     summary = _grade_summary(store, run_id, config)
@@ -401,8 +402,7 @@ def _grade_summary(store: Store, run_id: str, config: Mapping[str, Any]) -> dict
     head = m["graders"].get(grader, {})
     return {"kind": config["kind"], "grader": grader, "n": config["grader"]["n"], "items": m["items"],
             "graded": head.get("graded", 0), "ungraded": head.get("ungraded", []),
-            "mean_score": (head.get("mean_score") or {}).get("estimate"),
-            "percent": (head.get("percent") or {}).get("estimate"),
+            "mean_score": head.get("mean_score"), "percent": head.get("percent"),
             "agreement": {k: {x: v["overall"][x] for x in ("n", "precision", "recall", "accuracy")}
                           for k, v in m["agreement"].items()}}
 
@@ -546,5 +546,46 @@ def run_metrics(store: Store, run_id: str, *, n_resamples: int = 2000, seed: int
     return out
 
 
-# Unused-import guard for names re-exported for callers of this module.
-_ = (GRADE_START, ParseStatus)
+def run_agreement(store: Store, run_id: str, grader: str | None = None, *, human: str | Path | None = None,
+                  id_field: str = "id", human_field: str = "score", human_max_points: float = 1.0,
+                  threshold: float = M.DEFAULT_THRESHOLD, human_accept: float = M.HUMAN_ACCEPT,
+                  n_resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """Agreement of a run's automatic grades with human grades: those stored in the run, or a
+    file whose `id_field` names a proof id or a problem id of the run (read-only: nothing stored)."""
+    run = store.get_run(run_id)
+    if run is None:
+        raise UserInputError(f"no run {run_id!r} in the run store")
+    all_grades = store.grades(run_id)
+    names = [n for n in dict.fromkeys(g.grader for g in all_grades) if n != "human"]
+    grader = grader or (run.config.get("grader") or {}).get("name") or (names[0] if names else None)
+    if grader is None or grader not in names:
+        raise UserInputError(f"run {run_id} has no grades by {grader!r}; graders: {', '.join(names) or 'none'}")
+    pred = proof_grades(all_grades, grader)
+    items = [it for it in _items_of_run(store, run_id) if it["proof_id"] in pred
+             and pred[it["proof_id"]].normalised is not None]
+    if human is None:
+        truth = {pid: pg.normalised for pid, pg in proof_grades(all_grades, "human").items() if pg.normalised is not None}
+        if not truth:
+            raise UserInputError(f"run {run_id} has no human grades: pass --human FILE")
+        keyed = {it["proof_id"]: it for it in items}
+        source = "human grades stored in the run"
+    else:
+        raw, _ = load_scores(human, id_field=id_field, score_field=human_field)
+        try:
+            truth = {k: normalise_grade(v, human_max_points) for k, v in raw.items()}
+        except ValueError as e:
+            raise UserInputError(f"{human}: {e} (set the scale with --human-max-points)") from None
+        keyed = {}
+        for it in items:  # a file may name proofs or, for a bench run, problems (their chosen proof)
+            keyed.setdefault(str(it["proof_id"]), it)
+            keyed.setdefault(str(it["problem_id"]), it)
+        source = str(human)
+    pairs = [(k, keyed[k], truth[k]) for k in truth if k in keyed]
+    if not pairs:
+        raise UserInputError(f"no proof of run {run_id} graded by {grader} has a human grade ({source})")
+    groups = [str(it["set"] or it["category"] or "all") for _, it, _ in pairs]
+    rep = agreement_report([pred[it["proof_id"]].normalised for _, it, _ in pairs], [h for *_, h in pairs], groups,
+                           threshold, human_accept, ids=[k for k, _, _ in pairs], n_resamples=n_resamples, seed=seed)
+    rep.update(run_id=run_id, prediction=f"{grader} grades of run {run_id}", truth=source,
+               unmatched_human_ids=[k for k in truth if k not in keyed])
+    return rep

@@ -20,6 +20,7 @@ EMBEDDED_NOTICE = ("proofloop: no model server configured, using the embedded Sm
                    "(set PROOFLOOP_BASE_URL, see README).")
 
 PROVIDERS = ("openai", "local", "sim")
+_LOCAL_PROVIDERS: dict = {}  # model ref -> LocalProvider, loaded once per process
 
 
 @dataclass
@@ -74,8 +75,11 @@ def build_provider(settings: ModelSettings, api_key: str | None = None, *, timeo
 
         if not settings.model:
             notice(EMBEDDED_NOTICE)
-            return LocalProvider(str(default_smollm2_gguf()))
-        return LocalProvider(settings.model)
+        ref = settings.model or str(default_smollm2_gguf())
+        # One loaded copy per process: loading takes tens of seconds and the weights are read-only.
+        if ref not in _LOCAL_PROVIDERS:
+            _LOCAL_PROVIDERS[ref] = LocalProvider(ref, max_n=settings.max_n)
+        return _LOCAL_PROVIDERS[ref]
     if settings.provider == "sim":
         from proofloop.sim.provider import SimProvider
 

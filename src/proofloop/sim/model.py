@@ -179,14 +179,17 @@ _PAIR = re.compile(r"(\w+)=([^\s>]*)")
 
 def markers(text: str, kind: str | None = None) -> list[dict[str, str]]:
     """Every `<!-- sim:KIND k=v ... -->` in `text`, as dicts with "_kind", "_start", "_end"."""
+    return [dict(d) for d in _all_markers(text or "") if kind is None or d["_kind"] == kind]
+
+
+@lru_cache(maxsize=4096)  # a prompt is read once per sample: parse it once
+def _all_markers(text: str) -> tuple[dict[str, Any], ...]:
     found = []
-    for m in _MARKER.finditer(text or ""):
-        if kind is not None and m.group(1) != kind:
-            continue
-        d = dict(_PAIR.findall(m.group(3) or ""))
+    for m in _MARKER.finditer(text):
+        d: dict[str, Any] = dict(_PAIR.findall(m.group(3) or ""))
         d.update(_kind=m.group(1), _value=m.group(2) or "", _start=m.start(), _end=m.end())
         found.append(d)
-    return found
+    return tuple(found)
 
 
 def count_tokens(text: str, chars_per_token: float = 4.0) -> int:
@@ -271,7 +274,11 @@ def defect_from_key(pid: str, key: str) -> Defect | None:
 def proof_defects(pid: str, q: float, config: SimConfig | None = None) -> list[Defect]:
     """The real defects of proof `pid` with quality q: none for a correct proof, 1-2 minor ones
     for a partial proof, 1-2 fatal (+ maybe a minor) for an incorrect one."""
-    c = config or _DEFAULT
+    return list(_proof_defects(pid, round(q, 4), config or _DEFAULT))
+
+
+@lru_cache(maxsize=100_000)
+def _proof_defects(pid: str, q: float, c: SimConfig) -> tuple[Defect, ...]:
     grade = grade_of(q, c)
     rng = _rng("defects", pid, f"{q:.4f}")
     if grade == 1.0:
@@ -284,7 +291,7 @@ def proof_defects(pid: str, q: float, config: SimConfig | None = None) -> list[D
     steps = list(range(1, _n_steps(pid) + 1))
     rng.shuffle(steps)
     kinds = [rng.choice(_FATAL_KINDS) for _ in range(n_fatal)] + [rng.choice(_MINOR_KINDS) for _ in range(n_minor)]
-    return sorted((_defect(pid, s, k) for s, k in zip(steps, kinds)), key=lambda d: d.step)
+    return tuple(sorted((_defect(pid, s, k) for s, k in zip(steps, kinds)), key=lambda d: d.step))
 
 
 def _hallucinated(pid: str, real: Sequence[Defect], rng: random.Random) -> Defect:
@@ -606,7 +613,8 @@ class SimModel:
                 f"Defect analysis: {finding}. Expression analysis: the statements are clear. "
                 f"Score analysis: checked against the findings.")
         tokens = _lognormal(rng, c.meta_answer_median, c.meta_answer_sigma)
-        body = body.replace("<!-- sim:meta", f"<!-- sim:meta pad={max(0, tokens - len(body) // 4)}", 1)
+        pad = max(0, tokens - math.ceil(len(body) / c.chars_per_token))
+        body = body.replace("<!-- sim:meta", f"<!-- sim:meta pad={pad}", 1)
         text = (f'Here is my analysis of the "solution evaluation": {body}\n\n'
                 f'Based on my analysis, I will rate the "solution evaluation" as: \\boxed{{{_fmt(rating)}}}')
         return text, _lognormal(rng, c.meta_reasoning_median, c.meta_reasoning_sigma)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import heapq
 import math
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
@@ -65,9 +66,11 @@ class RunInfo:
 @dataclass(eq=False)
 class _Seq:
     req: "_Req"
-    remaining: float
+    length: float  # tokens to decode
     future: asyncio.Future
     start_at: float = math.inf  # decode start (after its request's prefill)
+    target: float = math.inf  # the work clock's value when it finishes
+    state: str = "queued"  # queued -> pending (slot held, prefill) -> decoding -> done | cancelled
 
 
 @dataclass(eq=False)
@@ -138,8 +141,14 @@ class ServerModel:
         if self.time_scale <= 0:
             raise ValueError("time_scale must be positive")
         self._queue: deque[_Seq] = deque()
-        self._pending: list[_Seq] = []  # slot held, waiting for its prefill
-        self._decoding: list[_Seq] = []
+        # Processor sharing gives every decoding sequence the same speed, so one "work clock"
+        # (tokens each decoding sequence has produced since t = 0) serves them all: a sequence
+        # finishes when the clock reaches its target. Heaps make each event O(log n).
+        self._work = 0.0
+        self._pending: list[tuple[float, int, _Seq]] = []  # (start_at, n, seq)
+        self._decoding: list[tuple[float, int, _Seq]] = []  # (target, n, seq)
+        self._n_decoding = 0
+        self._counter = 0
         self._cache: OrderedDict[bytes, int] = OrderedDict()
         self._cache_used = 0
         self._prefill_free_at = 0.0
@@ -154,7 +163,7 @@ class ServerModel:
     def _bind(self) -> asyncio.AbstractEventLoop:
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
-            if self._loop is not None and (self._queue or self._pending or self._decoding):
+            if self._loop is not None and self._held + len(self._queue):
                 raise RuntimeError("a ServerModel serves one event loop at a time")
             self._loop, self._t0, self._last = loop, loop.time(), 0.0
             self._prefill_free_at = 0.0
@@ -219,13 +228,14 @@ class ServerModel:
         return RunInfo(prompt, cached, now, prefill_done, max(finished), admitted - now)
 
     def _cancel(self, seqs: list[_Seq]) -> None:
-        gone = set(map(id, seqs))
         self._catch_up(max(self.now(), self._last))
-        held = sum(1 for s in self._pending + self._decoding if id(s) in gone)
-        self._queue = deque(s for s in self._queue if id(s) not in gone)
-        self._pending = [s for s in self._pending if id(s) not in gone]
-        self._decoding = [s for s in self._decoding if id(s) not in gone]
-        self._held_adjust(-held)
+        for s in seqs:  # heap entries of cancelled sequences are skipped when they surface
+            if s.state in ("pending", "decoding"):
+                self._held_adjust(-1)
+            if s.state == "decoding":
+                self._n_decoding -= 1
+            s.state = "cancelled"
+        self._queue = deque(s for s in self._queue if s.state == "queued")
         self._step()
 
     def _held_adjust(self, delta: int) -> None:
@@ -233,24 +243,29 @@ class ServerModel:
         self.stats.max_active = max(self.stats.max_active, self._held)
 
     def _speed(self) -> float:
-        k = len(self._decoding)
+        k = self._n_decoding
         return min(self.decode_tps_seq, self.decode_tps_total / k) if k else 0.0
 
     def _advance(self, now: float) -> None:
         """Move the fluid model forward to `now` (decode progress at the current speed)."""
         dt = now - self._last
-        if dt > 0 and self._decoding:
-            v = self._speed()
-            for s in self._decoding:
-                s.remaining -= v * dt
+        if dt > 0 and self._n_decoding:
+            self._work += self._speed() * dt
         self._last = max(self._last, now)
+
+    def _top(self, heap: list[tuple[float, int, _Seq]], state: str) -> tuple[float, int, _Seq] | None:
+        while heap and heap[0][2].state != state:
+            heapq.heappop(heap)  # a cancelled sequence
+        return heap[0] if heap else None
 
     def _next_event(self) -> float:
         nxt = math.inf
-        if self._decoding:
-            nxt = self._last + min(s.remaining for s in self._decoding) / self._speed()
-        if self._pending:
-            nxt = min(nxt, min(s.start_at for s in self._pending))
+        top = self._top(self._decoding, "decoding")
+        if top is not None:
+            nxt = self._last + max(0.0, top[0] - self._work) / self._speed()
+        top = self._top(self._pending, "pending")
+        if top is not None:
+            nxt = min(nxt, top[0])
         return nxt
 
     def _catch_up(self, now: float) -> None:
@@ -274,20 +289,22 @@ class ServerModel:
         """At the current simulated time: finish what is due, admit what fits, start decoding
         what is prefilled. Returns whether anything changed."""
         now = self._last
-        tol = 1e-6 * (1.0 + self._speed())
+        tol = 1e-6 * (1.0 + abs(self._work))
         any_change = False
         while True:
             changed = False
-            done = [s for s in self._decoding if s.remaining <= tol]
-            if done:
+            while (top := self._top(self._decoding, "decoding")) is not None and top[0] - self._work <= tol:
+                s = heapq.heappop(self._decoding)[2]
+                s.state = "done"
+                self._n_decoding -= 1
+                self._held_adjust(-1)
+                if not s.future.done():
+                    s.future.set_result(now)
                 changed = True
-                self._decoding = [s for s in self._decoding if s.remaining > tol]
-                self._held_adjust(-len(done))
-                for s in done:
-                    if not s.future.done():
-                        s.future.set_result(now)
             while self._queue and self._held < self.slots:
                 s = self._queue.popleft()
+                if s.state != "queued":
+                    continue
                 self._held_adjust(1)
                 r = s.req
                 if r.prefill_done_at is None:
@@ -295,14 +312,17 @@ class ServerModel:
                     start = max(now, self._prefill_free_at)
                     r.prefill_done_at = start + r.uncached / self.prefill_tps
                     self._prefill_free_at = r.prefill_done_at
-                s.start_at = r.prefill_done_at
-                self._pending.append(s)
+                s.start_at, s.state = r.prefill_done_at, "pending"
+                self._counter += 1
+                heapq.heappush(self._pending, (s.start_at, self._counter, s))
                 changed = True
-            ready = [s for s in self._pending if s.start_at <= now + 1e-9]
-            if ready:
+            while (top := self._top(self._pending, "pending")) is not None and top[0] <= now + 1e-9:
+                s = heapq.heappop(self._pending)[2]
+                s.state, s.target = "decoding", self._work + s.length
+                self._n_decoding += 1
+                self._counter += 1
+                heapq.heappush(self._decoding, (s.target, self._counter, s))
                 changed = True
-                self._pending = [s for s in self._pending if s.start_at > now + 1e-9]
-                self._decoding.extend(ready)
             if not changed:
                 return any_change
             any_change = True

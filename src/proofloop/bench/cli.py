@@ -1,0 +1,237 @@
+"""`proofloop bench`: prove a benchmark and grade it, grade existing proofs, measure a grader
+against human grades, and write reports.
+
+    proofloop bench run --dataset proofbench-basic --data-dir ../shared/data --strategy single -n 4
+    proofloop bench grade --proofs proofs.jsonl --grader autograder          # never regenerates proofs
+    proofloop bench grade --dataset dsm2-outputs --data-dir ../shared/data --grader verifier -n 8
+    proofloop bench agreement --dataset dsm2-outputs --data-dir ../shared/data --threshold 0.75 --json
+    proofloop bench agreement --pred pred.jsonl --human human.csv --human-max-points 7
+    proofloop bench agreement --run RUN [--human FILE]
+    proofloop bench report RUN -o report/                                    # report.md + report.html
+
+`--json` prints one JSON object; bad input is one line on stderr and exit code 2 (cli.main).
+Runs of kind `bench` and `bench-grade` resume with `proofloop resume RUN`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from proofloop.bench import metrics as M
+from proofloop.bench.agreement import dsm2_agreement, file_agreement, format_agreement_table
+from proofloop.bench.datasets import DATASETS
+from proofloop.bench.report import write_report
+from proofloop.bench.runs import create_bench_run, create_grade_run, run_agreement
+from proofloop.cli import (ApiKey, AttemptTimeout, BaseUrl, Concurrency, Db, Json, MaxN, MaxTokens, ModelName, Provider,
+                           TemplatesDir, Temperature, TopP, VerifyMaxTokens, _parse_options, _run, _store, _templates,
+                           _timeouts, err, out)
+from proofloop.errors import UserInputError
+from proofloop.models.base import Sampling
+from proofloop.models.factory import ModelSettings
+
+app = typer.Typer(no_args_is_help=True, help="Benchmarks: prove and grade datasets, grade proofs, grader agreement, reports.")
+
+DataDir = Annotated[Optional[Path], typer.Option(help="folder with imobench/ and dsm2/ (or PROOFLOOP_DATA_DIR)")]
+Grader = Annotated[str, typer.Option(help="verifier (reference-free, n votes, mean) | autograder (reference-guided 0-7)")]
+N = Annotated[int, typer.Option("-n", help="grader samples per proof (verifier votes / autograder samples)")]
+GraderProvider = Annotated[Optional[str], typer.Option(help="grader's provider, when it is not the proving model")]
+GraderBaseUrl = Annotated[Optional[str], typer.Option(help="grader's server URL (key: PROOFLOOP_GRADER_API_KEY)")]
+GraderModel = Annotated[Optional[str], typer.Option(help="grader's model id")]
+AutogradeTemplate = Annotated[Optional[Path], typer.Option(help="autograder prompt file instead of ours (placeholders "
+                                                           "{{problem}} {{reference_solution}} {{guidelines}} {{proof}})")]
+Resamples = Annotated[int, typer.Option(help="bootstrap resamples for the confidence intervals")]
+Threshold = Annotated[float, typer.Option(help="an automatic score at or above this accepts a proof")]
+
+
+def _sampling(max_tokens: int, verify_max_tokens: int, temperature: float, top_p: float,
+              seed: int | None) -> dict[str, Sampling]:
+    gen = Sampling(temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed)
+    check = Sampling(temperature=temperature, top_p=top_p, max_tokens=verify_max_tokens, seed=seed)
+    return {"gen": gen, "verify": check, "meta": check}
+
+
+def _grader_settings(provider: str | None, base_url: str | None, model: str | None) -> ModelSettings | None:
+    if provider is None and base_url is None and model is None:
+        return None  # the proving model grades too
+    return ModelSettings(provider=provider or ("openai" if base_url else None), base_url=base_url, model=model)
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, default=str))
+
+
+def _ci(d: dict[str, Any] | None, digits: int = 3) -> str:
+    if not d or d.get("estimate") is None:
+        return "-"
+    f = lambda x: "-" if x is None else f"{x:.{digits}f}"  # noqa: E731
+    return f"{f(d['estimate'])} [{f(d.get('low'))}, {f(d.get('high'))}]"
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    for row in summary.get("per_problem", []):
+        grade = row.get("grade")
+        out.print(f"{row['problem']:<24} proofs {row['proofs']:>3}  self {row['self_score']}  "
+                  f"grade {'-' if grade is None else f'{grade:.3f}'}", markup=False, highlight=False)
+    out.print(f"grader {summary['grader']} (n={summary['n']}): graded {summary['graded']}/{summary['items']}  "
+              f"mean score {_ci(summary.get('mean_score'))}  percent {_ci(summary.get('percent'), 1)}",
+              markup=False, highlight=False)
+    for u in summary.get("ungraded", [])[:10]:
+        out.print(f"  not graded: {u['problem_id']}: {u['cause']}", markup=False, highlight=False)
+    for name, a in (summary.get("agreement") or {}).items():
+        out.print(f"agreement of {name} with human grades: n={a['n']} precision={a['precision']} recall={a['recall']}",
+                  markup=False, highlight=False)
+    u = summary.get("usage") or {}
+    if u:
+        out.print(f"run: {summary['run_id']}   calls: {u.get('calls')}   failures: {u.get('failures')}   "
+                  f"tokens: {u.get('prompt_tokens')} in / {u.get('completion_tokens')} out", markup=False)
+
+
+@app.command()
+def run(
+    dataset: Annotated[str, typer.Option(help=f"{' | '.join(d for d in DATASETS if d != 'dsm2-outputs')} | hf:NAME | a .jsonl/.csv/.parquet file")],
+    data_dir: DataDir = None,
+    limit: Annotated[Optional[int], typer.Option(help="only the first N problems")] = None,
+    ids: Annotated[list[str], typer.Option("--id", help="only these problem ids (repeatable, or comma-separated)")] = [],
+    field: Annotated[list[str], typer.Option("--field", help="for files: FIELD=COLUMN, e.g. statement=question")] = [],
+    strategy: Annotated[str, typer.Option(help="single | sequential | pool | adaptive")] = "single",
+    k: Annotated[int, typer.Option(help="single: proofs to sample")] = 4,
+    attempts: Annotated[int, typer.Option(help="sequential: most proofs per thread")] = 8,
+    threads: Annotated[int, typer.Option(help="sequential: parallel threads")] = 4,
+    option: Annotated[list[str], typer.Option("--option", "-o", help="strategy option key=value (repeatable)")] = [],
+    grader: Grader = "verifier", n: N = 4,
+    grade_all: Annotated[bool, typer.Option(help="grade every proof, not only the chosen one (pass@1, best@k)")] = False,
+    grader_provider: GraderProvider = None, grader_base_url: GraderBaseUrl = None, grader_model: GraderModel = None,
+    autograde_template: AutogradeTemplate = None,
+    parallel_problems: Annotated[int, typer.Option(help="problems searched at once")] = 4,
+    provider: Provider = None, base_url: BaseUrl = None, api_key: ApiKey = None, model: ModelName = None,
+    max_n: MaxN = None, max_concurrency: Concurrency = 8, max_tokens: MaxTokens = 8192,
+    verify_max_tokens: VerifyMaxTokens = 8192, temperature: Temperature = 1.0, top_p: TopP = 0.95,
+    templates: TemplatesDir = None, attempt_timeout: AttemptTimeout = None,
+    seed: Annotated[Optional[int], typer.Option(help="seed for the search and the server's sampling")] = None,
+    db: Db = None, json_out: Json = False,
+):
+    """Prove every problem of a dataset with a search strategy, then grade each chosen proof."""
+    options: dict[str, Any] = {"single": {"k": k}, "sequential": {"attempts": attempts, "threads": threads}}.get(strategy, {})
+    options.update(_parse_options(option))
+    wanted = [i.strip() for item in ids for i in item.split(",") if i.strip()]
+    store = _store(db)
+    run_id = create_bench_run(
+        store, dataset, ModelSettings(provider=provider, base_url=base_url, model=model, max_n=max_n),
+        data_dir=data_dir, limit=limit, ids=wanted or None, fields=field or None, strategy=strategy, options=options,
+        grader=grader, n=n, grade_all=grade_all,
+        grader_settings=_grader_settings(grader_provider, grader_base_url, grader_model),
+        autograde_template=autograde_template,
+        sampling=_sampling(max_tokens, verify_max_tokens, temperature, top_p, seed), templates=_templates(templates),
+        max_concurrency=max_concurrency, timeouts=_timeouts(attempt_timeout), seed=seed or 0,
+        parallel_problems=parallel_problems, api_key=api_key)
+    if not json_out:
+        err.print(f"run {run_id}", markup=False)
+    summary = _run(store, run_id, api_key, json_out)
+    _print_json(summary) if json_out else _print_summary(summary)
+
+
+@app.command()
+def grade(
+    proofs: Annotated[Optional[Path], typer.Option(help="JSONL/CSV: statement (or problem), proof, optional id, "
+                                                         "problem_id, reference_solution, guidelines, human_grade, max_points")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="dsm2-outputs: re-grade the released DeepSeekMath-V2 proofs")] = None,
+    data_dir: DataDir = None,
+    source_run: Annotated[Optional[str], typer.Option("--run", help="re-grade the proofs of a stored run")] = None,
+    which: Annotated[str, typer.Option(help="with --run: chosen | all proofs")] = "chosen",
+    grader: Annotated[str, typer.Option(help="verifier | autograder | human (import the file's human grades)")] = "verifier",
+    n: N = 4,
+    limit: Annotated[Optional[int], typer.Option(help="only the first N proofs")] = None,
+    grader_provider: GraderProvider = None, grader_base_url: GraderBaseUrl = None, grader_model: GraderModel = None,
+    autograde_template: AutogradeTemplate = None,
+    provider: Provider = None, base_url: BaseUrl = None, api_key: ApiKey = None, model: ModelName = None,
+    max_n: MaxN = None, max_concurrency: Concurrency = 8, verify_max_tokens: VerifyMaxTokens = 8192,
+    temperature: Temperature = 1.0, top_p: TopP = 0.95, templates: TemplatesDir = None,
+    attempt_timeout: AttemptTimeout = None,
+    seed: Annotated[Optional[int], typer.Option(help="seed for the server's sampling")] = None,
+    db: Db = None, json_out: Json = False,
+):
+    """Grade proofs that already exist (a file, the released dsm2 outputs, or a stored run); stores raw judge text and grades."""
+    if grader not in ("verifier", "autograder", "human"):
+        raise UserInputError(f"unknown grader {grader!r}; choose verifier, autograder or human")
+    store = _store(db)
+    run_id = create_grade_run(
+        store, ModelSettings(provider=provider, base_url=base_url, model=model, max_n=max_n), grader=grader, n=n,
+        proofs=proofs, dataset=dataset, data_dir=data_dir, source_run=source_run, which=which, limit=limit,
+        grader_settings=_grader_settings(grader_provider, grader_base_url, grader_model),
+        autograde_template=autograde_template,
+        sampling=_sampling(verify_max_tokens, verify_max_tokens, temperature, top_p, seed),
+        templates=_templates(templates), max_concurrency=max_concurrency, timeouts=_timeouts(attempt_timeout),
+        api_key=api_key)
+    if not json_out:
+        err.print(f"run {run_id}", markup=False)
+    if grader == "human":
+        summary = {"run_id": run_id, **(store.get_run(run_id).summary or {})}  # type: ignore[union-attr]
+    else:
+        summary = _run(store, run_id, api_key, json_out)
+    _print_json(summary) if json_out else _print_summary(summary)
+
+
+@app.command()
+def agreement(
+    dataset: Annotated[Optional[str], typer.Option(help="dsm2-outputs: the released 64-sample rating vs expert grades")] = None,
+    data_dir: DataDir = None,
+    sets: Annotated[list[str], typer.Option("--set", help="dsm2 output sets to include (default all)")] = [],
+    pred: Annotated[Optional[Path], typer.Option(help="predictions file (scores in [0, 1])")] = None,
+    human: Annotated[Optional[Path], typer.Option(help="human grades file")] = None,
+    source_run: Annotated[Optional[str], typer.Option("--run", help="a stored run's grades vs human grades")] = None,
+    grader: Annotated[Optional[str], typer.Option(help="with --run: which grader (default the run's)")] = None,
+    threshold: Threshold = M.DEFAULT_THRESHOLD,
+    human_accept: Annotated[float, typer.Option(help="normalised human grade that counts as correct")] = M.HUMAN_ACCEPT,
+    id_field: Annotated[str, typer.Option(help="id column joining the files")] = "id",
+    pred_field: Annotated[str, typer.Option(help="score column of --pred")] = "score",
+    human_field: Annotated[str, typer.Option(help="grade column of --human")] = "score",
+    human_max_points: Annotated[float, typer.Option(help="scale of the human grades (7 for IMO points)")] = 1.0,
+    group_field: Annotated[Optional[str], typer.Option(help="column of --human to split the report by")] = None,
+    n_resamples: Resamples = 2000, seed: int = 0, db: Db = None, json_out: Json = False,
+):
+    """How far to trust an automatic grader: precision, recall, correlations, kappa vs human grades, with CIs."""
+    modes = [dataset is not None, pred is not None, source_run is not None]
+    if sum(modes) != 1:
+        raise UserInputError("choose one of --dataset dsm2-outputs, --pred FILE --human FILE, or --run RUN")
+    common = dict(n_resamples=n_resamples, seed=seed)
+    if dataset is not None:
+        if dataset.lower() != "dsm2-outputs":
+            raise UserInputError(f"agreement --dataset takes dsm2-outputs, not {dataset!r}")
+        report = dsm2_agreement(data_dir, threshold, human_accept, sets=sets or None, **common)
+    elif pred is not None:
+        if human is None:
+            raise UserInputError("--pred needs --human FILE")
+        report = file_agreement(pred, human, threshold, human_accept, id_field=id_field, pred_field=pred_field,
+                                human_field=human_field, human_max_points=human_max_points, group_field=group_field,
+                                **common)
+    else:
+        report = run_agreement(_store(db), source_run, grader, human=human, id_field=id_field,  # type: ignore[arg-type]
+                               human_field=human_field, human_max_points=human_max_points, threshold=threshold,
+                               human_accept=human_accept, **common)
+    if json_out:
+        _print_json(report)
+    else:
+        out.print(format_agreement_table(report), markup=False, highlight=False)
+
+
+@app.command()
+def report(
+    run_id: Annotated[str, typer.Argument(help="a bench or bench-grade run")],
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="folder (default ./bench-report-RUN)")] = None,
+    n_resamples: Resamples = 2000, seed: int = 0, threshold: Threshold = M.DEFAULT_THRESHOLD,
+    db: Db = None, json_out: Json = False,
+):
+    """Write report.md, a self-contained report.html with plots, and metrics.json."""
+    store = _store(db)
+    if store.get_run(run_id) is None:
+        raise UserInputError(f"no run {run_id!r} in the run store")
+    paths = write_report(store, run_id, output or Path(f"bench-report-{run_id}"), n_resamples=n_resamples, seed=seed,
+                         threshold=threshold)
+    if json_out:
+        _print_json(paths)
+    else:
+        out.print(f"wrote {paths['markdown']} and {paths['html']} ({len(paths['figures'])} plots)", markup=False)

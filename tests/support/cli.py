@@ -1,0 +1,32 @@
+"""Run the `proofloop` command as a subprocess, the way a user does."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+CLI = [sys.executable, "-m", "proofloop.cli"]
+
+
+def cli_env(db: Path, base_url: str | None = None, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PROOFLOOP_", "OPENAI_"))}
+    env.update(PROOFLOOP_DB=str(db), PYTHONUNBUFFERED="1", **extra)
+    if base_url:
+        env.update(PROOFLOOP_BASE_URL=base_url, PROOFLOOP_MODEL="scripted", PROOFLOOP_API_KEY="test-key")
+    return env
+
+
+def run_cli(args: list[str], env: dict[str, str], *, cwd: Path | None = None, input: str | None = None,
+            timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run(CLI + args, env=env, cwd=cwd, input=input, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def run_json(args: list[str], env: dict[str, str], **kw: Any) -> dict[str, Any]:
+    r = run_cli(args + ["--json"], env, **kw)
+    assert r.returncode == 0, f"exit {r.returncode}\nstdout: {r.stdout[-2000:]}\nstderr: {r.stderr[-4000:]}"
+    return json.loads(r.stdout)

@@ -1,0 +1,512 @@
+"""Automatic labelling: the rule (every branch, plus properties against a brute-force
+reference), input mapping, and the `label` command end to end against an OpenAI-compatible
+server on 127.0.0.1 (JSONL, parquet, run store, resume, failures)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+
+import pyarrow.parquet as pq
+import pytest
+import typer
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from proofloop import runner
+from proofloop.errors import UserInputError
+from proofloop.label import (LabelItem, LabelRule, Status, Validity, Vote, decide, rows_to_items,
+                             validity, verify_starts, votes_of)
+from proofloop.label_cli import app as label_app
+from proofloop.serving import Choice, Fault, Faults, Reply, approx_tokens, scripted_responder
+from proofloop.store import Store
+from support.servers import running_server
+
+OK3 = (1.0, 1.0, 1.0)   # m=3: all confirm
+NO3 = (0.0, 0.0, 0.0)   # m=3: none confirms
+
+
+def rule(**kw) -> LabelRule:
+    return LabelRule(**{"m": 3, "k": 2, **kw})
+
+
+def outcome(votes, r=None):
+    d = decide(votes, r or rule())
+    return d.status.value, d.score
+
+
+# ---------------------------------------------------------------------------- the rule
+
+
+def test_no_issue_found_labels_one():
+    assert outcome([Vote(1.0)] * 4) == ("labelled", 1.0)
+
+
+def test_issues_all_rejected_by_meta_verification_label_one():
+    d = decide([Vote(0.0, NO3), Vote(0.5, (1.0, 0.0, 0.0)), Vote(1.0)], rule())
+    assert (d.status, d.score) == (Status.LABELLED, 1.0)
+    assert d.validity == (Validity.INVALID, Validity.INVALID, Validity.NO_ISSUE)
+
+
+@pytest.mark.parametrize("low", [0.0, 0.5])
+def test_k_valid_analyses_at_the_lowest_score_give_that_label(low):
+    assert outcome([Vote(low, OK3), Vote(low, OK3), Vote(1.0), Vote(1.0)]) == ("labelled", low)
+
+
+def test_lowest_valid_score_decides_even_when_a_higher_one_has_k():
+    # 0.5 has k=2 valid analyses, but the lowest valid score is 0 with only one: undecided.
+    votes = [Vote(0.5, OK3), Vote(0.5, OK3), Vote(0.0, OK3)]
+    assert outcome(votes) == ("discarded", None)
+    assert outcome(votes, rule(undecided="human")) == ("human", None)
+    assert outcome(votes, rule(k=1)) == ("labelled", 0.0)
+
+
+def test_fewer_than_k_valid_analyses_is_undecided_not_one():
+    assert outcome([Vote(0.0, OK3), Vote(1.0), Vote(1.0)]) == ("discarded", None)
+    assert outcome([Vote(0.0, OK3), Vote(1.0), Vote(1.0)], rule(k=1)) == ("labelled", 0.0)
+
+
+def test_invalid_analyses_are_ignored():
+    # Two valid 0.5s and an invalid 0: the invalid one does not pull the label down.
+    assert outcome([Vote(0.5, OK3), Vote(0.5, OK3), Vote(0.0, NO3)]) == ("labelled", 0.5)
+
+
+def test_majority_is_strict_a_tie_is_not_a_majority():
+    r2, r4 = rule(m=2, k=1), rule(m=4, k=1)
+    assert validity(Vote(0.0, (1.0, 0.0)), r2) is Validity.INVALID
+    assert validity(Vote(0.0, (1.0, 1.0)), r2) is Validity.VALID
+    assert validity(Vote(0.0, (1.0, 1.0, 0.0, 0.0)), r4) is Validity.INVALID
+    assert validity(Vote(0.0, (1.0, 1.0, 1.0, 0.0)), r4) is Validity.VALID
+    assert outcome([Vote(0.0, (1.0, 0.0))], r2) == ("labelled", 1.0)
+    assert validity(Vote(0.5, (1.0, 0.0, 0.0)), rule()) is Validity.INVALID
+    assert validity(Vote(0.5, (1.0, 1.0, 0.0)), rule()) is Validity.VALID
+
+
+def test_rating_half_confirms_by_default_but_not_with_confirm_at_one():
+    half = (0.5, 0.5, 0.0)
+    assert validity(Vote(0.0, half), rule()) is Validity.VALID
+    assert validity(Vote(0.0, half), rule(confirm_at=1.0)) is Validity.INVALID
+    assert outcome([Vote(0.0, half)] * 2) == ("labelled", 0.0)
+    assert outcome([Vote(0.0, half)] * 2, rule(confirm_at=1.0)) == ("labelled", 1.0)
+
+
+def test_failed_analyses_are_errors_never_label_one():
+    assert outcome([Vote(None)] * 4) == ("error", None)
+    assert outcome([Vote(None)], rule(k=1)) == ("error", None)
+    # 3 of 4 failed: below the quorum of one half, even though the one left finds no issue.
+    assert outcome([Vote(None), Vote(None), Vote(None), Vote(1.0)]) == ("error", None)
+    # half of them succeeded: the rule runs on those
+    assert outcome([Vote(None), Vote(None), Vote(1.0), Vote(1.0)]) == ("labelled", 1.0)
+    assert outcome([Vote(None), Vote(None), Vote(1.0), Vote(1.0)], rule(quorum=0.75)) == ("error", None)
+    assert "2 of 4" in decide([Vote(None)] * 2 + [Vote(1.0)] * 2, rule(quorum=0.75)).reason
+
+
+def test_failed_ratings_neither_confirm_nor_reject():
+    r = rule()
+    assert validity(Vote(0.0, (1.0, 1.0, None)), r) is Validity.VALID         # a majority either way
+    assert validity(Vote(0.0, (0.0, 0.0, None)), r) is Validity.INVALID       # no majority either way
+    assert validity(Vote(0.0, (1.0, None, None)), r) is Validity.UNDETERMINED
+    assert validity(Vote(0.0, (1.0, 0.0, None)), r) is Validity.UNDETERMINED
+    assert validity(Vote(0.0, (1.0,)), r) is Validity.UNDETERMINED             # missing = failed
+    assert validity(Vote(0.0, ()), r) is Validity.UNDETERMINED
+
+
+def test_a_label_that_hinges_on_failed_ratings_is_an_error():
+    pending = (1.0, None, None)
+    # Would be 1 if the pending analysis were invalid, 0.5 or undecided otherwise.
+    assert outcome([Vote(0.5, pending), Vote(1.0), Vote(1.0)], rule(k=1)) == ("error", None)
+    assert outcome([Vote(0.5, pending), Vote(1.0), Vote(1.0)]) == ("error", None)
+    # Would be 0.5 if invalid, undecided (0 has one valid) if valid.
+    assert outcome([Vote(0.5, OK3), Vote(0.5, OK3), Vote(0.0, pending)]) == ("error", None)
+    # Both extremes undecided, but one middle case labels 0.5: still an error.
+    assert outcome([Vote(0.5, OK3), Vote(0.5, pending), Vote(0.0, pending)]) == ("error", None)
+    d = decide([Vote(0.5, pending), Vote(1.0)], rule(k=1))
+    assert "meta-verifications failed" in d.reason
+
+
+def test_pending_analyses_that_cannot_change_the_label_do_not_block_it():
+    pending = (1.0, None, None)
+    # Two valid 0s: a pending 0.5 (valid or not) cannot change the lowest score or its count.
+    assert outcome([Vote(0.0, OK3), Vote(0.0, OK3), Vote(0.5, pending)]) == ("labelled", 0.0)
+    # Undecided whatever the pending one says.
+    assert outcome([Vote(0.5, OK3), Vote(0.0, OK3), Vote(0.5, pending)], rule(k=3)) == ("discarded", None)
+
+
+def test_bad_inputs_to_the_rule():
+    with pytest.raises(ValueError):
+        validity(Vote(0.0, (1.0,) * 4), rule())   # more ratings than m
+    with pytest.raises(ValueError):
+        validity(Vote(0.7), rule())
+    for bad in ({"m": 0}, {"k": 0}, {"confirm_at": 0.0}, {"quorum": 0.0}, {"quorum": 1.5}, {"undecided": "keep"}):
+        with pytest.raises(UserInputError):
+            rule(**bad)
+
+
+# ---------------------------------------------------------------------------- properties
+
+SCORE = st.sampled_from([None, 0.0, 0.5, 1.0])
+RATING = st.sampled_from([None, 0.0, 0.5, 1.0])
+RULES = st.builds(LabelRule, m=st.integers(1, 4), k=st.integers(1, 4), confirm_at=st.sampled_from([0.5, 1.0]),
+                  quorum=st.sampled_from([0.25, 0.5, 1.0]), undecided=st.sampled_from(["discard", "human"]))
+
+
+@st.composite
+def cases(draw):
+    r = draw(RULES)
+    votes = []
+    for _ in range(draw(st.integers(0, 6))):
+        score = draw(SCORE)
+        ratings = tuple(draw(st.lists(RATING, min_size=r.m, max_size=r.m))) if score in (0.0, 0.5) else ()
+        votes.append(Vote(score, ratings))
+    return r, votes
+
+
+def reference(votes, r):
+    """The rule written the slow way: every subset of pending analyses, tried one by one."""
+    def confirm(x):
+        return x is not None and x >= r.confirm_at
+
+    ok = [v for v in votes if v.score is not None]
+    if not ok or len(ok) < r.quorum * len(votes):
+        return ("error", None)
+    valid, pending = [], []
+    for v in ok:
+        if v.score == 1.0:
+            continue
+        yes = sum(map(confirm, v.ratings))
+        unknown = sum(x is None for x in v.ratings)
+        if yes * 2 > r.m:
+            valid.append(v.score)
+        elif (yes + unknown) * 2 > r.m:
+            pending.append(v.score)
+    results = set()
+    for size in range(len(pending) + 1):
+        for extra in itertools.combinations(pending, size):
+            scores = valid + list(extra)
+            if not scores:
+                results.add(("labelled", 1.0))
+            elif scores.count(min(scores)) >= r.k:
+                results.add(("labelled", min(scores)))
+            else:
+                results.add(({"discard": "discarded", "human": "human"}[r.undecided], None))
+    return results.pop() if len(results) == 1 else ("error", None)
+
+
+@settings(max_examples=400, deadline=None)
+@given(cases())
+def test_matches_a_brute_force_reference(case):
+    r, votes = case
+    assert outcome(votes, r) == reference(votes, r)
+
+
+@settings(max_examples=300, deadline=None)
+@given(cases())
+def test_label_is_the_lowest_valid_issue_score_and_one_only_without_issues(case):
+    r, votes = case
+    d = decide(votes, r)
+    valid = [v.score for v, x in zip(votes, d.validity) if x is Validity.VALID]
+    if d.labelled:
+        assert d.score <= min(valid, default=1.0)
+        assert d.score == min(valid, default=1.0)
+        if d.score == 1.0:
+            assert Validity.VALID not in d.validity and Validity.UNDETERMINED not in d.validity
+    if all(v.score is None for v in votes):
+        assert d.status is Status.ERROR
+
+
+@settings(max_examples=300, deadline=None)
+@given(cases(), st.sampled_from([0.0, 0.5]), st.randoms(use_true_random=False))
+def test_adding_an_invalid_analysis_or_reordering_never_changes_the_label(case, score, rnd):
+    r, votes = case
+    before = outcome(votes, r)
+    if "analyses succeeded" in decide(votes, r).reason:
+        return  # too few analyses succeeded: one more successful analysis may reach the quorum
+    invalid = Vote(score, (0.0,) * r.m)
+    for at in range(len(votes) + 1):
+        assert outcome(votes[:at] + [invalid] + votes[at:], r) == before
+    shuffled = list(votes)
+    rnd.shuffle(shuffled)
+    assert outcome(shuffled, r) == before
+
+
+@settings(max_examples=300, deadline=None)
+@given(cases(), st.data())
+def test_a_decision_never_depends_on_what_failed_ratings_would_have_said(case, data):
+    r, votes = case
+    before = outcome(votes, r)
+    if before[0] == "error":
+        return
+    filled = [Vote(v.score, tuple(data.draw(st.sampled_from([0.0, 0.5, 1.0])) if x is None else x
+                                  for x in v.ratings)) for v in votes]
+    assert outcome(filled, r) == before
+
+
+# ---------------------------------------------------------------------------- inputs
+
+
+def test_rows_map_onto_items_with_aliases_dotted_paths_and_extras():
+    rows = [{"question": "P1", "model_prediction": {"proof": "A", "human_rating": 7}, "uid": "x"},
+            {"question": "P2", "model_prediction": {"proof": "B", "human_rating": 0}, "uid": "y"}]
+    items = rows_to_items(rows, ["proof=model_prediction.proof", "id=uid"])
+    assert [(i.id, i.problem, i.proof) for i in items] == [("x", "P1", "A"), ("y", "P2", "B")]
+    assert items[0].extra == {}  # every column was used
+    plain = rows_to_items([{"problem": "P", "solution": "S", "grade": 3}])
+    assert (plain[0].id, plain[0].proof, plain[0].extra) == ("1", "S", {"grade": 3})
+    for bad_rows, fields in (([{"problem": "P"}], None), ([{"problem": "P", "proof": " "}], None),
+                             ([{"problem": "P", "proof": "x", "id": 1}, {"problem": "Q", "proof": "y", "id": 1}], None),
+                             ([{"problem": "P", "proof": "x"}], ["answer=proof"]),
+                             ([{"problem": "P", "proof": "x"}], ["proof"]), ([], None)):
+        with pytest.raises(UserInputError):
+            rows_to_items(bad_rows, fields)
+
+
+def test_repeated_proofs_get_their_own_sample_indices():
+    a, b = LabelItem("1", "P", "x"), LabelItem("2", "P", "y")
+    assert verify_starts([a, b, LabelItem("3", "P", "x"), LabelItem("4", "P", "x")], 4) == [0, 0, 4, 8]
+
+
+# ---------------------------------------------------------------------------- end to end
+
+PROOFS = {  # marker -> what the responder below makes of it
+    "good": "verifiers find nothing",
+    "bad": "verifiers find a fatal error; meta-verifiers confirm it",
+    "disputed": "verifiers claim a gap; meta-verifiers reject the claim",
+    "split": "one verifier finds a fatal error, the rest a minor gap; all confirmed",
+    "garbled": "verifiers answer without a score",
+}
+
+
+def _marker(prompt: str) -> str:
+    return re.search(r"\[(good|bad|disputed|split|garbled)\]", prompt).group(1)
+
+
+def _say(score: str, words: str, meta: bool) -> str:
+    if meta:
+        return (f'Here is my analysis of the "solution evaluation": {words}\n\n'
+                f'Based on my analysis, I will rate the "solution evaluation" as: \\boxed{{{score}}}')
+    return (f"Here is my evaluation of the solution: {words}\n\n"
+            f"Based on my evaluation, the final overall score should be: \\boxed{{{score}}}")
+
+
+async def marker_responder(req):
+    """Deterministic by proof marker and sample index (seed + choice)."""
+    prompt = "\n".join(str(m["content"]) for m in req.messages)
+    kind, meta = _marker(prompt), '"solution evaluation"' in prompt
+    choices = []
+    for i in range(req.n):
+        index = (req.seed or 0) + i
+        if meta:
+            text = _say("0" if kind == "disputed" else "1", "the claimed defect is "
+                        + ("unfounded." if kind == "disputed" else "real."), True)
+        elif kind == "good":
+            text = _say("1", "every step holds.", False)
+        elif kind == "bad" or (kind == "split" and index == 0):
+            text = _say("0", f"Step 2 has a fatal error: it divides by zero (sample {index}).", False)
+        elif kind in ("disputed", "split"):
+            text = _say("0.5", f"Step 3 omits a case (sample {index}).", False)
+        else:
+            text = "I am not sure what to make of this."
+        choices.append(Choice(text=text))
+    return Reply(choices, prompt_tokens=approx_tokens(prompt))
+
+
+def _write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _invoke(args):
+    result = CliRunner().invoke(label_app, [str(a) for a in args])
+    return result
+
+
+def _server_args(server, db, *extra):
+    return ["--provider", "openai", "--base-url", server.base_url, "--model", "scripted", "--api-key", "x",
+            "--db", db, "--seed", "0", "--max-concurrency", "4", *extra]
+
+
+def _parquet_rows(path):
+    rows = pq.read_table(path).to_pylist()
+    for r in rows:
+        r["extra"] = json.loads(r["extra"])
+    return rows
+
+
+def test_label_command_end_to_end(tmp_path):
+    inputs = [{"uid": f"p-{m}", "question": f"Problem about {m}.", "answer": f"Proof text [{m}].", "grade": g}
+              for m, g in zip(PROOFS, (7, 0, 6, 2, 1))]
+    inputs.append({"uid": "p-bad-again", "question": "Problem about bad.", "answer": "Proof text [bad].", "grade": 0})
+    src = _write_jsonl(tmp_path / "in.jsonl", inputs)
+    out, par, db = tmp_path / "labels.jsonl", tmp_path / "labels.parquet", tmp_path / "p.db"
+    with running_server(marker_responder) as (server, log):
+        result = _invoke(["--proofs", src, "-n", 4, "-m", 3, "-k", 2, "--undecided", "human",
+                          "--field", "problem=question", "--field", "proof=answer", "--field", "id=uid",
+                          "-o", out, "--parquet", par, "--json", *_server_args(server, db)])
+        assert result.exit_code == 0, result.output
+        summary = json.loads(result.stdout)  # --json: exactly one object on stdout
+        sent = len(log)
+
+        rows = [json.loads(line) for line in out.read_text().splitlines()]
+        by_id = {r["id"]: r for r in rows}
+        assert [r["id"] for r in rows] == [i["uid"] for i in inputs]  # input order kept
+        assert {i: (r["status"], r["score"]) for i, r in by_id.items()} == {
+            "p-good": ("labelled", 1.0), "p-bad": ("labelled", 0.0), "p-disputed": ("labelled", 1.0),
+            "p-split": ("human", None), "p-garbled": ("error", None), "p-bad-again": ("labelled", 0.0)}
+        assert summary["statuses"] == {"labelled": 4, "discarded": 0, "human": 1, "error": 1}
+        assert summary["labels"] == {"0": 2, "0.5": 0, "1": 2} and summary["output"] == str(out)
+
+        bad = by_id["p-bad"]
+        assert bad["problem"] == "Problem about bad." and bad["proof"] == "Proof text [bad]."
+        assert bad["extra"] == {"grade": 0}
+        assert [a["score"] for a in bad["analyses"]] == [0.0] * 4
+        assert all(a["valid"] and a["confirmations"] == 3 and len(a["meta"]) == 3 for a in bad["analyses"])
+        assert all(a["issues"] for a in bad["analyses"])
+        assert [a["validity"] for a in by_id["p-disputed"]["analyses"]] == ["invalid"] * 4
+        assert [a["score"] for a in by_id["p-split"]["analyses"]] == [0.0, 0.5, 0.5, 0.5]
+        garbled = by_id["p-garbled"]["analyses"]
+        assert {a["status"] for a in garbled} == {"no_final_phrase"} and all(a["cause"] for a in garbled)
+        assert by_id["p-good"]["analyses"][0]["meta"] == []  # score 1: never meta-verified
+
+        # repeated rows: independent calls, not shared ones
+        again = by_id["p-bad-again"]["provenance"]["verify_calls"]
+        assert not set(again) & set(bad["provenance"]["verify_calls"])
+
+        prov = bad["provenance"]
+        run_id = prov["run_id"]
+        assert (prov["model"], prov["provider"], prov["n"], prov["m"], prov["k"]) == ("scripted", "openai", 4, 3, 2)
+        assert prov["undecided"] == "human" and prov["first_call_at"] <= prov["last_call_at"]
+        assert len(prov["verify_calls"]) == 4 and len(prov["meta_calls"]) == 12
+
+        # every row's decision follows from the evidence it carries
+        r = LabelRule(m=3, k=2, undecided="human")
+        for row in rows:
+            votes = [Vote(a["score"] if a["status"] == "ok" else None,
+                          tuple(x["rating"] if x["status"] == "ok" else None for x in a["meta"]))
+                     for a in row["analyses"]]
+            assert outcome(votes, r) == (row["status"], row["score"])
+
+        assert _parquet_rows(par) == rows
+
+        # the run store: kind label, analyses as verifications, ratings as meta-verifications
+        store = Store(db)
+        run = store.get_run(run_id)
+        assert (run.kind, run.status.value, run.config["n"], run.config["rule"]["k"]) == ("label", "finished", 4, 2)
+        verifications = store.verifications(run_id)
+        assert len(verifications) == 6 * 4
+        assert {v.id for v in verifications} == {a["id"] for row in rows for a in row["analyses"]}
+        metas = store.meta_verifications(run_id)
+        assert len(metas) == 3 * 4 * 3 + 4 * 3  # bad x2, disputed, split: 4 analyses x 3 ratings each
+        assert {m.id for m in metas} == {x["id"] for row in rows for a in row["analyses"] for x in a["meta"]}
+        assert len(store.proofs(run_id)) == 6
+
+        # resume replays everything from the store: not one request, the same labels
+        again_summary = runner.execute(store, run_id, notice=lambda _: None)
+        assert len(log) == sent
+        assert again_summary["statuses"] == summary["statuses"]
+        assert [(r["status"], r["score"]) for r in map(json.loads, out.read_text().splitlines())] == \
+            [(r["status"], r["score"]) for r in rows]
+
+
+def test_failed_calls_are_recorded_as_errors_and_resume_repeats_only_them(tmp_path):
+    src = _write_jsonl(tmp_path / "in.jsonl", [{"id": f"b{i}", "problem": f"Problem {i}.", "proof": "Proof [bad]."}
+                                               for i in range(3)])
+    out, db = tmp_path / "labels.jsonl", tmp_path / "p.db"
+    # Requests 1 and 2 are verification requests (a meta request needs an earlier success).
+    faults = Faults(by_request={1: Fault(kind="bad_request"), 2: Fault(kind="bad_request")})
+    with running_server(marker_responder, faults=faults) as (server, log):
+        result = _invoke(["--proofs", src, "-n", 2, "-m", 1, "-k", 1, "-o", out, "--json",
+                          *_server_args(server, db)])
+        assert result.exit_code == 0, result.output
+        summary = json.loads(result.stdout)
+        assert summary["statuses"]["error"] == 2 and summary["statuses"]["labelled"] == 1
+        rows = [json.loads(line) for line in out.read_text().splitlines()]
+        failed = [r for r in rows if r["status"] == "error"]
+        for row in failed:
+            assert "0 of 2" in row["reason"]
+            assert all(a["status"] == "call_error" and "bad_request" in a["cause"] for a in row["analyses"])
+            assert all(a["score"] is None for a in row["analyses"])
+        run_id = rows[0]["provenance"]["run_id"]
+        store = Store(db)
+        assert sorted(f.kind for f in store.failures(run_id)) == ["bad_request"] * 4  # 2 requests x 2 keys
+        stored = {v.id: v for v in store.verifications(run_id)}
+        assert all(stored[a["id"]].status == "call_error" for row in failed for a in row["analyses"])
+        first = {e["fingerprint"] for e in log if e["outcome"] == "ok"}
+        n_first = len(log)
+
+        summary = runner.execute(store, run_id, notice=lambda _: None)
+        assert summary["statuses"]["labelled"] == 3
+        resent = log[n_first:]
+        assert resent and not {e["fingerprint"] for e in resent} & first  # no finished call again
+        assert {e["fingerprint"] for e in log if e["outcome"] == "bad_request"} <= {e["fingerprint"] for e in resent}
+        assert all(v.status == "ok" for v in store.verifications(run_id))  # same ids, now answered
+
+
+def test_label_with_the_scripted_protocol_server(tmp_path):
+    """serving.scripted_responder: noisy verifiers and meta-verifiers; every label must follow
+    from the recorded evidence, and JSONL and parquet must agree."""
+    rows_in = [{"problem": f"Show claim {i}.", "proof": f"We argue (scripted proof {i:08x}, grade {g}). Done."}
+               for i, g in enumerate(["0", "0.5", "1", "1", "0", "0.5"])]
+    src = _write_jsonl(tmp_path / "in.jsonl", rows_in)
+    out, par, db = tmp_path / "l.jsonl", tmp_path / "l.parquet", tmp_path / "p.db"
+    with running_server(scripted_responder()) as (server, log):
+        result = _invoke(["--proofs", src, "-n", 6, "-m", 3, "-k", 2, "-o", out, "--parquet", par,
+                          *_server_args(server, db)])
+    assert result.exit_code == 0, result.output
+    assert "labelled" in result.stdout and str(out) in result.stdout
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 6 and _parquet_rows(par) == rows
+    r = LabelRule(m=3, k=2)
+    for row in rows:
+        assert len(row["analyses"]) == 6
+        votes = [Vote(a["score"], tuple(x["rating"] for x in a["meta"])) for a in row["analyses"]]
+        assert outcome(votes, r) == (row["status"], row["score"])
+        for a in row["analyses"]:
+            assert len(a["meta"]) == (3 if a["score"] in (0.0, 0.5) else 0)
+
+
+def test_user_errors_and_mounting(tmp_path):
+    src = _write_jsonl(tmp_path / "in.jsonl", [{"problem": "P", "proof": "x"}])
+    nocol = _write_jsonl(tmp_path / "nocol.jsonl", [{"problem": "P", "text": "x"}])
+    base = ["--provider", "sim", "--db", tmp_path / "p.db"]
+    for args in (["--proofs", src, "-n", 2, "-k", 3], ["--proofs", src, "--undecided", "keep"],
+                 ["--proofs", nocol], ["--proofs", tmp_path / "missing.jsonl"], ["--proofs", src, "-m", 0],
+                 ["--proofs", src, "--field", "answer=text"]):
+        result = _invoke([*args, *base])
+        assert isinstance(result.exception, UserInputError), (args, result.output)
+    assert Store(tmp_path / "p.db").list_runs() == []  # nothing half-created
+    # mounted the way cli.py would: `proofloop label --proofs ...`
+    root = typer.Typer()
+    root.command("noop")(lambda: None)
+    root.add_typer(label_app, name="label")
+    result = CliRunner().invoke(root, ["label", "--help"])
+    assert result.exit_code == 0 and "--proofs" in result.stdout and "--undecided" in result.stdout
+
+
+def test_votes_of_turns_unparsed_records_into_failures():
+    from proofloop.roles.records import AnalysisRecord, MetaRecord
+
+    a = AnalysisRecord(id="a", proof_id="p", status="ok", score=0.0)
+    b = AnalysisRecord(id="b", proof_id="p", status="truncated", score=None)
+    metas = {"a": [MetaRecord(id="x", analysis_id="a", status="ok", rating=1.0),
+                   MetaRecord(id="y", analysis_id="a", status="call_error", cause="timeout")]}
+    assert votes_of([a, b], metas) == [Vote(0.0, (1.0, None)), Vote(None)]
+
+
+@pytest.mark.slow
+def test_label_runs_end_to_end_on_the_embedded_smollm2(tmp_path):
+    pytest.importorskip("proofloop.models.local")
+    src = _write_jsonl(tmp_path / "in.jsonl", [{"id": "s1", "problem": "Prove that 2 + 2 = 4.",
+                                                "proof": "By definition 2 + 2 = 4."}])
+    out, db = tmp_path / "l.jsonl", tmp_path / "p.db"
+    result = _invoke(["--proofs", src, "-n", 1, "-m", 1, "-k", 1, "--provider", "local", "--verify-max-tokens", 24,
+                      "-o", out, "--db", db, "--json"])
+    assert result.exit_code == 0, result.output
+    [row] = [json.loads(line) for line in out.read_text().splitlines()]
+    [analysis] = row["analyses"]
+    stored = Store(db).verifications(row["provenance"]["run_id"])
+    assert [v.id for v in stored] == [analysis["id"]]
+    if analysis["status"] != "ok":  # the expected case: 24 tokens cannot hold a verdict
+        assert row["status"] == "error" and row["score"] is None and analysis["cause"]
+        assert stored[0].status == analysis["status"] and stored[0].cause

@@ -1,0 +1,90 @@
+"""kill -9 of a running `proofloop prove` at several points, then `proofloop resume`.
+
+The server answers deterministically per request (the scripted responder), logs every request
+to a file, and answers slowly enough that the kill lands mid-run. Checks: no call that was
+stored before the kill is sent again after it, and the final record equals an uninterrupted
+run's."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from proofloop.serving import ServerProcess, fingerprint, read_request_log
+from proofloop.store import Store
+from support.cli import CLI, cli_env, run_json
+
+ARGS = ["--threads", "3", "--attempts", "3", "--seed", "11", "--max-concurrency", "2"]
+SCRIPT = {"stream_delay_s": 0.02, "stream_chunk_chars": 16}  # about 0.3-0.6 s per request
+
+
+def _record(store: Store, run_id: str) -> list[tuple]:
+    """What a run produced, independent of its run id (call keys include the run id)."""
+    return sorted((p.thread, p.attempt, p.status, p.solution, p.self_score, p.cause) for p in store.proofs(run_id))
+
+
+def _sent(entries: list[dict], since: float = 0.0) -> list[tuple[str, int]]:
+    return [(e["messages_sha"], e["seed"]) for e in entries if e.get("t_start", 0) >= since and "messages_sha" in e]
+
+
+def _stored(store: Store, run_id: str) -> set[tuple[str, int]]:
+    """(messages, seed sent) of every stored call: the client sends seed + first index of a request."""
+    return {(fingerprint({"messages": c.messages}), c.sampling["seed"] + c.index) for c in store.calls(run_id)}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, problem_file):
+    tmp = tmp_path_factory.mktemp("whole")
+    with ServerProcess(script=SCRIPT, request_log=tmp / "log.jsonl") as server:
+        out = run_json(["prove", str(problem_file)] + ARGS, cli_env(tmp / "db", server.base_url))
+    return Store(tmp / "db"), out
+
+
+@pytest.fixture(scope="module")
+def problem_file(tmp_path_factory) -> Path:
+    p = tmp_path_factory.mktemp("problem") / "problem.md"
+    p.write_text("Prove that the sum of two odd integers is even.")
+    return p
+
+
+@pytest.mark.parametrize("kill_after", [1, 3, 6])
+def test_kill_9_then_resume_repeats_no_finished_call(tmp_path: Path, problem_file, uninterrupted, kill_after):
+    log_path = tmp_path / "log.jsonl"
+    db = tmp_path / "db"
+    with ServerProcess(script=SCRIPT, request_log=log_path) as server:
+        env = cli_env(db, server.base_url)
+        proc = subprocess.Popen(CLI + ["prove", str(problem_file)] + ARGS + ["--json"], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while len(read_request_log(log_path)) < kill_after:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+        killed_at = time.time()
+
+        store = Store(db)
+        run = store.list_runs()[0]
+        assert run.status.value == "running"  # killed: nobody marked it finished
+        stored_before = _stored(store, run.id)
+        assert stored_before, "the kill came before any call finished; the test proves nothing"
+        store.close()
+
+        resumed = run_json(["resume", run.id], env)
+
+    sent_after = _sent(read_request_log(log_path), since=killed_at)
+    assert not stored_before & set(sent_after), "a call stored before the kill was sent again"
+    assert len(sent_after) == len(set(sent_after))
+
+    whole_store, whole = uninterrupted
+    store = Store(db)
+    assert store.get_run(run.id).status.value == "finished"
+    assert _record(store, run.id) == _record(whole_store, whole["run_id"])
+    assert resumed["proof"] == whole["proof"] and resumed["self_score"] == whole["self_score"]
+    assert resumed["usage"]["calls"] == whole["usage"]["calls"]
