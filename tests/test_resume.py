@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -26,6 +27,14 @@ SCRIPT = {"stream_delay_s": 0.02, "stream_chunk_chars": 16}  # about 0.3-0.6 s p
 def _record(store: Store, run_id: str) -> list[tuple]:
     """What a run produced, independent of its run id (call keys include the run id)."""
     return sorted((p.thread, p.attempt, p.status, p.solution, p.self_score, p.cause) for p in store.proofs(run_id))
+
+
+def _stored_count(db: Path) -> int:
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
+            return con.execute("select count(*) from llm_calls").fetchone()[0]
+    except sqlite3.OperationalError:  # not created yet
+        return 0
 
 
 def _sent(entries: list[dict], since: float = 0.0) -> list[tuple[str, int]]:
@@ -61,7 +70,7 @@ def test_kill_9_then_resume_repeats_no_finished_call(tmp_path: Path, problem_fil
         proc = subprocess.Popen(CLI + ["prove", str(problem_file)] + ARGS + ["--json"], env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 120
-        while len(read_request_log(log_path)) < kill_after:
+        while _stored_count(db) < kill_after:  # kill once this many calls are safely stored
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline
             time.sleep(0.01)

@@ -39,7 +39,7 @@ Failures are errors, never votes:
 
 The pipeline (`label_items`) runs the calls through a `Model`; `create_label_run` and
 `execute_label` make it a stored, resumable run of kind "label" (runner.execute dispatches
-to it), which writes JSONL / parquet rows ready for training (see `ROW_SCHEMA`).
+to it), which writes JSONL / parquet rows ready for training (`result_row`, `write_parquet`).
 """
 
 from __future__ import annotations
@@ -168,8 +168,8 @@ def decide(votes: Sequence[Vote], rule: LabelRule) -> Decision:
     kinds = tuple(validity(v, rule) for v in votes)
     ok = sum(1 for x in kinds if x is not Validity.FAILED)
     if ok == 0 or ok < rule.quorum * len(votes):
-        return Decision(Status.ERROR, None, f"only {ok} of {len(votes)} analyses succeeded "
-                        f"(quorum {rule.quorum:g})", kinds)
+        return Decision(Status.ERROR, None, f"only {ok} of {len(votes)} analyses gave a score "
+                        f"(quorum {rule.quorum:g}); the others failed or could not be parsed", kinds)
     valid = [v.score for v, x in zip(votes, kinds) if x is Validity.VALID]
     pending = Counter(v.score for v, x in zip(votes, kinds) if x is Validity.UNDETERMINED)
     # Only how many pending analyses of each score turn out valid can matter: try every count.

@@ -95,18 +95,23 @@ class View:
     cand: Candidate
     done: int
 
-    def could_pass(self) -> bool:
-        return not self.cand.complete and all(s == 1.0 for s in self.cand.scores)
+    def could_pass(self, n: int, min_valid: int) -> bool:
+        """Not yet resolved: every score so far is 1, and enough verifications are left to
+        reach `min_valid` scored ones."""
+        c = self.cand
+        return (not c.complete and all(s == 1.0 for s in c.scores)
+                and len(c.scores) + (n - self.done) >= min_valid)
 
 
-def acceptance_step(views: Sequence[View], min_valid: int, window: int) -> tuple[Candidate | None, list[str]]:
+def acceptance_step(views: Sequence[View], n: int, min_valid: int,
+                    window: int) -> tuple[Candidate | None, list[str]]:
     """One step of settling acceptance among one round's proofs: (the accepted proof, or None
     and the proofs to verify a stage further). Both empty: no proof of the round can pass."""
-    live = [v for v in views if passes(v.cand, min_valid) or v.could_pass()]
+    live = [v for v in views if passes(v.cand, min_valid) or v.could_pass(n, min_valid)]
     live.sort(key=lambda v: (-(v.cand.self_score if v.cand.self_score is not None else -1.0), v.cand.slot))
     if live and passes(live[0].cand, min_valid):
         return live[0].cand, []
-    return None, [v.cand.id for v in live if v.could_pass()][:window]
+    return None, [v.cand.id for v in live if v.could_pass(n, min_valid)][:window]
 
 
 @dataclass
@@ -178,7 +183,8 @@ class Adaptive(Pool):
 
     async def _settle_acceptance(self, search: ProblemSearch, round_: int) -> Candidate | None:
         while True:
-            acc, more = acceptance_step(self._views(search, round_), self.params.min_valid, self.window)
+            acc, more = acceptance_step(self._views(search, round_), self.params.verifications,
+                                        self.params.min_valid, self.window)
             if acc is not None or not more:
                 return acc
             await self._escalate(search, {pid: next_stage(self.plan, search.entry(pid).finished) for pid in more})

@@ -36,9 +36,10 @@ class Sequential:
                                          start=index, templates=ctx.templates))[0]
             else:
                 # The self evaluation plays the verifier analysis: it names the issues to fix.
-                self_review = AnalysisRecord(id=latest.id, proof_id=latest.id, status=ParseStatus.OK,
-                                             analysis=latest.self_evaluation or "")
-                record = (await refine(ctx.generator, problem, [(latest, [self_review])],
+                # A proof without one (the model skipped it) is refined from the proof alone.
+                reviews = [AnalysisRecord(id=latest.id, proof_id=latest.id, status=ParseStatus.OK,
+                                          analysis=latest.self_evaluation)] if (latest.self_evaluation or "").strip() else []
+                record = (await refine(ctx.generator, problem, [(latest, reviews)],
                                        sampling=ctx.gen_sampling, start=index, templates=ctx.templates))[0]
                 record.analyses_used = []  # the self evaluation is part of the parent, not an analysis
             ctx.recorder.proof(problem, record, thread=t, attempt=attempt, round=attempt)

