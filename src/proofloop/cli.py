@@ -135,6 +135,9 @@ def _report(summary: dict[str, Any], json_mode: bool) -> None:
             out.rule()
         else:
             out.print(f"no proof with a usable solution; parse statuses: {summary.get('statuses')}", markup=False)
+        if summary.get("best_status") not in (None, "ok"):
+            out.print(f"note: the best proof's output has status {summary['best_status']}: {summary.get('best_cause')}",
+                      markup=False)
         out.print(f"self score: {summary.get('self_score')}   strategy: {summary.get('strategy')}   "
                   f"proofs: {summary.get('proofs')}", markup=False)
     elif kind == "verify":
@@ -145,6 +148,11 @@ def _report(summary: dict[str, Any], json_mode: bool) -> None:
                 out.print(f"   - {issue}", markup=False, highlight=False)
         out.print(f"mean score: {summary['mean_score']} over {summary['n_valid']}/{summary['n']} valid analyses",
                   markup=False)
+    elif kind == "label":
+        from proofloop.label_cli import report
+
+        report(summary)
+        return
     elif kind == "meta-verify":
         for i, r in enumerate(summary["ratings"]):
             out.print(f"rating {i}: {r['rating']} status={r['status']}" + (f" cause={r['cause']}" if r["cause"] else ""),
@@ -299,9 +307,17 @@ def runs_export(run_id: str, output: Annotated[Optional[Path], typer.Option("-o"
 
 def _mount_optional_apps() -> None:
     """Sub-commands that live with their feature (simulator, benchmarks, labelling)."""
+    from proofloop.label_cli import app as label_app
     from proofloop.sim.cli import app as sim_app
 
+    if _mount_optional_apps.done:
+        return
+    _mount_optional_apps.done = True
     app.add_typer(sim_app, name="sim", help="The simulated model: in-process or as an OpenAI-compatible server.")
+    app.add_typer(label_app, name="label", help="Label proofs automatically (paper 2.3).")
+
+
+_mount_optional_apps.done = False
 
 
 def main() -> None:

@@ -82,6 +82,9 @@ class LocalProvider:
             if self._lm is not None:
                 return
             torch, transformers = _import_backend()
+            # The CLI shows its own progress; transformers' loading bars would bury it.
+            transformers.utils.logging.disable_progress_bar()
+            transformers.utils.logging.set_verbosity_error()
             device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
             kw: dict[str, Any] = {"gguf_file": self.gguf_file} if self.gguf_file else {}
             if self.dtype:

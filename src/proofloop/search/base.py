@@ -85,6 +85,8 @@ class ProblemResult:
             "score": self.score,
             "score_kind": self.score_kind,
             "self_score": best.self_score if best else None,
+            "best_status": best.status.value if best else None,
+            "best_cause": best.cause if best else None,
             "verification_scores": [a.score for a in v.analyses] if v else None,
             "issues": v.issues if v else [],
             "parents": best.parents if best else [],
