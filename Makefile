@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install bench-search-quick bench-search clean
+.PHONY: demo test install browser bench-search-quick bench-search clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -20,7 +20,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	PROOFLOOP_DB=.proofloop/demo.db $(BIN)/proofloop prove examples/problem.md --attempts 2 --threads 1 --max-tokens 256
 
-test: $(STAMP)
+# Headless Chromium opens the HTML report in a test (skipped where it cannot be installed).
+browser:
+	-@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
+	  echo "chromium could not be installed: the report-in-browser test will be skipped"
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup tests
 
 bench-search-quick: $(STAMP)

@@ -17,6 +17,7 @@ from proofloop.models.base import Sampling
 from proofloop.models.factory import ModelSettings
 from proofloop.protocol.autograde import (AUTOGRADE_FINAL_PHRASE, NO_GUIDELINES, autograde_messages, check_template,
                                           default_template, load_template, parse_autograde)
+from proofloop.protocol import verification_messages
 from proofloop.protocol.types import ParseStatus
 from proofloop.roles.records import AnalysisRecord, Verification
 from proofloop.serving import Choice, Reply, approx_tokens, scripted_responder
@@ -192,15 +193,12 @@ def _items(k: int = 3):
 async def test_autograder_grades_stored_proofs_and_regrading_sends_nothing():
     store = Store(":memory:")
     run = create_grade_run(store, ModelSettings(provider="sim"), grader="human", rows=_items(3))
-    items = [GradeItem(p.id, store.problems(run)[0].text, p.solution, "ref", None) for p in store.proofs(run)]
-    # Each item gets the text of its own problem.
     problems = {p.id: p for p in store.problems(run)}
     items = [GradeItem(p.id, problems[p.problem_id].text, p.solution, problems[p.problem_id].meta["reference_solution"],
                        problems[p.problem_id].meta["guidelines"]) for p in store.proofs(run)]
     proofs_before = [(p.id, p.raw) for p in store.proofs(run)]
     with running_server(grading_responder()) as (server, log):
-        model = fast_model(server.base_url, cache=None, namespace=run)
-        model.cache = store
+        model = fast_model(server.base_url, cache=store, namespace=run)  # the run store is the call cache
         rows = await grade_items(store, run, items, "autograder", model, n=2, sampling=Sampling(max_tokens=400))
         assert len(rows) == 6 and all(r["status"] == "ok" for r in rows)
         sent = len(log)
@@ -234,9 +232,13 @@ async def test_verifier_grades_use_fresh_sample_indices_and_store_analyses():
     analyses = store.verifications(run)
     assert len(analyses) == 6 and all(a.raw and a.meta == {"grader": "verifier"} for a in analyses)
     assert {a.id for a in analyses} == {i for r in rows for i in r["meta"]["verification_ids"]}
-    # The grading calls' keys are those of sample indices GRADE_START.., never the search's 0..n-1.
-    key0 = model.key(log_messages := [{"role": "user", "content": "x"}], Sampling(), 0)
-    assert key0 != model.key(log_messages, Sampling(), GRADE_START)
+    # The analyses are the samples GRADE_START.. of the verification prompt, never the 0..n-1 a
+    # search would have used (so a grade never reuses the votes a proof was selected on).
+    first = items[0]
+    msgs = verification_messages(first.problem, shown_proof(first.proof))
+    expected = [model.key(msgs, Sampling(max_tokens=400), GRADE_START + i) for i in range(3)]
+    assert rows[0]["meta"]["verification_ids"] == expected
+    assert model.key(msgs, Sampling(max_tokens=400), 0) not in {a.id for a in analyses}
 
 
 async def test_autograder_without_reference_or_with_failed_calls_records_the_cause():
@@ -253,7 +255,7 @@ async def test_autograder_without_reference_or_with_failed_calls_records_the_cau
         [a] = await grade_items(store, run, no_ref, "autograder", model, n=1, sampling=Sampling(max_tokens=300))
         [b] = await grade_items(store, run, with_ref, "autograder", model, n=1, sampling=Sampling(max_tokens=300))
     assert a["status"] == "no_reference" and a["grade"] is None
-    assert b["status"] == "call_error" and "400" in b["cause"] or "bad request" in b["cause"].lower()
+    assert b["status"] == "call_error" and b["grade"] is None and "400" in b["cause"]
     agg = proof_grades(store.grades(run), "autograder")
     assert all(v.normalised is None for v in agg.values())
     m = run_metrics(store, run, n_resamples=50)["graders"]["autograder"]

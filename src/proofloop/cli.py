@@ -307,6 +307,7 @@ def runs_export(run_id: str, output: Annotated[Optional[Path], typer.Option("-o"
 
 def _mount_optional_apps() -> None:
     """Sub-commands that live with their feature (simulator, benchmarks, labelling)."""
+    from proofloop.bench.cli import app as bench_app
     from proofloop.label_cli import app as label_app
     from proofloop.sim.cli import app as sim_app
 
@@ -315,6 +316,7 @@ def _mount_optional_apps() -> None:
     _mount_optional_apps.done = True
     app.add_typer(sim_app, name="sim", help="The simulated model: in-process or as an OpenAI-compatible server.")
     app.add_typer(label_app, name="label", help="Label proofs automatically (paper 2.3).")
+    app.add_typer(bench_app, name="bench", help="Benchmarks: prove and grade datasets, grader agreement, reports.")
 
 
 _mount_optional_apps.done = False

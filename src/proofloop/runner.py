@@ -181,6 +181,17 @@ async def _execute(store: Store, run_id: str, config: dict[str, Any], ctx: Searc
     raise ValueError(f"unknown run kind {kind!r}")
 
 
+async def _execute_and_close(store: Store, run_id: str, config: dict[str, Any], ctx: SearchContext) -> dict[str, Any]:
+    """Run the work, then close the provider's HTTP client inside the same event loop."""
+    try:
+        return await _execute(store, run_id, config, ctx)
+    finally:
+        for model in {id(m): m for m in (ctx.generator, ctx.verifier)}.values():
+            close = getattr(model.provider, "aclose", None)
+            if close is not None:
+                await close()
+
+
 def _given_proof(problem: str, text: str) -> ProofRecord:
     """A proof the user supplied, as a record: parsed like generator output when it has the
     sections, else taken whole as the solution."""
@@ -210,7 +221,7 @@ def execute(store: Store, run_id: str, *, api_key: str | None = None, on_record=
     ctx = build_context(store, run_id, run.config, api_key=api_key, on_record=on_record, notice=notice)
     store.set_run_status(run_id, "running")
     try:
-        summary = asyncio.run(_execute(store, run_id, run.config, ctx))
+        summary = asyncio.run(_execute_and_close(store, run_id, run.config, ctx))
     except KeyboardInterrupt:
         store.set_run_status(run_id, "interrupted", error="interrupted by the user")
         raise

@@ -32,6 +32,7 @@ import asyncio
 import dataclasses
 from dataclasses import dataclass
 
+from proofloop.errors import UserInputError
 from proofloop.search.base import ProblemResult, SearchContext
 from proofloop.search.budget import Budget
 from proofloop.search.decisions import PoolParams, accepted, final_choice, params_from, top_k
@@ -73,6 +74,9 @@ class Pool:
         return ProblemSearch(problem, ctx, self.params, max_inflight=self.max_inflight, budget=budget)
 
     async def solve(self, problem: str, ctx: SearchContext) -> ProblemResult:
+        if self.budget_cost is not None and any(getattr(m, "price", None) is None for m in (ctx.generator, ctx.verifier)):
+            raise UserInputError(f"a cost budget needs the model's price, and {ctx.generator.model!r} has none "
+                                 "(pass Model(..., pricing=...))")
         search = self.new_search(problem, ctx)
         _, stop = await run_scoped(search.budget, lambda tg: self._search(search))
         return self.result(search, stop)
