@@ -441,7 +441,7 @@ def default_role(messages: list[dict[str, Any]]) -> str:
         return "meta_verify"
     if "## Self Evaluation" in text:  # only the generator is told to write a self evaluation
         return "generate"
-    if "final overall score" in text:  # a verifier is told how to end its analysis
+    if "final overall score" in text or "## Solution" in text:  # told how to end / shown a proof
         return "verify"
     return "generate"
 

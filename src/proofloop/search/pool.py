@@ -113,3 +113,8 @@ class Pool:
                     analyses = search.prompt_analyses(round_, parent)
                     tg.create_task(self._verified(search, search.refine(round_, j, parent, analyses)))
         return "accepted" if accepted(search.candidates(), p.min_valid) is not None else "rounds"
+
+
+async def solve_all(strategy, problems: list[str], ctx: SearchContext) -> list[ProblemResult]:
+    """Every problem at once (each its own stream; the Model's endpoint cap is shared)."""
+    return list(await asyncio.gather(*(strategy.solve(p, ctx) for p in problems)))
