@@ -127,29 +127,35 @@ class BenchConfig:
     verify_max_tokens: int = 65_536  # 64K verification tokens
     server: dict[str, Any] = field(default_factory=dict)  # ServerModel overrides (default: DeepSeek's node)
     problem_seed: int = 0
-    overhead_calls: int = 3000
-    overhead_concurrency: int = 256
+    overhead_calls: int = 2000
+    overhead: tuple[tuple[bool, int], ...] = ((True, 64),)  # (streaming, concurrency) per measurement
+    sweep: tuple[int, ...] = ()  # server sizes (x one node) to rerun (a) and (b) on, first seed only
 
     def pool_params(self, **extra: Any) -> PoolParams:
         return PoolParams(**{**self.params, **extra})
 
 
 # The released script's parameters (decisions.PRESETS["release"]) scaled down so that four schemes
-# x three seeds run in minutes of CPU: the verification count (64) and everything per prompt
-# (8 analyses, <= 4 per score, 4 samples) are the script's; the pool width is cut 8x (128 -> 16
-# initial proofs, top 32 -> top 4, so a round still makes as many proofs as round 0) and the
-# rounds 16 -> 4 (most problems stop long before: a proof passes all 64 verifications).
+# x three seeds run in a few minutes of CPU: the verification count (64) and everything per
+# prompt (8 analyses, <= 4 per score, 4 samples per prompt) are the script's; the pool is cut
+# 16x (128 -> 8 initial proofs, top 32 -> top 2, so a round still makes as many proofs as round
+# 0) and the rounds 16 -> 4 (rarely reached: in the simulator a proof passes all 64
+# verifications within two rounds on every problem). Generation / verification max_tokens are
+# the script's (128K / 64K). The server is one simulated DeepSeek-V3 node (ServerModel defaults).
 FULL = BenchConfig(
     problems=50, mix="default", seeds=(1, 2, 3),
-    params=dict(initial=16, verifications=64, top_k=4, analyses_per_prompt=8, max_per_score=4,
+    params=dict(initial=8, verifications=64, top_k=2, analyses_per_prompt=8, max_per_score=4,
                 samples_per_prompt=4, rounds=4),
-    meta=1, adaptive=dict(stages=[4, 16, 32, 64]))
+    meta=1, adaptive=dict(stages=[4, 16, 32, 64]),
+    overhead=((True, 64), (False, 64), (True, 256), (False, 256)), sweep=(4, 16))
 
+# Quick: 12 problems, 32 verifications, 2 seeds; everything else as in FULL. A lighter load:
+# the server is latency-bound here, unlike FULL (see the README).
 QUICK = BenchConfig(
     problems=12, mix="default", seeds=(1, 2),
     params=dict(initial=8, verifications=32, top_k=2, analyses_per_prompt=8, max_per_score=4,
                 samples_per_prompt=4, rounds=2),
-    meta=1, adaptive=dict(stages=[4, 16, 32], refine_min=16), overhead_calls=1500)
+    meta=1, adaptive=dict(stages=[4, 16, 32], refine_min=16), overhead_calls=1000, overhead=((True, 64),))
 
 
 # ---- one scheme ---------------------------------------------------------------------------
@@ -385,6 +391,56 @@ def spread(values: list[float]) -> dict[str, float]:
             "min": min(values), "max": max(values)}
 
 
+# ---- why: timelines and load ----------------------------------------------------------------
+
+
+def _round(params: PoolParams, r: RequestInfo) -> int:
+    if r.role == "generate":
+        return 0
+    return round_of(params, r.first if r.role == "refine" else r.first // params.verifications)
+
+
+def stage_timeline(run: SchemeRun, params: PoolParams, problem: str | None = None) -> list[dict[str, Any]]:
+    """Per (round, role): requests, when the first was sent and the last answered, and the
+    longest sample's own decode time at full per-sequence speed; over all problems, or one."""
+    groups: dict[tuple[int, str], list[RequestInfo]] = defaultdict(list)
+    for r in run.log:
+        if problem is None or r.problem == problem:
+            groups[(_round(params, r), r.role)].append(r)
+    dseq = ServerModel.decode_tps_seq
+    return [{"round": rnd, "role": role, "requests": len(g), "first_sent": min(r.sent_at for r in g),
+             "last_sent": max(r.sent_at for r in g), "first_done": min(r.done_at for r in g),
+             "last_done": max(r.done_at for r in g), "longest_alone_s": max(r.longest for r in g) / dseq}
+            for (rnd, role), g in sorted(groups.items())]
+
+
+def last_problem(run: SchemeRun) -> str:
+    done: dict[str, float] = defaultdict(float)
+    for r in run.log:
+        done[r.problem] = max(done[r.problem], r.done_at)
+    return max(done, key=done.get)
+
+
+def load_point(cfg: BenchConfig, scale: int, seed: int, log=print) -> dict[str, Any]:
+    """(a) and (b) on a server `scale` times one node (slots, prefill and decode throughput
+    multiplied; per-sequence speed unchanged): how the ratios depend on load."""
+    base = ServerModel()
+    sized = dataclasses.replace(cfg, server={"slots": base.slots * scale, "prefill_tps": base.prefill_tps * scale,
+                                             "decode_tps_total": base.decode_tps_total * scale,
+                                             "cache_tokens": base.cache_tokens * scale})
+    problems = make_problems(cfg.problems, seed=cfg.problem_seed, mix=cfg.mix)
+    a, b = (run_scheme(name, sized, problems, seed) for name in ("release", "pool"))
+    lb = lower_bound(b, sized)
+    log(f"  load x{scale}: release {a.makespan_s:.0f} s, pool {b.makespan_s:.0f} s, bound {lb['bound_s']:.0f} s")
+    return {"scale": scale, "seed": seed, "release_s": a.makespan_s, "pool_s": b.makespan_s, "lower_bound": lb}
+
+
+def utilization(run: SchemeRun, cfg: BenchConfig) -> float:
+    """Share of the makespan the server would need at full decode throughput for this work."""
+    server = ServerModel(time_scale=1.0, **cfg.server)
+    return run.server["decode_tokens"] / min(server.decode_tps_total, server.slots * server.decode_tps_seq) / run.makespan_s
+
+
 # ---- orchestrator overhead ----------------------------------------------------------------
 
 
@@ -413,9 +469,10 @@ def _overhead_client(url: str, calls: int, concurrency: int, stream: bool, core:
             "cpu_us_per_call": 1e6 * cpu / max(1, ok), "stream": stream, "core": core, "concurrency": concurrency}
 
 
-def orchestrator_overhead(calls: int, concurrency: int, streams=(True, False)) -> dict[str, Any]:
-    """Start `python -m proofloop.sim.server --no-timing` (pinned to the last core), then a client
-    process pinned to core 0 per streaming mode; their calls per second and CPU per call."""
+def orchestrator_overhead(calls: int, modes: tuple[tuple[bool, int], ...]) -> dict[str, Any]:
+    """Start `python -m proofloop.sim.server --no-timing` (pinned to the last core), then one
+    client process pinned to the first core per (streaming, concurrency) mode; their calls per
+    second and client CPU per call."""
     cores = sorted(os.sched_getaffinity(0))
     client_core, server_core = cores[0], cores[-1]
     with tempfile.TemporaryDirectory(prefix="bench-search-") as tmp:
@@ -432,7 +489,7 @@ def orchestrator_overhead(calls: int, concurrency: int, streams=(True, False)) -
                 time.sleep(0.05)
             url = url_file.read_text().strip()
             out = []
-            for stream in streams:
+            for stream, concurrency in modes:
                 proc = subprocess.run([sys.executable, __file__, "--overhead-client", url, "--calls", str(calls),
                                        "--concurrency", str(concurrency), "--core", str(client_core)]
                                       + (["--stream"] if stream else []),
@@ -552,9 +609,10 @@ def run_bench(cfg: BenchConfig, *, overhead: bool = True, log=print) -> dict[str
     """The whole benchmark: every seed, the overhead measurement, the report and the ratios."""
     t0 = time.perf_counter()
     seeds = [run_seed(cfg, s, log=log) for s in cfg.seeds]
-    over = orchestrator_overhead(cfg.overhead_calls, cfg.overhead_concurrency) if overhead else None
-    return {"seeds": seeds, "overhead": over, "ratios": summary_ratios(seeds), "report": report(cfg, seeds, over),
-            "seconds": time.perf_counter() - t0}
+    sweep = [load_point(cfg, k, cfg.seeds[0], log=log) for k in cfg.sweep]
+    over = orchestrator_overhead(cfg.overhead_calls, cfg.overhead) if overhead else None
+    return {"seeds": seeds, "overhead": over, "sweep": sweep, "ratios": summary_ratios(seeds),
+            "report": report(cfg, seeds, over, sweep), "seconds": time.perf_counter() - t0}
 
 
 # ---- README -------------------------------------------------------------------------------

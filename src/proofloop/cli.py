@@ -138,8 +138,17 @@ def _report(summary: dict[str, Any], json_mode: bool) -> None:
         if summary.get("best_status") not in (None, "ok"):
             out.print(f"note: the best proof's output has status {summary['best_status']}: {summary.get('best_cause')}",
                       markup=False)
-        out.print(f"self score: {summary.get('self_score')}   strategy: {summary.get('strategy')}   "
-                  f"proofs: {summary.get('proofs')}", markup=False)
+        if summary.get("score_kind") == "verification":
+            report = summary.get("report") or {}
+            out.print(f"mean verification score: {summary.get('score')}   self score: {summary.get('self_score')}   "
+                      f"stop: {summary.get('stop_reason')}", markup=False)
+            for issue in (summary.get("issues") or [])[:5]:
+                out.print(f"   - {issue}", markup=False, highlight=False)
+            if report.get("lineage"):
+                out.print(f"lineage: {len(report['lineage'])} step(s) back to an initial proof", markup=False)
+        else:
+            out.print(f"self score: {summary.get('self_score')}", markup=False)
+        out.print(f"strategy: {summary.get('strategy')}   proofs: {summary.get('proofs')}", markup=False)
     elif kind == "verify":
         for i, a in enumerate(summary["analyses"]):
             out.print(f"analysis {i}: score={a['score']} status={a['status']}"
@@ -305,26 +314,29 @@ def runs_export(run_id: str, output: Annotated[Optional[Path], typer.Option("-o"
     export_run_jsonl(store, run_id, output if output else sys.stdout)
 
 
-def _mount_optional_apps() -> None:
-    """Sub-commands that live with their feature (simulator, benchmarks, labelling)."""
-    from proofloop.bench.cli import app as bench_app
-    from proofloop.label_cli import app as label_app
-    from proofloop.sim.cli import app as sim_app
-
-    if _mount_optional_apps.done:
-        return
-    _mount_optional_apps.done = True
-    app.add_typer(sim_app, name="sim", help="The simulated model: in-process or as an OpenAI-compatible server.")
-    app.add_typer(label_app, name="label", help="Label proofs automatically (paper 2.3).")
-    app.add_typer(bench_app, name="bench", help="Benchmarks: prove and grade datasets, grader agreement, reports.")
+SUB_APPS = {  # name -> (module, help); imported only when used: they pull in scipy and matplotlib
+    "sim": ("proofloop.sim.cli", "The simulated model: in-process or as an OpenAI-compatible server."),
+    "label": ("proofloop.label_cli", "Label proofs automatically (paper 2.3)."),
+    "bench": ("proofloop.bench.cli", "Benchmarks: prove and grade datasets, grader agreement, reports."),
+}
+_mounted: set[str] = set()
 
 
-_mount_optional_apps.done = False
+def _mount_optional_apps(only: str | None = None) -> None:
+    """Mount the sub-commands that live with their feature (all of them, or just `only`)."""
+    import importlib
+
+    for name, (module, help_text) in SUB_APPS.items():
+        if name not in _mounted and only in (None, name):
+            app.add_typer(importlib.import_module(module).app, name=name, help=help_text)
+            _mounted.add(name)
 
 
 def main() -> None:
     """Entry point: one clear line and exit code 2 for errors a user can fix."""
-    _mount_optional_apps()
+    first = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+    if first in SUB_APPS or first is None:  # `proofloop --help` lists them all
+        _mount_optional_apps(first)
     try:
         app()  # standalone: click reports usage errors itself (exit 2)
     except (UserInputError, AuthError, EndpointUnreachable) as e:
