@@ -218,7 +218,7 @@ class SchemeRun:
     by_tag: dict[str, dict[str, Any]]
     server: dict[str, Any]
     log: list[RequestInfo]
-    cache: InMemoryCallCache
+    cache: InMemoryCallCache | None
 
     def tag(self, name: str, key: str) -> float:
         return self.by_tag.get(name, {}).get(key, 0) or 0
@@ -367,6 +367,8 @@ def run_seed(cfg: BenchConfig, seed: int, schemes=SCHEMES, log=print) -> dict[st
             f"({r.real_s:.1f} s real, {int(r.total('samples'))} samples)")
     a, b = runs["release"], runs["pool"]
     replayed, sent = replay_selection(cfg, problems, seed, a.cache)
+    for r in runs.values():
+        r.cache = None  # the call caches are large (every prompt and completion); only the replay needs one
     out: dict[str, Any] = {
         "seed": seed,
         "runs": runs,
@@ -555,13 +557,26 @@ TARGETS = [  # (ratio, target text, test)
 ]
 
 
-def report(cfg: BenchConfig, seeds: list[dict[str, Any]], overhead: dict[str, Any] | None) -> str:
+def _timeline_table(rows: list[dict[str, Any]]) -> list[str]:
+    out = ["| round | role | requests | sent | answered | longest sample alone |", "|---|---|---:|---|---|---:|"]
+    for t in rows:
+        out.append(f"| {t['round']} | {t['role']} | {t['requests']} | {t['first_sent']:.0f}-{t['last_sent']:.0f} | "
+                   f"{t['first_done']:.0f}-{t['last_done']:.0f} | {t['longest_alone_s']:.0f} |")
+    return out
+
+
+def report(cfg: BenchConfig, seeds: list[dict[str, Any]], overhead: dict[str, Any] | None,
+           sweep: list[dict[str, Any]] = ()) -> str:
     schemes = [s for s in SCHEMES if s in seeds[0]["runs"]]
     head = {"release": "(a) release", "pool": "(b) pool", "adaptive": "(c) adaptive", "pool+meta": "(d) pool+meta"}
+    rows = ROWS + [("server busy at full decode throughput (share of makespan)", lambda r: utilization(r, cfg), 2),
+                   ("requests per simulated second (what the orchestrator must sustain)",
+                    lambda r: r.total("calls") / r.makespan_s, 2)]
     lines = [f"Mean ± std over seeds {', '.join(str(s['seed']) for s in seeds)}; {cfg.problems} problems "
-             f"(mix `{cfg.mix}`), parameters {cfg.params}, meta m={cfg.meta} in (d), adaptive {cfg.adaptive}.", "",
+             f"(mix `{cfg.mix}`), parameters {cfg.params}, meta m={cfg.meta} in (d), adaptive {cfg.adaptive}, "
+             f"server {cfg.server or 'one node (ServerModel defaults)'}.", "",
              "| | " + " | ".join(head[s] for s in schemes) + " |", "|---|" + "---:|" * len(schemes)]
-    for label, get, digits in ROWS:
+    for label, get, digits in rows:
         lines.append(f"| {label} | " + " | ".join(_ms([get(sd["runs"][s]) for sd in seeds], digits)
                                                for s in schemes) + " |")
     lines += ["", "Ratios (per seed; the printed value is the mean):", "",
@@ -577,7 +592,9 @@ def report(cfg: BenchConfig, seeds: list[dict[str, Any]], overhead: dict[str, An
                      f"{', '.join(f'{v:.4f}' for v in vals)} | {text.replace('1/n', f'1/{n} = {1 / n:.4f}')} | "
                      f"{'yes' if ok else 'no'} |")
     lines += ["", "Lower bound for (b)'s work (ServerModel.lower_bound): prefill = tokens the server prefilled "
-              "after prefix caching; decode = all completion tokens; chain = the slowest problem's dependent calls.",
+              "after prefix caching; decode = all completion tokens at min(decode_tps_total, slots x "
+              "decode_tps_seq); chain = the slowest problem's dependent calls (per round, the proof whose "
+              "generation request + verification request take longest alone; rounds in sequence).",
               "", "| seed | bound (s) | prefill term | decode term | chain term | chain | (b) makespan | (a) makespan |",
               "|---|---:|---:|---:|---:|---|---:|---:|"]
     for sd in seeds:
@@ -585,18 +602,41 @@ def report(cfg: BenchConfig, seeds: list[dict[str, Any]], overhead: dict[str, An
         lines.append(f"| {sd['seed']} | {lb['bound_s']:.0f} | {lb['prefill_s']:.0f} | {lb['decode_s']:.0f} | "
                      f"{lb['chain_s']:.0f} | {lb['chain_calls']} calls, {lb['chain_of']} | "
                      f"{sd['runs']['pool'].makespan_s:.0f} | {sd['runs']['release'].makespan_s:.0f} |")
+    first = seeds[0]
+    params = cfg.pool_params()
+    lines += ["", f"(a) release, seed {first['seed']}: its stages over all problems (simulated seconds; "
+              "'longest sample alone' = that sample's tokens / decode_tps_seq):", ""]
+    lines += _timeline_table(stage_timeline(first["runs"]["release"], params))
+    b = first["runs"]["pool"]
+    slow = last_problem(b)
+    lines += ["", f"(b) pool, seed {first['seed']}: the problem that finished last ({slow}):", ""]
+    lines += _timeline_table(stage_timeline(b, params, slow))
+    if sweep:
+        lines += ["", f"Load: (a) and (b) again on servers k x one node (slots, prefill and decode throughput x k; "
+                  f"per-sequence speed unchanged), seed {sweep[0]['seed']}:", "",
+                  "| server | (a) makespan | (b) makespan | (b)/(a) | bound for (b) | decode term | chain term | "
+                  "(b)/bound |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        base = next(sd for sd in seeds if sd["seed"] == sweep[0]["seed"])
+        points = [{"scale": 1, "release_s": base["runs"]["release"].makespan_s,
+                   "pool_s": base["runs"]["pool"].makespan_s, "lower_bound": base["lower_bound"]}] + list(sweep)
+        for pt in points:
+            lb = pt["lower_bound"]
+            lines.append(f"| x{pt['scale']} | {pt['release_s']:.0f} | {pt['pool_s']:.0f} | "
+                         f"{pt['pool_s'] / pt['release_s']:.3f} | {lb['bound_s']:.0f} | {lb['decode_s']:.0f} | "
+                         f"{lb['chain_s']:.0f} | {pt['pool_s'] / lb['bound_s']:.3f} |")
     lines += ["", "Replay: " + "; ".join(
         f"seed {sd['seed']}: (a) and (b) select the same proofs: {'yes' if sd['same_selection'] else 'NO'}, "
         f"(b) replayed over (a)'s call cache: {'yes' if sd['replay_same_selection'] else 'NO'} "
-        f"({sd['replay_requests']} requests sent)" for sd in seeds)]
+        f"({sd['replay_requests']} requests sent)" for sd in seeds) + "."]
     if overhead is not None:
         lines += ["", f"Orchestrator overhead: Model + OpenAIProvider in one process pinned to core "
-                  f"{overhead['client_core']}, against `python -m proofloop.sim.server --no-timing` pinned to core "
-                  f"{overhead['server_core']} ({overhead['cores']} cores, shared with other users):", "",
+                  f"{overhead['client_core']}, small verification calls against `python -m proofloop.sim.server "
+                  f"--no-timing` pinned to core {overhead['server_core']} ({overhead['cores']} cores, shared with "
+                  f"other users):", "",
                   "| streaming | calls | concurrency | calls/s | client CPU per call |", "|---|---:|---:|---:|---:|"]
         for m in overhead["modes"]:
             lines.append(f"| {'yes' if m['stream'] else 'no'} | {m['ok']}/{m['calls']} | {m['concurrency']} | "
-                         f"{m['calls_per_s']:.0f} | {m['cpu_us_per_call']:.0f} µs |")
+                         f"{m['calls_per_s']:.0f} | {m['cpu_us_per_call'] / 1000:.1f} ms |")
     return "\n".join(lines)
 
 
