@@ -36,7 +36,6 @@ import asyncio
 import dataclasses
 import datetime as _dt
 import json
-import math
 import os
 import selectors
 import statistics
@@ -57,7 +56,7 @@ from proofloop.search.base import MemoryRecorder, SearchContext
 from proofloop.search.decisions import PoolParams
 from proofloop.search.pool import Pool
 from proofloop.search.release import run_release
-from proofloop.sim import SimProvider, make_problems, problem_difficulty, true_grade, true_quality
+from proofloop.sim import SimProvider, make_problems, true_grade, true_quality
 from proofloop.sim.model import markers
 from proofloop.sim.server import ServerModel, Work
 
@@ -142,11 +141,13 @@ class BenchConfig:
 # 0) and the rounds 16 -> 4 (rarely reached: in the simulator a proof passes all 64
 # verifications within two rounds on every problem). Generation / verification max_tokens are
 # the script's (128K / 64K). The server is one simulated DeepSeek-V3 node (ServerModel defaults).
+# adaptive settles acceptance one candidate at a time (window=1, its default is 4): with 8 proofs
+# a problem, verifying 4 acceptance candidates to 64 at once costs ~2x the verification (README).
 FULL = BenchConfig(
     problems=50, mix="default", seeds=(1, 2, 3),
     params=dict(initial=8, verifications=64, top_k=2, analyses_per_prompt=8, max_per_score=4,
                 samples_per_prompt=4, rounds=4),
-    meta=1, adaptive=dict(stages=[4, 16, 32, 64]),
+    meta=1, adaptive=dict(stages=[4, 16, 32, 64], window=1),
     overhead=((True, 64), (False, 64), (True, 256), (False, 256)), sweep=(4, 16))
 
 # Quick: 12 problems, 32 verifications, 2 seeds; everything else as in FULL. A lighter load:
@@ -155,7 +156,7 @@ QUICK = BenchConfig(
     problems=12, mix="default", seeds=(1, 2),
     params=dict(initial=8, verifications=32, top_k=2, analyses_per_prompt=8, max_per_score=4,
                 samples_per_prompt=4, rounds=2),
-    meta=1, adaptive=dict(stages=[4, 16, 32], refine_min=16), overhead_calls=1000, overhead=((True, 64),))
+    meta=1, adaptive=dict(stages=[4, 16, 32], refine_min=16, window=1), overhead_calls=1000, overhead=((True, 64),))
 
 
 # ---- one scheme ---------------------------------------------------------------------------
@@ -702,7 +703,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}={out['ratios'][name]:.4f}")
     readme = args.readme if args.readme is not None else (None if args.quick else str(HERE / "README.md"))
     if readme and readme != "none":
-        command = "make bench-search" if argv is None and not sys.argv[1:] else "python bench/search/run.py " + " ".join(sys.argv[1:])
+        given = list(sys.argv[1:] if argv is None else argv)
+        command = ("make bench-search (= .venv/bin/python bench/search/run.py)" if not given
+                   else "python bench/search/run.py " + " ".join(given))
         write_readme(Path(readme), command, out)
     if args.json:
         Path(args.json).write_text(json.dumps({"ratios": out["ratios"], "report": out["report"]}, indent=2))
