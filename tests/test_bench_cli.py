@@ -25,10 +25,8 @@ needs_data = pytest.mark.skipif(not (DATA / "dsm2" / "outputs").is_dir(), reason
 def bench(tmp_path, monkeypatch, capsys):
     """Run `proofloop bench ...` in-process through cli.main(); returns (exit code, stdout, stderr)."""
     from proofloop import cli
-    from proofloop.bench.cli import app as bench_app
 
-    if not any(g.name == "bench" for g in cli.app.registered_groups):
-        cli.app.add_typer(bench_app, name="bench")
+    cli._mount_optional_apps("bench")
     for k in list(os.environ):
         if k.startswith(("PROOFLOOP_", "OPENAI_")):
             monkeypatch.delenv(k)
@@ -293,3 +291,22 @@ def test_bench_run_on_the_local_smollm2(bench, tmp_path):
         assert proof.raw  # a real (tiny) model wrote something; 24 tokens rarely make a parsable proof
         # Either it was graded, or the report says exactly why not: never a silent 0.
         assert s["graded"] == 1 or s["ungraded"][0]["cause"]
+
+
+def test_a_run_budget_is_shared_by_all_problems_and_stops_them(bench, tmp_path):
+    """--budget-tokens caps the whole run: every problem's search stops with a budget reason,
+    and each stop is reported, not turned into a grade."""
+    from proofloop.sim.model import make_problems
+
+    path = tmp_path / "sim.jsonl"
+    path.write_text("".join(json.dumps({"id": f"s{i}", "statement": p}) + "\n"
+                            for i, p in enumerate(make_problems(3, seed=1))))
+    common = ["bench", "run", "--dataset", str(path), "--provider", "sim", "--strategy", "pool",
+              "-o", "preset=release", "-o", "initial=4", "-o", "verifications=4", "-o", "top_k=2", "-o", "rounds=2",
+              "--max-tokens", "100000", "--verify-max-tokens", "100000", "--seed", "1", "--json"]
+    free = ok_json(bench(*common))
+    capped = ok_json(bench(*common, "--budget-tokens", "30000"))
+    assert all(not row["stop_reason"].startswith("budget") for row in free["per_problem"])
+    assert all(row["stop_reason"].startswith("budget") for row in capped["per_problem"])
+    assert capped["usage"]["completion_tokens"] < free["usage"]["completion_tokens"]
+    assert all(u["cause"].startswith("the search chose no proof") for u in capped["ungraded"])

@@ -33,6 +33,7 @@ from proofloop.roles import meta_verify, text_id, verify
 from proofloop.roles.records import AnalysisRecord, MetaRecord, ProofRecord
 from proofloop.search import make_strategy
 from proofloop.search.base import SearchContext
+from proofloop.search.budget import Budget
 from proofloop.store import Store
 
 
@@ -124,8 +125,11 @@ def build_context(store: Store, run_id: str, config: dict[str, Any], *, api_key:
                   max_concurrency=config.get("max_concurrency", 8), endpoint=settings.endpoint)
     sampling = {role: Sampling(**s) for role, s in (config.get("sampling") or {}).items()}
     templates = Templates(**config["templates"]) if config.get("templates") else None
+    # A run budget is shared by all problems of the run (each problem may have its own too).
+    budget = Budget(scope="run", **config["run_budget"]) if config.get("run_budget") else None
     return SearchContext(generator=model, templates=templates, recorder=StoreRecorder(store, run_id, on_record),
-                         seed=config.get("seed", 0), **{f"{role}_sampling": s for role, s in sampling.items()})
+                         seed=config.get("seed", 0), budget=budget,
+                         **{f"{role}_sampling": s for role, s in sampling.items()})
 
 
 # ---- execution ----------------------------------------------------------------------------

@@ -107,6 +107,9 @@ def run(
     grader_provider: GraderProvider = None, grader_base_url: GraderBaseUrl = None, grader_model: GraderModel = None,
     autograde_template: AutogradeTemplate = None,
     parallel_problems: Annotated[int, typer.Option(help="problems searched at once")] = 4,
+    budget_tokens: Annotated[Optional[int], typer.Option(help="token budget for the whole run (pool/adaptive)")] = None,
+    budget_cost: Annotated[Optional[float], typer.Option(help="cost budget in USD for the whole run (pool/adaptive)")] = None,
+    budget_wall_s: Annotated[Optional[float], typer.Option(help="wall-time budget in seconds for the whole run (pool/adaptive)")] = None,
     provider: Provider = None, base_url: BaseUrl = None, api_key: ApiKey = None, model: ModelName = None,
     max_n: MaxN = None, max_concurrency: Concurrency = 8, max_tokens: MaxTokens = 8192,
     verify_max_tokens: VerifyMaxTokens = 8192, temperature: Temperature = 1.0, top_p: TopP = 0.95,
@@ -127,7 +130,8 @@ def run(
         autograde_template=autograde_template,
         sampling=_sampling(max_tokens, verify_max_tokens, temperature, top_p, seed), templates=_templates(templates),
         max_concurrency=max_concurrency, timeouts=_timeouts(attempt_timeout), seed=seed or 0,
-        parallel_problems=parallel_problems, api_key=api_key)
+        parallel_problems=parallel_problems, api_key=api_key,
+        run_budget={"tokens": budget_tokens, "cost_usd": budget_cost, "wall_s": budget_wall_s})
     if not json_out:
         err.print(f"run {run_id}", markup=False)
     summary = _run(store, run_id, api_key, json_out)

@@ -140,8 +140,10 @@ def create_bench_run(store: Store, dataset: str, settings: ModelSettings, *, dat
                      n: int = 4, grade_all: bool = False, grader_settings: ModelSettings | None = None,
                      autograde_template: str | Path | None = None, sampling: dict[str, Sampling] | None = None,
                      templates: Templates | None = None, max_concurrency: int = 8, timeouts: Timeouts | None = None,
-                     seed: int = 0, parallel_problems: int = 4, api_key: str | None = None) -> str:
-    """A `bench` run: solve every selected problem with `strategy`, then grade. Bad input
+                     seed: int = 0, parallel_problems: int = 4, api_key: str | None = None,
+                     run_budget: dict[str, float] | None = None) -> str:
+    """A `bench` run: solve every selected problem with `strategy`, then grade. `run_budget`
+    (tokens / cost_usd / wall_s) is shared by all problems of the run. Bad input
     (unknown dataset, strategy option, problem id; autograder without reference solutions)
     fails here, before a run exists."""
     settings, _ = settings.resolved(api_key)
@@ -156,7 +158,8 @@ def create_bench_run(store: Store, dataset: str, settings: ModelSettings, *, dat
         data_dir=str(Path(data_dir).resolve()) if data_dir is not None else None,
         limit=limit, ids=list(ids) if ids else None, fields=list(fields) if fields else None,
         strategy=strategy, options=options or {}, seed=seed, grade_all=grade_all,
-        parallel_problems=parallel_problems, grader=_grader_config(grader, n, grader_settings, autograde_template))
+        parallel_problems=parallel_problems, grader=_grader_config(grader, n, grader_settings, autograde_template),
+        run_budget={k: v for k, v in (run_budget or {}).items() if v is not None} or None)
     problems = bench_problems(config)
     if grader == "autograder":
         lacking = [p.id for p in problems if not p.reference_solution]
@@ -380,7 +383,8 @@ async def execute_bench(store: Store, run_id: str, config: dict[str, Any], ctx: 
                               sampling=ctx.verify_sampling, templates=ctx.templates,
                               autograde_template=g.get("template"))
             return {"problem": p.id, "problem_row": pid, "chosen_proof_id": best.id if best else None,
-                    "self_score": best.self_score if best else None, "proofs": len(result.proofs)}
+                    "self_score": best.self_score if best else None, "proofs": len(result.proofs),
+                    "stop_reason": result.stop_reason}
 
     random.seed(config.get("seed", 0))
     per_problem = await asyncio.gather(*(one(p) for p in problems))
@@ -448,7 +452,7 @@ def _grader_metrics(items: list[dict[str, Any]], grades: Mapping[str, Any], n_re
         if pg is not None and pg.normalised is not None:
             graded.append({**it, "score": pg.normalised})
         else:
-            cause = ("the search produced no proof with a solution" if it["proof_id"] is None
+            cause = ("the search chose no proof (see its stop reason)" if it["proof_id"] is None
                      else "not graded" if pg is None else "; ".join(pg.causes) or "no valid grade")
             ungraded.append({"problem_id": it["problem_id"], "proof_id": it["proof_id"], "cause": cause})
     scores = [g["score"] for g in graded]
