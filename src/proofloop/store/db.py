@@ -304,32 +304,24 @@ class Store:
                                                         "refined_from_analyses": shown.get(r.id, [])})
                     for r in rows]
 
+    def _rows(self, row: type, record: type, scope: dict[str, Any], **also: Any) -> list:
+        """Records of `row` matching `scope` (at least one given) and `also`, in recorded order."""
+        given = {k: v for k, v in scope.items() if v is not None}
+        if not given:
+            raise ValueError(f"give at least one of {', '.join(scope)}")
+        q = select(row).where(*(getattr(row, k) == v for k, v in {**given, **also}.items() if v is not None))
+        with self._read() as s:
+            return [_plain(r, record) for r in s.scalars(q.order_by(row.created_at, row.id))]
+
     def verifications(self, run_id: str | None = None, proof_id: str | None = None) -> list[Verification]:
         """Analyses of one proof, or of a whole run (give at least one of the two)."""
-        if run_id is None and proof_id is None:
-            raise ValueError("verifications() needs run_id or proof_id")
-        q = select(VerificationRow)
-        if run_id is not None:
-            q = q.where(VerificationRow.run_id == run_id)
-        if proof_id is not None:
-            q = q.where(VerificationRow.proof_id == proof_id)
-        with self._read() as s:
-            return [_plain(r, Verification)
-                    for r in s.scalars(q.order_by(VerificationRow.created_at, VerificationRow.id))]
+        return self._rows(VerificationRow, Verification, {"run_id": run_id, "proof_id": proof_id})
 
     def meta_verifications(self, run_id: str | None = None,
                            verification_id: str | None = None) -> list[MetaVerification]:
         """Meta-verifications of one analysis, or of a whole run (give at least one)."""
-        if run_id is None and verification_id is None:
-            raise ValueError("meta_verifications() needs run_id or verification_id")
-        q = select(MetaVerificationRow)
-        if run_id is not None:
-            q = q.where(MetaVerificationRow.run_id == run_id)
-        if verification_id is not None:
-            q = q.where(MetaVerificationRow.verification_id == verification_id)
-        with self._read() as s:
-            return [_plain(r, MetaVerification)
-                    for r in s.scalars(q.order_by(MetaVerificationRow.created_at, MetaVerificationRow.id))]
+        return self._rows(MetaVerificationRow, MetaVerification,
+                          {"run_id": run_id, "verification_id": verification_id})
 
     def add_grade(self, run_id: str, id: str, *, proof_id: str, grader: str, raw: str | None,
                   grade: float | None, max_grade: float, normalised: float | None, status: str,
@@ -347,17 +339,7 @@ class Store:
                grader: str | None = None) -> list[Grade]:
         """Grades of one proof, or of a whole run (give at least one of the two), optionally
         of one grader only; in the order first recorded."""
-        if run_id is None and proof_id is None:
-            raise ValueError("grades() needs run_id or proof_id")
-        q = select(GradeRow)
-        if run_id is not None:
-            q = q.where(GradeRow.run_id == run_id)
-        if proof_id is not None:
-            q = q.where(GradeRow.proof_id == proof_id)
-        if grader is not None:
-            q = q.where(GradeRow.grader == grader)
-        with self._read() as s:
-            return [_plain(r, Grade) for r in s.scalars(q.order_by(GradeRow.created_at, GradeRow.id))]
+        return self._rows(GradeRow, Grade, {"run_id": run_id, "proof_id": proof_id}, grader=grader)
 
     # ---- the call cache (models.cache.CallCache) ---------------------------------------------
 
