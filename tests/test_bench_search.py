@@ -97,6 +97,14 @@ def test_ratios_are_computed_from_the_runs(bench, seed_result):
     assert all(math.isfinite(v) for v in r.values())
 
 
+def test_ablation_without_priority_changes_time_not_choices(bench, tiny, seed_result):
+    assert tiny.streaming.get("request_n") == 1  # (b)-(d) stream proofs one per request, with priorities
+    ab = bench.ablation(tiny, "fifo", dict(request_n=1, priority=False), 3, log=lambda s: None)
+    assert ab["selected"] == seed_result["runs"]["pool"].selected and ab["pool_s"] > 0
+    text = bench.report(tiny, [seed_result], None, [], [ab])
+    assert "Ablations" in text and "| fifo | {'request_n': 1, 'priority': False} |" in text
+
+
 def test_readme_block_is_replaced_in_place(bench, tmp_path):
     path = tmp_path / "README.md"
     path.write_text(f"# Title\n\nprose\n\n{bench.START}\nold\n{bench.END}\n\ntail\n")

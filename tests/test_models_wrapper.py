@@ -73,6 +73,22 @@ async def test_cache_hit_sends_nothing_and_accounting_separates_hits(msgs):
                                                 completion_tokens=9))
 
 
+async def test_scheduling_priority_is_not_part_of_the_call_key(msgs):
+    plain, urgent = Sampling(seed=7), Sampling(seed=7, extra={"priority": -5})
+    assert plain.as_key() == urgent.as_key() == Sampling(seed=7, extra={"priority": 3}).as_key()
+    assert call_key("ns", "m", plain, msgs, 0) == call_key("ns", "m", urgent, msgs, 0)
+    other = Sampling(seed=7, extra={"priority": -5, "top_k": 20})  # other extra fields still count
+    assert other.as_key()["extra"] == {"top_k": 20} and call_key("ns", "m", other, msgs, 0) != call_key(
+        "ns", "m", plain, msgs, 0)
+    provider = Scripted()
+    model = Model(provider, cache=InMemoryCallCache(), retry=FAST)
+    first = await model.sample(msgs, urgent, n=2)
+    assert provider.calls == [(7, 2)]
+    replay = await model.sample(msgs, plain, n=2)  # a resume without the hint finds every sample
+    assert len(provider.calls) == 1 and all(r.cached for r in replay)
+    assert [r.completion.text for r in replay] == [f.completion.text for f in first]
+
+
 async def test_record_shares_sum_to_the_request_usage(msgs):
     cache = InMemoryCallCache()
     model = Model(Scripted(usage=(11, 5)), cache=cache, retry=FAST)

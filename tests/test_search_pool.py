@@ -187,3 +187,96 @@ def test_meta_verification_excludes_rejected_analyses(sim_server, problems):
     best = result.verifications[result.best.id]
     kept = [a.score for a in best.analyses if a.ok and a.id not in rejected]
     assert result.score == pytest.approx(sum(kept) / len(kept))
+
+
+# ---------------------------------------------------------------- scheduling priorities
+
+
+class PriorityLog:
+    """A SimProvider that notes each request's role, first sample index and priority hint."""
+
+    def __init__(self, server=None):
+        from proofloop.sim.provider import SimProvider
+
+        self.inner = SimProvider(server=server, seed=1)
+        self.name, self.model, self.max_n = self.inner.name, self.inner.model, self.inner.max_n
+        self.accepts_priority = self.inner.accepts_priority
+        self.seen: list[tuple[str, int, int | None]] = []
+
+    async def complete(self, messages, sampling, n):
+        self.seen.append((self.inner.sim.role_of(messages), sampling.seed, sampling.extra.get("priority")))
+        return await self.inner.complete(messages, sampling, n)
+
+
+def _priority_run(name: str, options: dict, problems, accepts: bool = True):
+    from proofloop.models.wrapper import Model
+
+    provider = PriorityLog(ServerModel(slots=64, time_scale=1e6))
+    provider.accepts_priority = accepts
+    model = Model(provider, cache=InMemoryCallCache(), max_concurrency=10_000, endpoint=f"prio#{time.monotonic_ns()}")
+    ctx = SearchContext(model, gen_sampling=SAMPLING, verify_sampling=SAMPLING, recorder=MemoryRecorder())
+    strategy = make_strategy(name, **options)
+
+    async def go():
+        return await asyncio.gather(*(strategy.solve(p, ctx) for p in problems))
+
+    results = asyncio.run(go())
+    return [(r.best.id, r.score, r.stop_reason, sorted(p.id for p in r.proofs)) for r in results], provider.seen
+
+
+@pytest.mark.parametrize("name,extra", [("pool", {}), ("adaptive", dict(stages=[2, 4, 6], refine_min=4))])
+def test_priorities_put_later_rounds_and_refinements_first_and_change_no_decision(problems, name, extra):
+    from proofloop.search.decisions import slot_of
+
+    options = dict(NO_ACCEPT, request_n=1, **extra)
+    on, sent = _priority_run(name, options, problems[:2])
+    off, plain = _priority_run(name, dict(options, priority=False), problems[:2])
+    assert on == off  # same proofs, same choices: the hint only orders work at the server
+    assert all(p is None for _, _, p in plain) and all(p is not None for _, _, p in sent)
+    params = make_strategy(name, **options).params
+
+    def round_of(role: str, seed: int) -> int:
+        slot = seed if role in ("generate", "refine") else seed // params.verifications
+        return 0 if slot < params.initial else 1 + (slot - params.initial) // params.round_size
+
+    by = {}
+    for role, seed, p in sent:
+        by.setdefault((round_of(role, seed), role == "verify"), []).append(p)
+    # a later round's work before an earlier one's; in a round, refinements before verifications
+    assert max(by[(2, False)]) < min(by[(2, True)]) <= max(by[(2, True)]) < min(by[(1, False)])
+    assert max(by[(1, True)]) < min(by[(0, False)]) < min(by[(0, True)])
+    assert slot_of(params, 1) == params.initial  # the inverse above matches the slot layout
+
+
+def test_call_priority_ranks_problems_by_their_proofs_self_scores():
+    from proofloop.search.scheduler import call_priority
+
+    def verify(scores):
+        return call_priority(0, generation=False, self_scores=scores, round_size=4)
+
+    assert verify([0.0, 0.0, 0.5, 0.0]) < verify([1.0, 0.5, 0.0, 0.0]) < verify([1.0, 1.0, 1.0, 1.0])
+    assert verify([1.0]) < verify([1.0, 1.0])  # proofs not made yet count 0: first proofs go early
+    assert verify([None, 0.0]) == verify([]) == 0
+    assert call_priority(1, generation=False, self_scores=[1.0] * 4, round_size=4) < verify([])
+    assert call_priority(1, generation=True, self_scores=[], round_size=4) < call_priority(
+        1, generation=False, self_scores=[], round_size=4)
+
+
+def test_adaptive_default_window_scales_with_top_k():
+    assert make_strategy("adaptive", preset="paper").window == 8
+    assert make_strategy("adaptive", preset="release").window == 4
+    assert make_strategy("adaptive", preset=None, initial=8, top_k=2).window == 1
+    assert make_strategy("adaptive", preset="paper", window=3).window == 3
+    with pytest.raises(UserInputError):
+        make_strategy("adaptive", window=0)
+
+
+
+def test_priority_is_sent_only_to_providers_that_accept_it(problems):
+    """By default (priority=None) a provider that does not declare `accepts_priority` (e.g. a
+    vLLM not started with --scheduling-policy priority) gets no priority field; -o priority=true
+    sends it anyway."""
+    _, default_sent = _priority_run("pool", dict(NO_ACCEPT, request_n=1), problems[:1], accepts=False)
+    _, forced = _priority_run("pool", dict(NO_ACCEPT, request_n=1, priority=True), problems[:1], accepts=False)
+    assert default_sent and all(p is None for _, _, p in default_sent)
+    assert all(p is not None for _, _, p in forced)

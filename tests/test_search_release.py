@@ -119,3 +119,34 @@ def test_release_scheme_refuses_meta_verification():
     params = make_strategy("pool", preset="release", meta=2).params
     with pytest.raises(ValueError):
         asyncio.run(run_release(["p"], SearchContext(Model(SimProvider())), params))
+
+
+def test_release_sends_no_priority_and_logs_stages_on_the_given_clock():
+    from proofloop.sim.server import ServerModel
+
+    server = ServerModel(time_scale=1e5)
+    seen: list = []
+
+    class Noting(SimProvider):
+        async def complete(self, messages, sampling, n):
+            seen.append(sampling.extra)
+            return await super().complete(messages, sampling, n)
+
+    model = Model(Noting(server=server, seed=2), cache=InMemoryCallCache(), max_concurrency=10_000,
+                  endpoint=f"sim#{time.monotonic_ns()}")
+    model.seed_for_test = 0
+    params = make_strategy("pool", **OPTIONS["all_rounds"]).params
+    problems = make_problems(2, seed=9, mix="hard")
+
+    async def go():
+        log: list[dict] = []
+        start = server.now()
+        await run_release(problems, _ctx(model), params, stage_log=log, clock=server.now)
+        return log, server.now() - start
+
+    log, simulated = asyncio.run(go())
+    assert seen and all("priority" not in extra for extra in seen)  # the released script sends none
+    # stage seconds are simulated seconds (thousands here), not the run's few real ones; the
+    # client's own CPU between stages counts on a scaled clock too, hence not exactly all
+    assert 0.5 * simulated < sum(s["seconds"] for s in log) <= simulated
+    assert simulated > 100

@@ -130,3 +130,104 @@ async def test_provider_without_seed_samples_afresh_and_checks_limits():
         await p.complete(msgs, Sampling(max_tokens=1000), 1)
     with pytest.raises(BadRequestError):
         await p.complete([], Sampling(max_tokens=50), 1)
+
+
+# ---------------------------------------------------------------- priority scheduling
+
+
+async def test_priority_orders_the_queue_lower_first_fifo_among_equals():
+    srv = ServerModel(slots=1, decode_tps_seq=10, time_scale=1000, **FAST)
+    # The first request takes the only slot; the rest queue: -1 first, then the two 0s in
+    # arrival order, then 5, whatever order they arrived in.
+    runs = [srv.run(blocks("r0"), [100]), srv.run(blocks("r1"), [100], priority=5),
+            srv.run(blocks("r2"), [100]), srv.run(blocks("r3"), [100], priority=-1),
+            srv.run(blocks("r4"), [100], priority=0)]
+    ends = [round(i.finished_at) for i in await asyncio.gather(*runs)]
+    assert ends == [10, 50, 30, 20, 40]
+
+
+async def test_priority_never_preempts_a_running_sequence():
+    srv = ServerModel(slots=2, decode_tps_seq=10, time_scale=1000, **FAST)
+    running = asyncio.create_task(srv.run(blocks("bulk"), [100, 100], priority=9))
+    await asyncio.sleep(0.002)  # both bulk sequences hold the slots
+    urgent = await srv.run(blocks("urgent"), [10], priority=-9)
+    bulk = await running
+    assert bulk.finished_at == pytest.approx(10, abs=0.5)  # not slowed or restarted
+    assert urgent.queued_s == pytest.approx(10 - urgent.arrived_at, abs=0.5)  # waited for a free slot
+    assert urgent.finished_at == pytest.approx(11, abs=0.5)
+
+
+async def test_a_request_with_n_samples_keeps_its_place_and_cancelling_it_frees_the_queue():
+    srv = ServerModel(slots=2, decode_tps_seq=10, time_scale=1000, **FAST)
+    first = asyncio.create_task(srv.run(blocks("a"), [100, 100]))
+    await asyncio.sleep(0.002)
+    low = asyncio.create_task(srv.run(blocks("low"), [100, 100], priority=1))
+    doomed = asyncio.create_task(srv.run(blocks("doomed"), [100, 100, 100], priority=-1))
+    await asyncio.sleep(0.002)
+    doomed.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await doomed
+    high = await srv.run(blocks("high"), [50, 50], priority=0)
+    assert high.finished_at == pytest.approx(15, abs=0.5)  # ahead of `low`, after the cancelled one left
+    assert (await low).finished_at == pytest.approx(25, abs=0.5)  # both its sequences waited for `high`
+    await first
+
+
+async def test_priority_must_be_an_integer():
+    srv = ServerModel(time_scale=1e5)
+    for bad in (1.5, "1", True):
+        with pytest.raises(TypeError):
+            await srv.run(blocks("x"), [1], priority=bad)
+
+
+async def test_provider_reads_the_priority_from_sampling_extra():
+    p = SimProvider(server=ServerModel(slots=1, decode_tps_seq=1000, time_scale=1000, **FAST), seed=0)
+    msgs = [generation_messages(q) for q in make_problems(3, seed=8)]
+    base = Sampling(max_tokens=10**6, seed=0)
+    order: list[int] = []
+
+    async def call(i: int, priority: int | None) -> None:
+        s = base if priority is None else Sampling(max_tokens=10**6, seed=0, extra={"priority": priority})
+        await p.complete(msgs[i], s, 1)
+        order.append(i)
+
+    await asyncio.gather(call(0, None), call(1, None), call(2, -1))
+    assert order == [0, 2, 1]
+    with pytest.raises(BadRequestError):
+        await p.complete(msgs[0], Sampling(max_tokens=10**6, extra={"priority": "high"}), 1)
+
+
+def test_http_body_priority_orders_requests_and_a_bad_one_is_a_400():
+    import threading
+
+    import openai
+
+    from proofloop import serving
+    from proofloop.sim.server import make_sim_app
+
+    srv = ServerModel(slots=1, decode_tps_seq=100, time_scale=200, **FAST)  # ~0.5 s real per proof
+    msgs = [generation_messages(q) for q in make_problems(3, seed=9)]
+    with serving.ServerThread(make_sim_app(server=srv)) as s:
+        c = openai.OpenAI(base_url=s.base_url, api_key="x", max_retries=0, timeout=60)
+        with pytest.raises(openai.BadRequestError):
+            c.chat.completions.create(model="sim-1", messages=msgs[0], extra_body={"priority": 0.5})
+        done: list[int] = []
+
+        def call(i: int, priority: int) -> None:
+            c.chat.completions.create(model="sim-1", messages=msgs[i], seed=0, max_tokens=10**6,
+                                      extra_body={"priority": priority})
+            done.append(i)
+
+        first = threading.Thread(target=call, args=(0, 0))
+        first.start()
+        while srv.stats.requests < 1:  # the 400 never reached the server model; wait for request 0
+            threading.Event().wait(0.005)
+        rest = [threading.Thread(target=call, args=(1, 3)), threading.Thread(target=call, args=(2, -3))]
+        for t in rest:
+            t.start()
+        while srv.stats.requests < 3:
+            threading.Event().wait(0.005)
+        for t in [first, *rest]:
+            t.join(60)
+    assert srv.stats.max_queued == 2  # 1 and 2 both waited behind 0
+    assert done == [0, 2, 1]

@@ -9,7 +9,9 @@ seeds (each scheme on a fresh SimProvider + ServerModel, so makespans are compar
 
 (a) `release`: search/release.py, the released script's staged execution (stage barriers over
     all problems, batches of 160, 40 / 320 workers, each sample its own request: max_n=1);
-(b) `pool`: streaming per problem, n samples per request;
+(b) `pool`: streaming per problem, n samples per verification request, initial proofs one per
+    request, every request with a scheduling priority (Pool's default; the ServerModel orders
+    its queue by it like vLLM's `--scheduling-policy priority`; (a) sends none);
 (c) `adaptive`: pool's decisions with staged verification;
 (d) `pool+meta`: pool with meta-verification in the loop.
 
@@ -129,6 +131,8 @@ class BenchConfig:
     overhead_calls: int = 2000
     overhead: tuple[tuple[bool, int], ...] = ((True, 64),)  # (streaming, concurrency) per measurement
     sweep: tuple[int, ...] = ()  # server sizes (x one node) to rerun (a) and (b) on, first seed only
+    streaming: dict[str, Any] = field(default_factory=dict)  # Pool options (not PoolParams) for (b), (c), (d)
+    ablations: tuple[tuple[str, dict[str, Any]], ...] = ()  # (label, streaming options) to rerun (b) with, first seed
 
     def pool_params(self, **extra: Any) -> PoolParams:
         return PoolParams(**{**self.params, **extra})
@@ -141,14 +145,22 @@ class BenchConfig:
 # 0) and the rounds 16 -> 4 (rarely reached: in the simulator a proof passes all 64
 # verifications within two rounds on every problem). Generation / verification max_tokens are
 # the script's (128K / 64K). The server is one simulated DeepSeek-V3 node (ServerModel defaults).
-# adaptive settles acceptance one candidate at a time (window=1, its default is 4): with 8 proofs
-# a problem, verifying 4 acceptance candidates to 64 at once costs ~2x the verification (README).
+# Adaptive runs with its default window (max(1, min(top_k, initial) // 8) = 1 here: with 8 proofs
+# a problem, verifying 4 acceptance candidates to 64 at once costs ~2x the verification, README).
+# The streaming schemes send each initial proof as its own request (request_n=1: it is verified
+# the moment it exists, so the server fills up early) and scheduling priorities (Pool's default
+# priority=True, read by the ServerModel like vLLM's `priority` field); (a) sends neither, as the
+# released script does. The ablations rerun (b) without them (first seed).
+STREAMING = dict(request_n=1)
 FULL = BenchConfig(
     problems=50, mix="default", seeds=(1, 2, 3),
     params=dict(initial=8, verifications=64, top_k=2, analyses_per_prompt=8, max_per_score=4,
                 samples_per_prompt=4, rounds=4),
-    meta=1, adaptive=dict(stages=[4, 16, 32, 64], window=1),
-    overhead=((True, 64), (False, 64), (True, 256), (False, 256)), sweep=(4, 16))
+    meta=1, adaptive=dict(stages=[4, 16, 32, 64]), streaming=STREAMING,
+    overhead=((True, 64), (False, 64), (True, 256), (False, 256)), sweep=(4, 16),
+    ablations=(("no priority (FIFO server queue)", dict(request_n=1, priority=False)),
+               ("one generation request of n per problem", dict(request_n=None, priority=True)),
+               ("neither (the previous (b))", dict(request_n=None, priority=False))))
 
 # Quick: 12 problems, 32 verifications, 2 seeds; everything else as in FULL. A lighter load:
 # the server is latency-bound here, unlike FULL (see the README).
@@ -156,7 +168,8 @@ QUICK = BenchConfig(
     problems=12, mix="default", seeds=(1, 2),
     params=dict(initial=8, verifications=32, top_k=2, analyses_per_prompt=8, max_per_score=4,
                 samples_per_prompt=4, rounds=2),
-    meta=1, adaptive=dict(stages=[4, 16, 32], refine_min=16, window=1), overhead_calls=1000, overhead=((True, 64),))
+    meta=1, adaptive=dict(stages=[4, 16, 32], refine_min=16), streaming=STREAMING, overhead_calls=1000,
+    overhead=((True, 64),))
 
 
 # ---- one scheme ---------------------------------------------------------------------------
@@ -253,11 +266,11 @@ def make_context(cfg: BenchConfig, provider, cache: InMemoryCallCache, endpoint:
 
 def strategy_for(name: str, cfg: BenchConfig):
     if name == "pool":
-        return Pool(preset=None, **cfg.params)
+        return Pool(preset=None, **cfg.params, **cfg.streaming)
     if name == "adaptive":
-        return Adaptive(preset=None, **cfg.params, **cfg.adaptive)
+        return Adaptive(preset=None, **cfg.params, **{**cfg.streaming, **cfg.adaptive})
     if name == "pool+meta":
-        return Pool(preset=None, **cfg.params, meta=cfg.meta, name="pool+meta")
+        return Pool(preset=None, **cfg.params, **cfg.streaming, meta=cfg.meta, name="pool+meta")
     raise ValueError(f"no strategy for scheme {name!r}")
 
 
@@ -438,6 +451,17 @@ def load_point(cfg: BenchConfig, scale: int, seed: int, log=print) -> dict[str, 
     return {"scale": scale, "seed": seed, "release_s": a.makespan_s, "pool_s": b.makespan_s, "lower_bound": lb}
 
 
+def ablation(cfg: BenchConfig, label: str, streaming: dict[str, Any], seed: int, log=print) -> dict[str, Any]:
+    """(b) again with other streaming options (e.g. no priority): what each option buys."""
+    varied = dataclasses.replace(cfg, streaming=streaming)
+    problems = make_problems(cfg.problems, seed=cfg.problem_seed, mix=cfg.mix)
+    b = run_scheme("pool", varied, problems, seed)
+    lb = lower_bound(b, varied)
+    log(f"  ablation {label}: pool {b.makespan_s:.0f} s, bound {lb['bound_s']:.0f} s")
+    return {"label": label, "streaming": streaming, "seed": seed, "pool_s": b.makespan_s, "lower_bound": lb,
+            "last": last_problem(b), "selected": b.selected}
+
+
 def utilization(run: SchemeRun, cfg: BenchConfig) -> float:
     """Share of the makespan the server would need at full decode throughput for this work."""
     server = ServerModel(time_scale=1.0, **cfg.server)
@@ -567,14 +591,16 @@ def _timeline_table(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def report(cfg: BenchConfig, seeds: list[dict[str, Any]], overhead: dict[str, Any] | None,
-           sweep: list[dict[str, Any]] = ()) -> str:
+           sweep: list[dict[str, Any]] = (), ablations: list[dict[str, Any]] = ()) -> str:
     schemes = [s for s in SCHEMES if s in seeds[0]["runs"]]
     head = {"release": "(a) release", "pool": "(b) pool", "adaptive": "(c) adaptive", "pool+meta": "(d) pool+meta"}
     rows = ROWS + [("server busy at full decode throughput (share of makespan)", lambda r: utilization(r, cfg), 2),
                    ("requests per simulated second (what the orchestrator must sustain)",
                     lambda r: r.total("calls") / r.makespan_s, 2)]
     lines = [f"Mean ± std over seeds {', '.join(str(s['seed']) for s in seeds)}; {cfg.problems} problems "
-             f"(mix `{cfg.mix}`), parameters {cfg.params}, meta m={cfg.meta} in (d), adaptive {cfg.adaptive}, "
+             f"(mix `{cfg.mix}`), parameters {cfg.params}, streaming options {cfg.streaming} in (b)-(d) "
+             f"(priority on: Pool's default for the simulator), meta m={cfg.meta} in (d), adaptive {cfg.adaptive} "
+             f"(window {strategy_for('adaptive', cfg).window}), "
              f"server {cfg.server or 'one node (ServerModel defaults)'}.", "",
              "| | " + " | ".join(head[s] for s in schemes) + " |", "|---|" + "---:|" * len(schemes)]
     for label, get, digits in rows:
@@ -625,6 +651,20 @@ def report(cfg: BenchConfig, seeds: list[dict[str, Any]], overhead: dict[str, An
             lines.append(f"| x{pt['scale']} | {pt['release_s']:.0f} | {pt['pool_s']:.0f} | "
                          f"{pt['pool_s'] / pt['release_s']:.3f} | {lb['bound_s']:.0f} | {lb['decode_s']:.0f} | "
                          f"{lb['chain_s']:.0f} | {pt['pool_s'] / lb['bound_s']:.3f} |")
+    if ablations:
+        base = next(sd for sd in seeds if sd["seed"] == ablations[0]["seed"])
+        b = base["runs"]["pool"]
+        lines += ["", f"Ablations: (b) again with other streaming options, seed {ablations[0]['seed']} "
+                  f"((a) = {base['runs']['release'].makespan_s:.0f} s):", "",
+                  "| (b) with | options | makespan | (b)/(a) | (b)/bound | finished last | same selection |",
+                  "|---|---|---:|---:|---:|---|---|"]
+        rows = [{"label": "the options above", "streaming": cfg.streaming, "pool_s": b.makespan_s,
+                 "lower_bound": base["lower_bound"], "last": last_problem(b), "selected": b.selected}] + list(ablations)
+        for ab in rows:
+            lines.append(f"| {ab['label']} | {ab['streaming']} | {ab['pool_s']:.0f} | "
+                         f"{ab['pool_s'] / base['runs']['release'].makespan_s:.3f} | "
+                         f"{ab['pool_s'] / ab['lower_bound']['bound_s']:.3f} | {ab['last']} | "
+                         f"{'yes' if ab['selected'] == b.selected else 'NO'} |")
     lines += ["", "Replay: " + "; ".join(
         f"seed {sd['seed']}: (a) and (b) select the same proofs: {'yes' if sd['same_selection'] else 'NO'}, "
         f"(b) replayed over (a)'s call cache: {'yes' if sd['replay_same_selection'] else 'NO'} "
@@ -651,9 +691,11 @@ def run_bench(cfg: BenchConfig, *, overhead: bool = True, log=print) -> dict[str
     t0 = time.perf_counter()
     seeds = [run_seed(cfg, s, log=log) for s in cfg.seeds]
     sweep = [load_point(cfg, k, cfg.seeds[0], log=log) for k in cfg.sweep]
+    ablations = [ablation(cfg, label, opts, cfg.seeds[0], log=log) for label, opts in cfg.ablations]
     over = orchestrator_overhead(cfg.overhead_calls, cfg.overhead) if overhead else None
-    return {"seeds": seeds, "overhead": over, "sweep": sweep, "ratios": summary_ratios(seeds),
-            "report": report(cfg, seeds, over, sweep), "seconds": time.perf_counter() - t0}
+    return {"seeds": seeds, "overhead": over, "sweep": sweep, "ablations": ablations,
+            "ratios": summary_ratios(seeds), "report": report(cfg, seeds, over, sweep, ablations),
+            "seconds": time.perf_counter() - t0}
 
 
 # ---- README -------------------------------------------------------------------------------

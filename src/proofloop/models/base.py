@@ -33,9 +33,14 @@ class Sampling:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_key(self) -> dict[str, Any]:
-        """The part of the call-cache key that the parameters contribute."""
+        """The part of the call-cache key that the parameters contribute. Scheduling hints in
+        `extra` (`priority`, vLLM's per-request scheduling priority) are left out: they change
+        when the server runs a request, not what a sample is, so a replay or a resume finds
+        its samples in the cache whatever priority it sends them with."""
+        scheduling_hints = ("priority",)
+        extra = {k: v for k, v in sorted(self.extra.items()) if k not in scheduling_hints}
         return {"temperature": self.temperature, "top_p": self.top_p, "max_tokens": self.max_tokens,
-                "seed": self.seed, "extra": dict(sorted(self.extra.items()))}
+                "seed": self.seed, "extra": extra}
 
 
 @dataclass

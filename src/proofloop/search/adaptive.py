@@ -157,18 +157,26 @@ class Adaptive(Pool):
     """Pool's options plus: `stages` (cumulative analyses per stage), `z` (interval width in
     standard errors), `tolerance` (an ambiguous proof whose interval is narrower stops),
     `refine_min` (analyses a parent gets at least), `window` (acceptance candidates verified
-    at once)."""
+    at once; None: max(1, min(top_k, initial) // 8)), and pool's `priority`.
+
+    The window buys latency (several candidates settle at once) and costs tokens: a
+    candidate verified to the end after an earlier one already passed is waste, up to
+    (window - 1) full verifications per round. The default keeps that below 1/8 of what
+    pool spends verifying one round (min(top_k, initial) <= the proofs of a round), so small
+    pools settle one candidate at a time (8 proofs, top 2: window 1; the paper's 64: 8)."""
 
     stages: list[int] = field(default_factory=lambda: [4, 16, 32, 64])
     z: float = 2.5
     tolerance: float = 0.2
     refine_min: int = 16
-    window: int = 4
+    window: int | None = None
     name: str = "adaptive"
 
     def __post_init__(self):
         super().__post_init__()
         self.plan = stage_plan(self.stages, self.params.verifications)
+        if self.window is None:
+            self.window = max(1, min(self.params.top_k, self.params.initial) // 8)
         if self.window < 1:
             raise ValueError("window must be at least 1")
 
@@ -179,7 +187,8 @@ class Adaptive(Pool):
     async def _escalate(self, search: ProblemSearch, targets: dict[str, int]) -> None:
         async with asyncio.TaskGroup() as tg:
             for pid, upto in targets.items():
-                tg.create_task(search.verify(search.entry(pid), upto))
+                entry = search.entry(pid)
+                tg.create_task(search.verify(entry, upto, self._priority(search, entry.round, generation=False)))
 
     async def _settle_acceptance(self, search: ProblemSearch, round_: int) -> Candidate | None:
         while True:
@@ -197,19 +206,21 @@ class Adaptive(Pool):
                 return step.selected
             await self._escalate(search, step.escalate)
 
-    async def _staged(self, search: ProblemSearch, make) -> None:
+    async def _staged(self, search: ProblemSearch, make, round_: int = 0) -> None:
         entries = await make
+        prio = self._priority(search, round_, generation=False)
         async with asyncio.TaskGroup() as tg:
             for e in entries:
                 if e.proof.verifiable:
-                    tg.create_task(search.verify(e, self.plan[0]))
+                    tg.create_task(search.verify(e, self.plan[0], prio))
 
     async def _search(self, search: ProblemSearch) -> str:
         p = self.params
         step = self.request_n or p.initial
         async with asyncio.TaskGroup() as tg:
             for lo in range(0, p.initial, step):
-                tg.create_task(self._staged(search, search.generate_initial(lo, min(p.initial, lo + step))))
+                tg.create_task(self._staged(search, search.generate_initial(
+                    lo, min(p.initial, lo + step), self._priority(search, 0, generation=True))))
         for round_ in range(0, p.rounds + 1):
             if await self._settle_acceptance(search, round_) is not None:
                 return "accepted"
@@ -222,6 +233,8 @@ class Adaptive(Pool):
                 for j, c in enumerate(chosen):
                     parent = search.entry(c.id)
                     analyses = search.prompt_analyses(round_ + 1, parent)
-                    tg.create_task(self._staged(search, search.refine(round_ + 1, j, parent, analyses)))
+                    tg.create_task(self._staged(search, search.refine(
+                        round_ + 1, j, parent, analyses, priority=self._priority(search, round_ + 1, generation=True)),
+                        round_ + 1))
         await self._settle_topk(search, 1, 0)
         return "accepted" if accepted(search.candidates(), p.min_valid) is not None else "rounds"

@@ -11,7 +11,12 @@ never what is decided: release.py re-creates the released script's staged execut
 takes the same decisions from the same model outputs.
 
 The only barrier is the one the algorithm needs: round r+1's prompts depend on the top-K
-selection over all of round r's verified proofs. Across problems nothing waits.
+selection over all of round r's verified proofs. Across problems nothing waits, but on a
+loaded server the problems compete for its slots: with `priority` on (by default for the simulator) every
+request carries a scheduling priority (vLLM's `priority` field, see scheduler.call_priority)
+that puts the critical path first: later rounds, then a round's refinements, then the
+problems whose proofs grade themselves worst (the ones likely to need another round). The
+priority is not part of the call key and never feeds a decision: it changes timing only.
 
     >>> import asyncio
     >>> from proofloop.models.wrapper import Model
@@ -37,7 +42,7 @@ from proofloop.search.base import ProblemResult, SearchContext
 from proofloop.search.budget import Budget
 from proofloop.search.decisions import PoolParams, accepted, final_choice, params_from, top_k
 from proofloop.search.report import problem_result
-from proofloop.search.scheduler import Entry, ProblemSearch, run_scoped
+from proofloop.search.scheduler import Entry, ProblemSearch, call_priority, run_scoped
 
 
 @dataclass
@@ -45,7 +50,13 @@ class Pool:
     """Options (all settable with `-o key=value`): a preset (`paper`, `release`) and any of
     its fields to override; `meta` > 0 turns on meta-verification in the loop; `request_n`
     cuts the initial generation into requests of that many samples (None: one request);
-    `max_inflight` caps this problem's concurrent calls; budgets per problem."""
+    `max_inflight` caps this problem's concurrent calls; `priority` sends each request a
+    server scheduling priority (scheduler.call_priority) in the body field `priority`;
+    default (None) sends it only to providers that declare `accepts_priority` (the
+    simulator); `-o priority=true` for a vLLM started with `--scheduling-policy priority` or an
+    SGLang with `--enable-priority-scheduling`, `-o priority=false` to never send it (vLLM
+    answers a non-zero priority with an error unless started with that policy; hosted APIs may refuse unknown
+    fields); budgets per problem."""
 
     preset: str | None = "paper"
     initial: int | None = None
@@ -59,6 +70,7 @@ class Pool:
     meta: int | None = None
     request_n: int | None = None
     max_inflight: int | None = 64
+    priority: bool | None = None
     budget_tokens: int | None = None
     budget_cost: float | None = None
     budget_wall_s: float | None = None
@@ -87,20 +99,33 @@ class Pool:
 
     # -- the search --
 
-    async def _verified(self, search: ProblemSearch, make) -> None:
+    def _priority(self, search: ProblemSearch, round_: int, *, generation: bool) -> int | None:
+        """The server scheduling hint for a call of `round_` (scheduler.call_priority), or None
+        (send none) with `priority=False`."""
+        wanted = self.priority
+        if wanted is None:  # auto: only where the server is known to accept the field
+            wanted = all(getattr(m.provider, "accepts_priority", False) for m in (search.ctx.generator, search.ctx.verifier))
+        if not wanted:
+            return None
+        return call_priority(round_, generation=generation, self_scores=search.self_scores(round_),
+                             round_size=self.params.initial if round_ == 0 else self.params.round_size)
+
+    async def _verified(self, search: ProblemSearch, make, round_: int = 0) -> None:
         """Make some proofs, then verify each fully, all at once."""
         entries: list[Entry] = await make
+        prio = self._priority(search, round_, generation=False)
         async with asyncio.TaskGroup() as tg:
             for e in entries:
                 if e.proof.verifiable:
-                    tg.create_task(search.verify(e, self.params.verifications))
+                    tg.create_task(search.verify(e, self.params.verifications, prio))
 
     async def _search(self, search: ProblemSearch) -> str:
         p = self.params
         step = self.request_n or p.initial
         async with asyncio.TaskGroup() as tg:
             for lo in range(0, p.initial, step):
-                tg.create_task(self._verified(search, search.generate_initial(lo, min(p.initial, lo + step))))
+                tg.create_task(self._verified(search, search.generate_initial(
+                    lo, min(p.initial, lo + step), self._priority(search, 0, generation=True))))
         for round_ in range(1, p.rounds + 1):
             if accepted(search.candidates(), p.min_valid) is not None:
                 return "accepted"
@@ -111,7 +136,8 @@ class Pool:
                 for j, c in enumerate(chosen):
                     parent = search.entry(c.id)
                     analyses = search.prompt_analyses(round_, parent)
-                    tg.create_task(self._verified(search, search.refine(round_, j, parent, analyses)))
+                    tg.create_task(self._verified(search, search.refine(
+                        round_, j, parent, analyses, priority=self._priority(search, round_, generation=True)), round_))
         return "accepted" if accepted(search.candidates(), p.min_valid) is not None else "rounds"
 
 

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -79,20 +78,26 @@ def _verify_requests(search: ProblemSearch, entries: list[Entry]) -> list[Reques
 
 async def run_release(problems: list[str], ctx: SearchContext, params: PoolParams, *, batch: int = BATCH,
                       gen_workers: int = GEN_WORKERS, verify_workers: int = VERIFY_WORKERS,
-                      stage_log: list[dict[str, Any]] | None = None) -> list[ProblemResult]:
+                      stage_log: list[dict[str, Any]] | None = None,
+                      clock: Callable[[], float] | None = None) -> list[ProblemResult]:
     """Run the search on every problem, stage by stage; one ProblemResult per problem, in order.
-    `stage_log` (if given) gets one dict per stage: its name, round, requests and seconds."""
+    `stage_log` (if given) gets one dict per stage: its name, round, requests and seconds,
+    read from `clock` (default: the event loop's time; against a simulated server pass
+    `clock=server.now` for simulated seconds; on the benchmark's virtual-clock loop, where
+    the server runs at time_scale 1, the default already gives them). No request carries a
+    scheduling priority: the released script sends none, and its server serves them first
+    come, first served."""
     if params.meta:
         raise ValueError("the released execution scheme has no meta-verification in the loop (meta=0)")
     searches = [ProblemSearch(p, ctx, params) for p in problems]
     stops: dict[int, str] = {}
+    now = clock or asyncio.get_running_loop().time
 
     async def stage(name: str, round_: int, requests: list[Request], workers: int) -> None:
-        t0 = time.monotonic()
+        t0 = now()
         await run_stage(requests, workers, batch)
         if stage_log is not None:
-            stage_log.append({"stage": name, "round": round_, "requests": len(requests),
-                              "seconds": time.monotonic() - t0})
+            stage_log.append({"stage": name, "round": round_, "requests": len(requests), "seconds": now() - t0})
 
     new: dict[int, list[Entry]] = {i: [] for i in range(len(searches))}
 

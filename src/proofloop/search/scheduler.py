@@ -26,11 +26,13 @@ cancels every outstanding task of that problem and becomes the result's `stop_re
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import dataclasses
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from proofloop.errors import BudgetExceeded
+from proofloop.models.base import Sampling
 from proofloop.models.pricing import cost_usd
 from proofloop.roles import generate, meta_verify, refine, verify
 from proofloop.roles.records import AnalysisRecord, MetaRecord, ProofRecord, Verification
@@ -40,6 +42,45 @@ from proofloop.search.decisions import (Candidate, Judged, PoolParams, analysis_
                                         meta_index, meta_rejected, slot_of, verify_index)
 
 T = TypeVar("T")
+
+
+def with_priority(sampling: Sampling, priority: int | None) -> Sampling:
+    """`sampling` carrying the server scheduling hint `priority` (vLLM's per-request priority,
+    lower first; None: unchanged). Not part of the call key (Sampling.as_key), so it changes
+    when a call runs, never which samples it returns."""
+    if priority is None:
+        return sampling
+    return dataclasses.replace(sampling, extra={**sampling.extra, "priority": int(priority)})
+
+
+ROUND_STEP = 10_000  # priority distance between roles/rounds; the self-score term stays below it
+
+
+def call_priority(round_: int, *, generation: bool, self_scores: Sequence[float | None], round_size: int) -> int:
+    """The server scheduling priority (lower first) of one call of a pool-style search: its
+    place on the critical path of the whole run, from what the search knows when it sends it.
+
+    1. Later rounds first. A problem has round-r work only while no proof stopped it, so that
+       work lies on the chain of the problems that will finish last; round 0 is the bulk.
+    2. In a round, refinements before verifications: a refinement gates the verification of
+       all its samples.
+    3. In a (round, role), the problem whose proofs of that round grade themselves lowest
+       first: the sum of their self scores over the proofs the round makes (`round_size`;
+       proofs not made yet count 0, so a problem's first proofs are not ranked by one lucky
+       self score). A problem whose own proofs claim no full marks rarely has one that passes
+       every verification, so it likely needs another round and its verifications gate it;
+       a problem that will stop can finish any time before the last one does.
+
+    A pure function of the round and the outputs seen: no clock, no completion order. It
+    only orders work at the server, never a decision.
+
+    >>> call_priority(0, generation=False, self_scores=[1.0, 0.0], round_size=8)  # round-0 verification
+    125
+    >>> [call_priority(1, generation=g, self_scores=[], round_size=8) for g in (True, False)]
+    [-30000, -20000]
+    """
+    term = int(1000 * sum(s or 0.0 for s in self_scores) / max(1, round_size, len(self_scores)))
+    return -(2 * round_ + (1 if generation else 0)) * ROUND_STEP + term
 
 
 class StopSearch(Exception):
@@ -187,10 +228,10 @@ class ProblemSearch:
             entries.append(entry)
         return entries
 
-    async def generate_initial(self, lo: int, hi: int) -> list[Entry]:
+    async def generate_initial(self, lo: int, hi: int, priority: int | None = None) -> list[Entry]:
         """Initial proofs for slots [lo, hi) in one request (the wrapper splits it by max_n)."""
-        records = await generate(self.gen, self.problem, sampling=self.ctx.gen_sampling, n=hi - lo, start=lo,
-                                 templates=self.ctx.templates)
+        records = await generate(self.gen, self.problem, sampling=with_priority(self.ctx.gen_sampling, priority),
+                                 n=hi - lo, start=lo, templates=self.ctx.templates)
         return self._add(records, 0, lo)
 
     def prompt_analyses(self, round_: int, entry: Entry) -> list[AnalysisRecord]:
@@ -200,27 +241,30 @@ class ProblemSearch:
         return [entry.analyses[j.index] for j in chosen]
 
     async def refine(self, round_: int, prompt: int, parent: Entry, analyses: list[AnalysisRecord],
-                     lo: int = 0, hi: int | None = None) -> list[Entry]:
+                     lo: int = 0, hi: int | None = None, priority: int | None = None) -> list[Entry]:
         """Samples [lo, hi) of refinement prompt `prompt` of round `round_`."""
         hi = self.params.samples_per_prompt if hi is None else hi
         first = slot_of(self.params, round_, prompt, lo)
-        records = await refine(self.gen, self.problem, [(parent.proof, analyses)], sampling=self.ctx.gen_sampling,
-                               n=hi - lo, start=first, templates=self.ctx.templates)
+        records = await refine(self.gen, self.problem, [(parent.proof, analyses)],
+                               sampling=with_priority(self.ctx.gen_sampling, priority), n=hi - lo, start=first,
+                               templates=self.ctx.templates)
         return self._add(records, round_, first)
 
     # -- verification --
 
-    async def verify(self, entry: Entry, upto: int) -> None:
+    async def verify(self, entry: Entry, upto: int, priority: int | None = None) -> None:
         """Bring `entry` to `upto` verifications (one request for all the missing ones)."""
         lo = entry.requested
         if upto <= lo:
             return
         entry.requested = upto
-        await self.verify_range(entry, lo, upto)
+        await self.verify_range(entry, lo, upto, priority)
 
-    async def verify_range(self, entry: Entry, lo: int, hi: int) -> None:
-        """Verifications lo..hi-1 of `entry` (and their meta ratings, when meta is on)."""
-        v = await verify(self.ver, self.problem, entry.proof, sampling=self.ctx.verify_sampling, n=hi - lo,
+    async def verify_range(self, entry: Entry, lo: int, hi: int, priority: int | None = None) -> None:
+        """Verifications lo..hi-1 of `entry` (and their meta ratings, when meta is on); `priority`
+        is the server scheduling hint for all of them (with_priority)."""
+        sampling = with_priority(self.ctx.verify_sampling, priority)
+        v = await verify(self.ver, self.problem, entry.proof, sampling=sampling, n=hi - lo,
                          start=verify_index(self.params, entry.slot, lo), templates=self.ctx.templates)
         for k, a in enumerate(v.analyses):
             entry.analyses[lo + k] = a
@@ -230,11 +274,12 @@ class ProblemSearch:
                      and (a.analysis or a.raw or "").strip()]
             async with asyncio.TaskGroup() as tg:
                 for j, a in metas:
-                    tg.create_task(self._meta(entry, j, a))
+                    tg.create_task(self._meta(entry, j, a, priority))
         entry.finished += hi - lo
 
-    async def _meta(self, entry: Entry, j: int, analysis: AnalysisRecord) -> None:
-        ratings = await meta_verify(self.ver, self.problem, entry.proof, analysis, sampling=self.ctx.meta_sampling,
+    async def _meta(self, entry: Entry, j: int, analysis: AnalysisRecord, priority: int | None = None) -> None:
+        ratings = await meta_verify(self.ver, self.problem, entry.proof, analysis,
+                                    sampling=with_priority(self.ctx.meta_sampling, priority),
                                     m=self.params.meta, start=meta_index(self.params, entry.slot, j),
                                     templates=self.ctx.templates)
         for r in ratings:
@@ -245,6 +290,10 @@ class ProblemSearch:
 
     def scored_entries(self) -> list[Entry]:
         return [e for _, e in sorted(self.entries.items()) if e.proof.verifiable and e.finished > 0]
+
+    def self_scores(self, round_: int) -> list[float | None]:
+        """The self scores of the proofs of `round_` made so far, in slot order."""
+        return [e.proof.self_score for _, e in sorted(self.entries.items()) if e.round == round_]
 
     def candidates(self) -> list[Candidate]:
         return [e.candidate(self.params) for e in self.scored_entries()]

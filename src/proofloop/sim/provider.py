@@ -13,6 +13,8 @@ Sample numbering: with `sampling.seed = s` the n completions are samples s .. s+
 prompt (a pure function of prompt and number: replay gives the same texts); with seed None
 each request gets fresh numbers from a per-prompt counter, like a real server sampling anew.
 With `server=None` answers come at once (no timing, no prefix cache: cached tokens are 0).
+`sampling.extra["priority"]` (an integer, lower first, default 0) is the request's place in
+the server's queue, as the body field `priority` is for vLLM; it changes timing only.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 from proofloop.errors import BadRequestError, ContextWindowError
 from proofloop.models.base import Completion, Message, ProviderResponse, Sampling, Usage
 from proofloop.sim.model import SimConfig, SimModel
-from proofloop.sim.server import ServerModel
+from proofloop.sim.server import ServerModel, request_priority
 
 __all__ = ["SimProvider", "ServerModel"]
 
@@ -29,6 +31,7 @@ class SimProvider:
     """Provider "sim" (model "sim-1"): SimModel answers, ServerModel (if given) paces them."""
 
     name = "sim"
+    accepts_priority = True  # reads Sampling.extra["priority"] (search.pool sends it by default)
 
     def __init__(self, config: SimConfig | None = None, server: ServerModel | None = None, seed: int = 0,
                  *, max_n: int | None = None, model: str = "sim-1", context_window: int | None = None):
@@ -51,6 +54,10 @@ class SimProvider:
         if self.context_window is not None and prompt_tokens + (sampling.max_tokens or 0) > self.context_window:
             raise ContextWindowError(f"prompt ({prompt_tokens}) + max_tokens ({sampling.max_tokens}) exceeds "
                                      f"the context window ({self.context_window})", status=400)
+        try:
+            priority = request_priority(sampling.extra.get("priority"))
+        except ValueError as e:
+            raise BadRequestError(str(e), status=400) from None
         if sampling.seed is not None:
             first = int(sampling.seed)
         else:
@@ -62,7 +69,7 @@ class SimProvider:
         cached = 0
         if self.server is not None:
             info = await self.server.run(self.sim.prompt_blocks(messages, self.server.block_chars),
-                                         [o.completion_tokens for o in outs])
+                                         [o.completion_tokens for o in outs], priority)
             cached = info.cached_tokens
         completions = [Completion(text=o.text, reasoning=o.reasoning, finish_reason=o.finish_reason,
                                   completion_tokens=o.completion_tokens) for o in outs]

@@ -3,7 +3,10 @@
 `ServerModel` stands for one inference deployment (vLLM/SGLang-like) on a scaled clock:
 
 - `slots` sequences decode at once (a request with n samples is n sequences); more wait in a
-  FIFO queue. A sequence holds its slot from admission to its last token.
+  queue ordered by (request priority, arrival): lower priority values first, FIFO among
+  equals (vLLM's `--scheduling-policy priority`; with every priority 0, plain FIFO). A
+  sequence holds its slot from admission to its last token: a waiting request of better
+  priority takes the next free slot but never preempts a running sequence.
 - prefill is one FIFO server at `prefill_tps` tokens/s; only tokens missing from the prefix
   cache are prefilled (block-level, LRU, `cache_tokens` capacity), so a prompt sent n times,
   or once with n samples, is prefilled once and later copies report cached tokens.
@@ -23,6 +26,13 @@ docs/SIMULATOR.md for the sources and what is a guess.
     ...     return [round(i.finished_at) for i in infos], infos[1].cached_tokens
     >>> asyncio.run(main())   # 2 slots: the third request waits for one (10 s each)
     ([10, 10, 20], 100)
+    >>> srv = ServerModel(slots=1, decode_tps_seq=10, decode_tps_total=1e9, prefill_tps=1e9, time_scale=1e3)
+    >>> async def ranked():
+    ...     b = [(b"b", 100)]
+    ...     runs = [srv.run(b, [100]), srv.run(b, [100]), srv.run(b, [100], priority=-1)]
+    ...     return [round(i.finished_at) for i in await asyncio.gather(*runs)]
+    >>> asyncio.run(ranked())   # 1 slot: the urgent request, sent last, is served second
+    [10, 30, 20]
 
 HTTP: `python -m proofloop.sim.server --port 0 --time-scale 1000 --fail-rate 0.1` prints
 `PROOFLOOP_SERVING_URL http://127.0.0.1:PORT/v1` once it listens (also `proofloop sim serve`).
@@ -34,7 +44,7 @@ import argparse
 import asyncio
 import heapq
 import math
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -44,7 +54,7 @@ from proofloop import serving
 from proofloop.sim.model import SimConfig, SimModel
 
 __all__ = ["ServerModel", "RunInfo", "Work", "lower_bound_makespan", "sim_responder", "make_sim_app",
-           "responder_factory", "build_faults", "main"]
+           "responder_factory", "build_faults", "request_priority", "main"]
 
 
 @dataclass
@@ -77,6 +87,7 @@ class _Seq:
 class _Req:
     uncached: int
     arrived_at: float
+    priority: int = 0
     admitted_at: float | None = None
     prefill_done_at: float | None = None
 
@@ -140,7 +151,10 @@ class ServerModel:
             raise ValueError("slots and rates must be positive")
         if self.time_scale <= 0:
             raise ValueError("time_scale must be positive")
-        self._queue: deque[_Seq] = deque()
+        # Waiting sequences: a heap on (priority, arrival number, seq); arrival numbers are
+        # consecutive per request, so a request's sequences stay together and equals are FIFO.
+        self._queue: list[tuple[int, int, _Seq]] = []
+        self._arrivals = 0
         # Processor sharing gives every decoding sequence the same speed, so one "work clock"
         # (tokens each decoding sequence has produced since t = 0) serves them all: a sequence
         # finishes when the clock reaches its target. Heaps make each event O(log n).
@@ -198,15 +212,18 @@ class ServerModel:
 
     # ---- serving
 
-    async def run(self, blocks: Sequence[tuple[bytes, int]], lengths: Sequence[int]) -> RunInfo:
+    async def run(self, blocks: Sequence[tuple[bytes, int]], lengths: Sequence[int], priority: int = 0) -> RunInfo:
         """Serve one request (its prompt blocks, one completion length per sample); returns when
-        its last sequence finished on the simulated clock."""
+        its last sequence finished on the simulated clock. `priority`: lower values get free
+        slots first (vLLM's per-request `priority`); it never preempts a running sequence."""
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise TypeError(f"priority must be an integer, got {priority!r}")
         loop = self._bind()
         now = max(self.now(), self._last)
         self._catch_up(now)
         prompt = sum(t for _, t in blocks)
         cached = self._lookup_and_insert(blocks)
-        req = _Req(uncached=prompt - cached, arrived_at=now)
+        req = _Req(uncached=prompt - cached, arrived_at=now, priority=priority)
         seqs = [_Seq(req, float(max(0, n)), loop.create_future()) for n in lengths]
         st = self.stats
         st.requests += 1
@@ -215,7 +232,9 @@ class ServerModel:
         st.cached_tokens += cached
         st.prefill_tokens += req.uncached
         st.decode_tokens += sum(max(0, n) for n in lengths)
-        self._queue.extend(seqs)
+        for s in seqs:
+            self._arrivals += 1
+            heapq.heappush(self._queue, (priority, self._arrivals, s))
         st.max_queued = max(st.max_queued, len(self._queue))
         self._step()
         try:
@@ -235,7 +254,8 @@ class ServerModel:
             if s.state == "decoding":
                 self._n_decoding -= 1
             s.state = "cancelled"
-        self._queue = deque(s for s in self._queue if s.state == "queued")
+        self._queue = [e for e in self._queue if e[2].state == "queued"]
+        heapq.heapify(self._queue)
         self._step()
 
     def _held_adjust(self, delta: int) -> None:
@@ -302,7 +322,7 @@ class ServerModel:
                     s.future.set_result(now)
                 changed = True
             while self._queue and self._held < self.slots:
-                s = self._queue.popleft()
+                s = heapq.heappop(self._queue)[2]
                 if s.state != "queued":
                     continue
                 self._held_adjust(1)
@@ -344,10 +364,21 @@ class ServerModel:
 # ------------------------------------------------------------------------------ HTTP
 
 
+def request_priority(value: Any) -> int:
+    """The scheduling priority a request asks for (body field `priority`, as vLLM reads it):
+    an integer, default 0; anything else is a ValueError (the HTTP app answers it with a 400)."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"priority must be an integer, got {value!r}")
+    return value
+
+
 def sim_responder(model: SimModel, server: ServerModel | None = None) -> serving.Responder:
     """A serving responder: SimModel answers, ServerModel (when given) sets the pace and the
-    cached-token count. A request without a seed gets fresh sample numbers (a per-prompt
-    counter), one with a seed gets samples seed .. seed + n - 1 (replayable)."""
+    cached-token count; the body field `priority` (lower first, default 0) orders the
+    request in the server's queue. A request without a seed gets fresh sample numbers (a
+    per-prompt counter), one with a seed gets samples seed .. seed + n - 1 (replayable)."""
     counters: dict[str, int] = {}
 
     async def respond(req: serving.ChatRequest) -> serving.Reply:
@@ -362,7 +393,7 @@ def sim_responder(model: SimModel, server: ServerModel | None = None) -> serving
         cached = 0
         if server is not None:
             info = await server.run(model.prompt_blocks(req.messages, server.block_chars),
-                                    [o.completion_tokens for o in outs])
+                                    [o.completion_tokens for o in outs], request_priority(req.extra.get("priority")))
             cached = info.cached_tokens
         return serving.Reply([serving.Choice(text=o.text, reasoning_content=o.reasoning,
                                              finish_reason=o.finish_reason, completion_tokens=o.completion_tokens)
@@ -395,31 +426,45 @@ def make_sim_app(*, seed: int = 0, config: SimConfig | None = None, server: Serv
     """The OpenAI-compatible app: serving.make_app around the sim responder."""
     responder = sim_responder(SimModel(config, seed), server)
     app = serving.make_app(responder, faults=faults, request_log=request_log, models=[model_name], api_key=api_key)
-    if max_n is not None:
-        _reject_large_n(app, max_n)
+    _check_body(app, max_n)
     app.state.sim_server = server
     return app
 
 
-def _reject_large_n(app: FastAPI, max_n: int) -> None:
-    """Answer n > max_n with a 400 (like hosted APIs), before the responder runs."""
+def _check_body(app: FastAPI, max_n: int | None) -> None:
+    """Answer n > max_n (like hosted APIs) and a non-integer `priority` (like vLLM's request
+    validation) with a 400, before the responder runs."""
     import json
 
     from fastapi import Request
     from fastapi.responses import JSONResponse
 
     @app.middleware("http")
-    async def check_n(request: Request, call_next):
+    async def check_body(request: Request, call_next):
         if request.method == "POST" and request.url.path.endswith("/chat/completions"):
             body = await request.body()
+            if max_n is None and b'"priority"' not in body:
+                return await call_next(request)  # nothing to check: skip the parse
             try:
-                n = int(json.loads(body).get("n") or 1)
+                parsed = json.loads(body)
+                assert isinstance(parsed, dict)
+            except Exception:
+                return await call_next(request)  # serving answers a broken body itself
+            try:
+                n = int(parsed.get("n") or 1)
             except Exception:
                 n = 1
-            if n > max_n:
-                return JSONResponse({"error": {"message": f"n must be at most {max_n}",
-                                               "type": "invalid_request_error", "code": 400}}, status_code=400)
+            if max_n is not None and n > max_n:
+                return _bad_request(f"n must be at most {max_n}")
+            try:
+                request_priority(parsed.get("priority"))
+            except ValueError as e:
+                return _bad_request(str(e))
         return await call_next(request)
+
+    def _bad_request(message: str) -> JSONResponse:
+        return JSONResponse({"error": {"message": message, "type": "invalid_request_error", "code": 400}},
+                            status_code=400)
 
 
 def responder_factory(seed: int = 0, time_scale: float | None = 1000.0, **server_opts: Any) -> serving.Responder:
