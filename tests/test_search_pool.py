@@ -280,3 +280,20 @@ def test_priority_is_sent_only_to_providers_that_accept_it(problems):
     _, forced = _priority_run("pool", dict(NO_ACCEPT, request_n=1, priority=True), problems[:1], accepts=False)
     assert default_sent and all(p is None for _, _, p in default_sent)
     assert all(p is not None for _, _, p in forced)
+
+
+def test_stop_early_cancels_verifications_that_cannot_change_the_acceptance(sim_server):
+    """With stop_early, once a proof of a round passes, the proofs ranked below it (self score,
+    slot) are not verified further; the accepted proof is the one plain pool accepts."""
+    server, _ = sim_server
+    opts = dict(preset="release", initial=8, verifications=16, top_k=3, samples_per_prompt=2, rounds=1, request_n=1)
+    saved = 0
+    for problem in make_problems(4, seed=9, mix="basic"):
+        plain_ctx, early_ctx = context(server.base_url), context(server.base_url)
+        plain = solve(make_strategy("pool", **opts), problem, plain_ctx)
+        early = solve(make_strategy("pool", **opts, stop_early=True), problem, early_ctx)
+        assert (early.best.id, early.stop_reason) == (plain.best.id, plain.stop_reason)
+        spent = lambda ctx: ctx.generator.accounting.by_tag["verify"].samples  # noqa: E731
+        assert spent(early_ctx) <= spent(plain_ctx)
+        saved += spent(plain_ctx) - spent(early_ctx)
+    assert saved > 0

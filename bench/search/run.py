@@ -160,7 +160,8 @@ FULL = BenchConfig(
     overhead=((True, 64), (False, 64), (True, 256), (False, 256)), sweep=(4, 16),
     ablations=(("no priority (FIFO server queue)", dict(request_n=1, priority=False)),
                ("one generation request of n per problem", dict(request_n=None, priority=True)),
-               ("neither (the previous (b))", dict(request_n=None, priority=False))))
+               ("neither (the previous (b))", dict(request_n=None, priority=False)),
+               ("stop early inside a round (Pool stop_early)", dict(request_n=1, stop_early=True))))
 
 # Quick: 12 problems, 32 verifications, 2 seeds; everything else as in FULL. A lighter load:
 # the server is latency-bound here, unlike FULL (see the README).
@@ -197,6 +198,7 @@ class LoggingProvider:
     def __init__(self, inner: SimProvider):
         self.inner = inner
         self.name, self.model, self.max_n = inner.name, inner.model, inner.max_n
+        self.accepts_priority = inner.accepts_priority  # so the search sends its priorities through us
         self.log: list[RequestInfo] = []
 
     async def complete(self, messages, sampling: Sampling, n: int) -> ProviderResponse:
@@ -459,7 +461,7 @@ def ablation(cfg: BenchConfig, label: str, streaming: dict[str, Any], seed: int,
     lb = lower_bound(b, varied)
     log(f"  ablation {label}: pool {b.makespan_s:.0f} s, bound {lb['bound_s']:.0f} s")
     return {"label": label, "streaming": streaming, "seed": seed, "pool_s": b.makespan_s, "lower_bound": lb,
-            "last": last_problem(b), "selected": b.selected}
+            "last": last_problem(b), "selected": b.selected, "verif_tokens": b.verif_tokens}
 
 
 def utilization(run: SchemeRun, cfg: BenchConfig) -> float:
@@ -656,14 +658,16 @@ def report(cfg: BenchConfig, seeds: list[dict[str, Any]], overhead: dict[str, An
         b = base["runs"]["pool"]
         lines += ["", f"Ablations: (b) again with other streaming options, seed {ablations[0]['seed']} "
                   f"((a) = {base['runs']['release'].makespan_s:.0f} s):", "",
-                  "| (b) with | options | makespan | (b)/(a) | (b)/bound | finished last | same selection |",
-                  "|---|---|---:|---:|---:|---|---|"]
+                  "| (b) with | options | makespan | (b)/(a) | (b)/bound | verification tokens vs (b) | finished last | same selection |",
+                  "|---|---|---:|---:|---:|---:|---|---|"]
         rows = [{"label": "the options above", "streaming": cfg.streaming, "pool_s": b.makespan_s,
-                 "lower_bound": base["lower_bound"], "last": last_problem(b), "selected": b.selected}] + list(ablations)
+                 "lower_bound": base["lower_bound"], "last": last_problem(b), "selected": b.selected,
+                 "verif_tokens": b.verif_tokens}] + list(ablations)
         for ab in rows:
             lines.append(f"| {ab['label']} | {ab['streaming']} | {ab['pool_s']:.0f} | "
                          f"{ab['pool_s'] / base['runs']['release'].makespan_s:.3f} | "
-                         f"{ab['pool_s'] / ab['lower_bound']['bound_s']:.3f} | {ab['last']} | "
+                         f"{ab['pool_s'] / ab['lower_bound']['bound_s']:.3f} | "
+                         f"{ab['verif_tokens'] / b.verif_tokens:.3f} | {ab['last']} | "
                          f"{'yes' if ab['selected'] == b.selected else 'NO'} |")
     lines += ["", "Replay: " + "; ".join(
         f"seed {sd['seed']}: (a) and (b) select the same proofs: {'yes' if sd['same_selection'] else 'NO'}, "

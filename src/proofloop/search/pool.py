@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from proofloop.errors import UserInputError
 from proofloop.search.base import ProblemResult, SearchContext
 from proofloop.search.budget import Budget
-from proofloop.search.decisions import PoolParams, accepted, final_choice, params_from, top_k
+from proofloop.search.decisions import PoolParams, accepted, final_choice, params_from, passes, top_k
 from proofloop.search.report import problem_result
 from proofloop.search.scheduler import Entry, ProblemSearch, call_priority, run_scoped
 
@@ -56,7 +56,9 @@ class Pool:
     simulator); `-o priority=true` for a vLLM started with `--scheduling-policy priority` or an
     SGLang with `--enable-priority-scheduling`, `-o priority=false` to never send it (vLLM
     answers a non-zero priority with an error unless started with that policy; hosted APIs may refuse unknown
-    fields); budgets per problem."""
+    fields); `stop_early` cancels, inside a round, the verifications that can no longer change
+    which proof is accepted once one passes (RoundWatch: same decision, fewer verifications,
+    but the proofs it cuts short keep no verification record); budgets per problem."""
 
     preset: str | None = "paper"
     initial: int | None = None
@@ -71,6 +73,7 @@ class Pool:
     request_n: int | None = None
     max_inflight: int | None = 64
     priority: bool | None = None
+    stop_early: bool = False
     budget_tokens: int | None = None
     budget_cost: float | None = None
     budget_wall_s: float | None = None
@@ -110,22 +113,32 @@ class Pool:
         return call_priority(round_, generation=generation, self_scores=search.self_scores(round_),
                              round_size=self.params.initial if round_ == 0 else self.params.round_size)
 
-    async def _verified(self, search: ProblemSearch, make, round_: int = 0) -> None:
-        """Make some proofs, then verify each fully, all at once."""
+    async def _verified(self, search: ProblemSearch, make, round_: int = 0, watch: "RoundWatch | None" = None) -> None:
+        """Make some proofs, then verify each fully, all at once; with a `watch`, skip or
+        cancel the verifications that can no longer change which proof is accepted."""
         entries: list[Entry] = await make
         prio = self._priority(search, round_, generation=False)
+
+        async def verify(e: Entry) -> None:
+            await search.verify(e, self.params.verifications, prio)
+            if watch is not None and passes(e.candidate(self.params), self.params.min_valid):
+                watch.passed(e)
+
         async with asyncio.TaskGroup() as tg:
             for e in entries:
-                if e.proof.verifiable:
-                    tg.create_task(search.verify(e, self.params.verifications, prio))
+                if e.proof.verifiable and not (watch is not None and watch.outranked(e)):
+                    task = tg.create_task(verify(e))
+                    if watch is not None:
+                        watch.track(e, task)
 
     async def _search(self, search: ProblemSearch) -> str:
         p = self.params
         step = self.request_n or p.initial
         async with asyncio.TaskGroup() as tg:
+            watch = RoundWatch() if self.stop_early else None
             for lo in range(0, p.initial, step):
                 tg.create_task(self._verified(search, search.generate_initial(
-                    lo, min(p.initial, lo + step), self._priority(search, 0, generation=True))))
+                    lo, min(p.initial, lo + step), self._priority(search, 0, generation=True)), 0, watch))
         for round_ in range(1, p.rounds + 1):
             if accepted(search.candidates(), p.min_valid) is not None:
                 return "accepted"
@@ -133,12 +146,49 @@ class Pool:
             if not chosen:
                 return "no_scored_proof"
             async with asyncio.TaskGroup() as tg:
+                watch = RoundWatch() if self.stop_early else None
                 for j, c in enumerate(chosen):
                     parent = search.entry(c.id)
                     analyses = search.prompt_analyses(round_, parent)
                     tg.create_task(self._verified(search, search.refine(
-                        round_, j, parent, analyses, priority=self._priority(search, round_, generation=True)), round_))
+                        round_, j, parent, analyses, priority=self._priority(search, round_, generation=True)),
+                        round_, watch))
         return "accepted" if accepted(search.candidates(), p.min_valid) is not None else "rounds"
+
+
+class RoundWatch:
+    """Stop-when-accepted inside a round, without changing the decision.
+
+    Every proof that passes has mean score 1, so among the passing proofs of a round the
+    accepted one is the best by (self score, slot) (decisions.accepted). Once some proof of the
+    round passes, a proof that ranks below it on that key can no longer be accepted, whatever
+    its verifications say: its outstanding verification is cancelled (or never started), and
+    only the proofs that could still outrank the passing one are verified to the end."""
+
+    def __init__(self) -> None:
+        self.best: tuple[float, int] | None = None  # key of the best passing proof so far
+        self.tasks: dict[int, tuple[tuple[float, int], asyncio.Task]] = {}
+        self.cancelled = 0
+
+    @staticmethod
+    def key(e: Entry) -> tuple[float, int]:
+        return (-(e.proof.self_score if e.proof.self_score is not None else -1.0), e.slot)
+
+    def outranked(self, e: Entry) -> bool:
+        return self.best is not None and self.key(e) > self.best
+
+    def track(self, e: Entry, task: asyncio.Task) -> None:
+        self.tasks[e.slot] = (self.key(e), task)
+
+    def passed(self, e: Entry) -> None:
+        key = self.key(e)
+        if self.best is not None and key >= self.best:
+            return
+        self.best = key
+        for other_key, task in self.tasks.values():
+            if other_key > key and not task.done():
+                task.cancel()
+                self.cancelled += 1
 
 
 async def solve_all(strategy, problems: list[str], ctx: SearchContext) -> list[ProblemResult]:
