@@ -45,24 +45,20 @@ def text_id(text: str) -> str:
     return "t-" + hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-def _failure(sample: Sample) -> dict:
-    """The fields shared by every record of a failed call."""
-    return {"id": sample.key, "status": ParseStatus.CALL_ERROR, "cause": str(sample.error)}
+def _fields(sample: Sample, parse) -> dict:
+    """The record fields of one sample: a failed call keeps its cause (status CALL_ERROR, no
+    score); a finished one its raw text and what `parse` reads from it."""
+    if sample.error is not None:
+        return {"id": sample.key, "status": ParseStatus.CALL_ERROR, "cause": str(sample.error)}
+    c = sample.completion
+    parsed = parse(c.text, reasoning=c.reasoning, finish_reason=c.finish_reason)
+    return {"id": sample.key, "raw": c.text, "finish_reason": c.finish_reason,
+            "completion_tokens": c.completion_tokens, **parsed.model_dump()}
 
 
 def _proof_records(problem: str, samples: list[Sample], parents: list[str], analyses: list[str]):
-    records = []
-    for s in samples:
-        lineage = {"problem": problem, "parents": parents, "analyses_used": analyses}
-        if s.error is not None:
-            records.append(ProofRecord(**_failure(s), **lineage))
-            continue
-        c = s.completion
-        parsed = parse_proof(c.text, reasoning=c.reasoning, finish_reason=c.finish_reason)
-        records.append(ProofRecord(
-            id=s.key, raw=c.text, finish_reason=c.finish_reason,
-            completion_tokens=c.completion_tokens, **lineage, **parsed.model_dump()))
-    return records
+    return [ProofRecord(problem=problem, parents=parents, analyses_used=analyses, **_fields(s, parse_proof))
+            for s in samples]
 
 
 async def generate(model: Model, problem: str, *, sampling: Sampling = DEFAULT_SAMPLING, n: int = 1,
@@ -98,17 +94,7 @@ async def verify(model: Model, problem: str, proof: ProofRecord | str, *,
         proof_id, text = proof.id, proof_for_verification(proof.solution or proof.raw or "")
     samples = await model.sample(verification_messages(problem, text, templates), sampling, n,
                                  start=start, tag="verify")
-    analyses = []
-    for s in samples:
-        if s.error is not None:
-            analyses.append(AnalysisRecord(proof_id=proof_id, **_failure(s)))
-            continue
-        c = s.completion
-        parsed = parse_verification(c.text, reasoning=c.reasoning, finish_reason=c.finish_reason)
-        analyses.append(AnalysisRecord(
-            id=s.key, proof_id=proof_id, status=parsed.status, cause=parsed.cause, raw=c.text,
-            reasoning=parsed.reasoning, analysis=parsed.analysis, score=parsed.score,
-            issues=parsed.issues, finish_reason=c.finish_reason, completion_tokens=c.completion_tokens))
+    analyses = [AnalysisRecord(proof_id=proof_id, **_fields(s, parse_verification)) for s in samples]
     return Verification(proof_id=proof_id, analyses=analyses)
 
 
@@ -125,13 +111,7 @@ async def meta_verify(model: Model, problem: str, proof: ProofRecord | str, anal
     samples = await model.sample(messages, sampling, m, start=start, tag="meta_verify")
     records = []
     for s in samples:
-        if s.error is not None:
-            records.append(MetaRecord(analysis_id=analysis_id, **_failure(s)))
-            continue
-        c = s.completion
-        parsed = parse_meta_verification(c.text, reasoning=c.reasoning, finish_reason=c.finish_reason)
-        records.append(MetaRecord(
-            id=s.key, analysis_id=analysis_id, status=parsed.status, cause=parsed.cause, raw=c.text,
-            reasoning=parsed.reasoning, analysis=parsed.analysis, rating=parsed.score,
-            finish_reason=c.finish_reason))
+        fields = _fields(s, parse_meta_verification)
+        fields["rating"] = fields.pop("score", None)  # the meta-verifier rates an analysis
+        records.append(MetaRecord(analysis_id=analysis_id, **fields))
     return records

@@ -98,6 +98,7 @@ class MetaRecord(BaseModel):
     analysis: str | None = None
     rating: float | None = None
     finish_reason: str | None = None
+    completion_tokens: int | None = None
 
     @property
     def ok(self) -> bool:
