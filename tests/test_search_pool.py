@@ -297,3 +297,13 @@ def test_stop_early_cancels_verifications_that_cannot_change_the_acceptance(sim_
         assert spent(early_ctx) <= spent(plain_ctx)
         saved += spent(plain_ctx) - spent(early_ctx)
     assert saved > 0
+
+
+def test_a_budget_stop_before_any_verification_falls_back_to_the_self_score(sim_server, problems):
+    server, _ = sim_server
+    result = solve(make_strategy("pool", **dict(NO_ACCEPT, budget_tokens=1)), problems[0], context(server.base_url))
+    assert result.stop_reason.startswith("budget:")
+    verifiable = [p for p in result.proofs if p.verifiable]
+    assert result.best is not None and result.score_kind == "self"
+    assert result.score == max(p.self_score for p in verifiable if p.self_score is not None)
+    assert result.meta["report"]["chosen_by"] == "self_score"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from proofloop.search.base import ProblemResult
+from proofloop.search.base import ProblemResult, best_by_self_score
 from proofloop.search.decisions import Candidate
 
 
@@ -73,10 +73,16 @@ def build_report(search, chosen: Candidate | None, how: str, stop: str) -> dict[
 def problem_result(search, strategy: str, chosen: Candidate | None, how: str, stop: str,
                    **extra: Any) -> ProblemResult:
     entries = [e for _, e in sorted(search.entries.items())]
+    if chosen is None:  # no proof got a verification (e.g. a budget stop): fall back to the self score
+        fallback = best_by_self_score([e.proof for e in entries])
+        if fallback is not None:
+            chosen, how = search.entry(fallback.id).candidate(search.params), "self_score"
     best = search.entry(chosen.id) if chosen is not None else None
+    verified = chosen is not None and bool(chosen.scores)
     return ProblemResult(
         problem=search.problem, strategy=strategy, best=best.proof if best else None,
-        score=chosen.mean if chosen is not None else None, score_kind="verification",
+        score=chosen.mean if verified else (chosen.self_score if chosen else None),
+        score_kind="verification" if verified or chosen is None else "self",
         proofs=[e.proof for e in entries],
         verifications={e.proof.id: e.verification() for e in entries if e.analyses},
         stop_reason=stop, meta={"report": build_report(search, chosen, how, stop), **extra})
