@@ -7,7 +7,6 @@ run's."""
 
 from __future__ import annotations
 
-import json
 import signal
 import sqlite3
 import subprocess
