@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import random
 from collections.abc import Callable
 from typing import Any
 
@@ -148,7 +147,6 @@ async def _execute(store: Store, run_id: str, config: dict[str, Any], ctx: Searc
     recorder: StoreRecorder = ctx.recorder  # type: ignore[assignment]
     recorder.problem_id(problem)
     if kind == "prove":
-        random.seed(ctx.seed)
         strategy = make_strategy(config["strategy"], **config.get("options", {}))
         result = await strategy.solve(problem, ctx)
         best = result.best

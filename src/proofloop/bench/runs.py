@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-import random
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -386,7 +385,6 @@ async def execute_bench(store: Store, run_id: str, config: dict[str, Any], ctx: 
                     "self_score": best.self_score if best else None, "proofs": len(result.proofs),
                     "stop_reason": result.stop_reason}
 
-    random.seed(config.get("seed", 0))
     per_problem = await asyncio.gather(*(one(p) for p in problems))
     summary = _grade_summary(store, run_id, config)
     grades = proof_grades(store.grades(run_id), g["name"])
