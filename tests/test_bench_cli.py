@@ -26,7 +26,6 @@ def bench(tmp_path, monkeypatch, capsys):
     """Run `proofloop bench ...` in-process through cli.main(); returns (exit code, stdout, stderr)."""
     from proofloop import cli
 
-    cli._mount_optional_apps("bench")
     for k in list(os.environ):
         if k.startswith(("PROOFLOOP_", "OPENAI_")):
             monkeypatch.delenv(k)

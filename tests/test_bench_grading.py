@@ -11,6 +11,7 @@ import pytest
 
 from proofloop.bench.grading import (GRADE_START, GradeItem, failed_grade, grade_items, human_grade, proof_grades,
                                      shown_proof, verifier_grade)
+from proofloop.runs import ModelSetup
 from proofloop.bench.runs import create_grade_run, proof_rows, run_metrics
 from proofloop.errors import UserInputError
 from proofloop.models.base import Sampling
@@ -192,7 +193,7 @@ def _items(k: int = 3):
 
 async def test_autograder_grades_stored_proofs_and_regrading_sends_nothing():
     store = Store(":memory:")
-    run = create_grade_run(store, ModelSettings(provider="sim"), grader="human", rows=_items(3))
+    run = create_grade_run(store, ModelSetup(ModelSettings(provider="sim")), grader="human", rows=_items(3))
     problems = {p.id: p for p in store.problems(run)}
     items = [GradeItem(p.id, problems[p.problem_id].text, p.solution, problems[p.problem_id].meta["reference_solution"],
                        problems[p.problem_id].meta["guidelines"]) for p in store.proofs(run)]
@@ -218,7 +219,7 @@ async def test_autograder_grades_stored_proofs_and_regrading_sends_nothing():
 
 async def test_verifier_grades_use_fresh_sample_indices_and_store_analyses():
     store = Store(":memory:")
-    run = create_grade_run(store, ModelSettings(provider="sim"), grader="human", rows=_items(2))
+    run = create_grade_run(store, ModelSetup(ModelSettings(provider="sim")), grader="human", rows=_items(2))
     problems = {p.id: p for p in store.problems(run)}
     items = [GradeItem(p.id, problems[p.problem_id].text, p.solution) for p in store.proofs(run)]
     items.append(GradeItem("pr0", "Prove claim number 0.", "## Self Evaluation\nonly a self evaluation"))
@@ -245,7 +246,7 @@ async def test_autograder_without_reference_or_with_failed_calls_records_the_cau
     from proofloop.serving import Fault, Faults
 
     store = Store(":memory:")
-    run = create_grade_run(store, ModelSettings(provider="sim"), grader="human", rows=_items(2))
+    run = create_grade_run(store, ModelSetup(ModelSettings(provider="sim")), grader="human", rows=_items(2))
     problems = {p.id: p for p in store.problems(run)}
     no_ref = [GradeItem(p.id, problems[p.problem_id].text, p.solution, None) for p in store.proofs(run)][:1]
     with_ref = [GradeItem(p.id, problems[p.problem_id].text, p.solution, "ref") for p in store.proofs(run)][1:]

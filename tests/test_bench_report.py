@@ -13,6 +13,7 @@ import subprocess
 import pytest
 
 from proofloop.bench.report import build_report, write_report
+from proofloop.runs import ModelSetup
 from proofloop.bench.runs import create_grade_run
 from proofloop.errors import UserInputError
 from proofloop.models.factory import ModelSettings
@@ -30,7 +31,7 @@ def graded_run(store: Store) -> str:
         rows.append({"id": f"x{i}", "problem_id": f"P{i}", "statement": f"Problem {i}.", "proof": f"Proof {i}.",
                      "human_grade": human, "category": ("Algebra", "Geometry", "Combinatorics")[i % 3],
                      "level": ("IMO-easy", "IMO-hard")[i % 2], "set": "demo"})
-    run = create_grade_run(store, ModelSettings(provider="sim"), grader="human", rows=rows)
+    run = create_grade_run(store, ModelSetup(ModelSettings(provider="sim")), grader="human", rows=rows)
     for i in range(12):
         auto = (1.0, 0.9, 0.8, 0.1)[i % 4]  # false accepts where experts gave 1 point
         store.add_grade(run, f"dsm2-auto:x{i}", proof_id=f"x{i}", grader="dsm2-auto", raw=str(auto), grade=auto,
@@ -74,7 +75,7 @@ def test_report_of_an_unknown_run_and_an_unwritable_folder(tmp_path):
 
 def test_report_escapes_html_in_problem_ids(tmp_path):
     store = Store(":memory:")
-    run = create_grade_run(store, ModelSettings(provider="sim"), grader="human", rows=[
+    run = create_grade_run(store, ModelSetup(ModelSettings(provider="sim")), grader="human", rows=[
         {"id": "<b>x</b>", "statement": "P", "proof": "Q", "human_grade": 0, "category": "<script>alert(1)</script>"}])
     page = build_report(store, run, n_resamples=20).html
     assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page

@@ -10,7 +10,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from proofloop.cli import _mount_optional_apps, app
+from proofloop.cli import app
 from proofloop.store import Store
 
 pytestmark = pytest.mark.slow
@@ -18,7 +18,6 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def cli():
-    _mount_optional_apps()
     return CliRunner()
 
 

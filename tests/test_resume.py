@@ -19,7 +19,7 @@ from proofloop.serving import ServerProcess, fingerprint, read_request_log
 from proofloop.store import Store
 from support.cli import CLI, cli_env, run_json
 
-ARGS = ["--threads", "3", "--attempts", "3", "--seed", "11", "--max-concurrency", "2"]
+ARGS = ["--threads", "3", "--attempts", "3", "--seed", "11", "--max-concurrency", "2", "--max-tokens", "8192"]
 SCRIPT = {"stream_delay_s": 0.02, "stream_chunk_chars": 16}  # about 0.3-0.6 s per request
 
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from proofloop import serving
 from proofloop.protocol.parsers import parse_proof
 from proofloop.protocol.templates import generation_messages
-from proofloop.sim.cli import app as sim_cli
+from proofloop.cli.sim import app as sim_cli
 from proofloop.sim.model import make_problems, true_quality
 from proofloop.sim.server import ServerModel, build_faults, make_sim_app
 

@@ -19,6 +19,10 @@ class UserInputError(ProofloopError):
     """Bad input from the user (missing file, empty problem, bad template): one clear line."""
 
 
+class MissingExtra(UserInputError):
+    """A command needs an optional part of proofloop that is not installed."""
+
+
 class ModelError(ProofloopError):
     """A model call failed. `kind` is a short stable name stored in the run store."""
 

@@ -37,9 +37,9 @@ Failures are errors, never votes:
     >>> decide([Vote(None), Vote(None), Vote(None)], rule).status.value  # every call failed
     'error'
 
-The pipeline (`label_items`) runs the calls through a `Model`; `create_label_run` and
-`execute_label` make it a stored, resumable run of kind "label" (runner.execute dispatches
-to it), which writes JSONL / parquet rows ready for training (`result_row`, `write_parquet`).
+The pipeline (`label_items`) runs the calls through a `Model`; runs/label.py makes it a
+stored, resumable run of kind "label", which writes JSONL / parquet rows ready for training
+(`result_row`, `write_parquet`).
 """
 
 from __future__ import annotations
@@ -448,82 +448,3 @@ def write_parquet(rows: Sequence[Mapping[str, Any]], path: str | Path) -> None:
     tmp = Path(str(path) + ".tmp")
     pq.write_table(pa.Table.from_pylist(flat, schema=schema), tmp)
     tmp.replace(path)
-
-
-# ---------------------------------------------------------------------------- stored runs
-
-
-def create_label_run(store: Any, items: Sequence[LabelItem], settings: Any, *, n: int, rule: LabelRule,
-                     output: str | Path | None = None, parquet: str | Path | None = None,
-                     sampling: Sampling = Sampling(), templates: Templates | None = None,
-                     max_concurrency: int = 8, timeouts: Any = None, api_key: str | None = None,
-                     source: str | None = None) -> str:
-    """A run of kind "label": its config holds n and the rule, and every input proof is stored
-    as a proof of the run (with its input id, position and other columns in `meta`), so
-    `runner.execute` / `proofloop resume` need nothing but the store."""
-    from proofloop.runner import _config
-
-    if n < 1:
-        raise UserInputError(f"n must be at least 1 (got {n})")
-    if rule.k > n:
-        raise UserInputError(f"k={rule.k} exceeds n={n}: no proof could be labelled below 1")
-    if not items:
-        raise UserInputError("no proofs to label")
-    settings, _ = settings.resolved(api_key)
-    config = _config("label", settings, sampling={"verify": sampling, "meta": sampling}, templates=templates,
-                     max_concurrency=max_concurrency, timeouts=timeouts, n=n,
-                     rule={"m": rule.m, "k": rule.k, "confirm_at": rule.confirm_at, "quorum": rule.quorum,
-                           "undecided": rule.undecided},
-                     output=str(Path(output).resolve()) if output else None,
-                     parquet=str(Path(parquet).resolve()) if parquet else None, source=source,
-                     proofs=len(items))
-    run_id = store.create_run("label", config)
-    if output is None and parquet is None:  # always leave a file behind
-        config = store.update_run_config(run_id, {"output": str(Path(f"labels-{run_id}.jsonl").resolve())})
-    problem_ids: dict[str, int] = {}
-    for i, item in enumerate(items):
-        if item.problem not in problem_ids:
-            problem_ids[item.problem] = store.add_problem(run_id, item.problem)
-        store.add_proof(run_id, item.id, problem_id=problem_ids[item.problem], raw=item.proof,
-                        solution=item.proof, status=ParseStatus.OK.value,
-                        meta={"index": i, "extra": json.loads(json.dumps(item.extra, default=str))})
-    return run_id
-
-
-def stored_items(store: Any, run_id: str) -> list[LabelItem]:
-    """The run's input proofs, in input order."""
-    problems = {p.id: p.text for p in store.problems(run_id)}
-    proofs = sorted(store.proofs(run_id), key=lambda p: p.meta.get("index", 0))
-    return [LabelItem(id=p.id, problem=problems[p.problem_id], proof=p.raw, extra=p.meta.get("extra") or {})
-            for p in proofs]
-
-
-async def execute_label(store: Any, run_id: str, config: Mapping[str, Any], ctx: Any) -> dict[str, Any]:
-    """Do (or finish) a label run: replays finished calls from the store, writes the outputs,
-    returns the summary. `ctx` is runner.build_context's SearchContext."""
-    rule = LabelRule(**config["rule"])
-    n = config["n"]
-    items = stored_items(store, run_id)
-    results = await label_items(ctx.verifier, items, n=n, rule=rule, verify_sampling=ctx.verify_sampling,
-                                meta_sampling=ctx.meta_sampling, templates=ctx.templates, recorder=ctx.recorder)
-    keys = [a.id for lp in results for a in lp.analyses] + [
-        r.id for lp in results for rs in lp.ratings.values() for r in rs]
-    call_times = {c.key: c.created_at for c in store.calls(keys=keys)}
-    provenance = {"run_id": run_id, "model": ctx.verifier.model, "provider": config["model"].get("provider"),
-                  "labelled_at": datetime.now(timezone.utc).isoformat()}
-    rows = [result_row(lp, rule, n, provenance, call_times) for lp in results]
-    if config.get("output"):
-        write_jsonl(rows, config["output"])
-    if config.get("parquet"):
-        write_parquet(rows, config["parquet"])
-    return summarise(rows, config)
-
-
-def summarise(rows: Sequence[Mapping[str, Any]], config: Mapping[str, Any]) -> dict[str, Any]:
-    statuses = Counter(r["status"] for r in rows)
-    labels = Counter(f"{r['score']:g}" for r in rows if r["status"] == Status.LABELLED.value)
-    return {"kind": "label", "proofs": len(rows), "n": config["n"], **config["rule"],
-            "statuses": {s.value: statuses.get(s.value, 0) for s in Status},
-            "labels": {s: labels.get(s, 0) for s in ("0", "0.5", "1")},
-            "errors": [{"id": r["id"], "reason": r["reason"]} for r in rows if r["status"] == "error"][:20],
-            "output": config.get("output"), "parquet": config.get("parquet")}

@@ -1,7 +1,7 @@
 """Benchmark runs in the run store: prove a dataset then grade, or grade proofs that exist.
 
-Two run kinds, both resumable with `proofloop resume RUN` (runner._execute hands them to
-`execute_bench`):
+Two run kinds, registered in the runs registry (found through the `proofloop.run_kinds`
+entry points), both resumable with `proofloop resume RUN`:
 
 - `bench`: every problem of a dataset is solved by a search strategy; the proof it chooses
   (or, with grade_all, every proof with a solution) is graded. The config holds the dataset
@@ -17,13 +17,14 @@ with bootstrap intervals (bench/metrics.py) for `bench report`.
 
     >>> from proofloop.store import Store
     >>> from proofloop.models.factory import ModelSettings
+    >>> from proofloop.runs import ModelSetup, get_kind
     >>> store = Store(":memory:")
-    >>> run = create_grade_run(store, ModelSettings(provider="sim"), grader="human",
+    >>> run = create_grade_run(store, ModelSetup(ModelSettings(provider="sim")), grader="human",
     ...                        rows=[{"id": "a", "statement": "P", "proof": "Q", "human_grade": 7}])
     >>> run_metrics(store, run, n_resamples=50)["graders"]["human"]["mean_score"]["estimate"]
     1.0
-    >>> execute_bench  # the runner's hook for kinds "bench" and "bench-grade"  # doctest: +ELLIPSIS
-    <function execute_bench at ...>
+    >>> get_kind("bench-grade").name
+    'bench-grade'
 """
 
 from __future__ import annotations
@@ -42,14 +43,13 @@ from proofloop.bench.datasets import GradedProof, Problem, load_dataset, read_ro
 from proofloop.bench.grading import (AUTOMATIC_GRADERS, RELEASED_AUTO, GradeItem, grade_items, human_grade,
                                      proof_grades)
 from proofloop.errors import UserInputError
-from proofloop.models.base import Sampling
-from proofloop.models.factory import ModelSettings, build_provider
-from proofloop.models.wrapper import Model, RetryPolicy, Timeouts
-from proofloop.protocol import Templates
+from proofloop.models.factory import ModelSettings
+from proofloop.models.wrapper import Model
 from proofloop.protocol.autograde import load_template
 from proofloop.roles import text_id
+from proofloop.runs import ModelSetup, RunContext, RunKind, new_run, register
+from proofloop.runs.render import usage_line
 from proofloop.search import make_strategy
-from proofloop.search.base import SearchContext
 from proofloop.store import Store
 
 BENCH_KINDS = ("bench", "bench-grade")
@@ -74,17 +74,6 @@ PROOF_COLUMNS: dict[str, tuple[str, ...]] = {
 
 
 # ---------------------------------------------------------------------------- configuration
-
-
-def _base_config(kind: str, settings: ModelSettings, *, sampling: dict[str, Sampling] | None,
-                 templates: Templates | None, max_concurrency: int, timeouts: Timeouts | None,
-                 **fields: Any) -> dict[str, Any]:
-    # The same keys as runner._config, so runner.build_context can rebuild the model on resume.
-    return {"kind": kind, "model": dataclasses.asdict(settings),
-            "sampling": {role: dataclasses.asdict(s) for role, s in (sampling or {}).items()},
-            "templates": dataclasses.asdict(templates) if templates else None,
-            "max_concurrency": max_concurrency,
-            "timeouts": dataclasses.asdict(timeouts) if timeouts else None, **fields}
 
 
 def _grader_config(grader: str, n: int, grader_settings: ModelSettings | None,
@@ -133,30 +122,26 @@ def _problem_meta(p: Problem, dataset: str) -> dict[str, Any]:
             "reference_solution": p.reference_solution, "guidelines": p.grading_guidelines}
 
 
-def create_bench_run(store: Store, dataset: str, settings: ModelSettings, *, data_dir: str | Path | None = None,
+def create_bench_run(store: Store, dataset: str, setup: ModelSetup, *, data_dir: str | Path | None = None,
                      limit: int | None = None, ids: Sequence[str] | None = None, fields: Sequence[str] | None = None,
                      strategy: str = "single", options: dict[str, Any] | None = None, grader: str = "verifier",
                      n: int = 4, grade_all: bool = False, grader_settings: ModelSettings | None = None,
-                     autograde_template: str | Path | None = None, sampling: dict[str, Sampling] | None = None,
-                     templates: Templates | None = None, max_concurrency: int = 8, timeouts: Timeouts | None = None,
-                     seed: int = 0, parallel_problems: int = 4, api_key: str | None = None,
+                     autograde_template: str | Path | None = None, parallel_problems: int = 4,
                      run_budget: dict[str, float] | None = None) -> str:
     """A `bench` run: solve every selected problem with `strategy`, then grade. `run_budget`
     (tokens / cost_usd / wall_s) is shared by all problems of the run. Bad input
     (unknown dataset, strategy option, problem id; autograder without reference solutions)
     fails here, before a run exists."""
-    settings, _ = settings.resolved(api_key)
+    setup = setup.resolved()
     make_strategy(strategy, **(options or {}))
     if parallel_problems < 1:
         raise UserInputError(f"--parallel-problems must be at least 1, got {parallel_problems}")
     path = Path(dataset)
-    config = _base_config(
-        "bench", settings, sampling=sampling, templates=templates, max_concurrency=max_concurrency,
-        timeouts=timeouts,
+    config = dict(
         dataset=str(path.resolve()) if path.exists() else dataset,
         data_dir=str(Path(data_dir).resolve()) if data_dir is not None else None,
         limit=limit, ids=list(ids) if ids else None, fields=list(fields) if fields else None,
-        strategy=strategy, options=options or {}, seed=seed, grade_all=grade_all,
+        strategy=strategy, options=options or {}, seed=setup.seed or 0, grade_all=grade_all,
         parallel_problems=parallel_problems, grader=_grader_config(grader, n, grader_settings, autograde_template),
         run_budget={k: v for k, v in (run_budget or {}).items() if v is not None} or None)
     problems = bench_problems(config)
@@ -165,7 +150,7 @@ def create_bench_run(store: Store, dataset: str, settings: ModelSettings, *, dat
         if lacking:
             raise UserInputError(f"the autograder needs reference solutions; {len(lacking)} problem(s) lack one "
                                  f"({', '.join(lacking[:5])}): use --grader verifier")
-    run_id = store.create_run("bench", config)
+    run_id = new_run(store, "bench", setup, **config)
     for p in problems:
         store.add_problem(run_id, p.statement, meta=_problem_meta(p, dataset), name=p.id)
     return run_id
@@ -251,13 +236,11 @@ def _source_run_rows(store: Store, source_run: str, which: str) -> list[dict[str
     return rows
 
 
-def create_grade_run(store: Store, settings: ModelSettings, *, grader: str, n: int = 4,
+def create_grade_run(store: Store, setup: ModelSetup, *, grader: str, n: int = 4,
                      proofs: str | Path | None = None, dataset: str | None = None, data_dir: str | Path | None = None,
                      source_run: str | None = None, which: str = "chosen", rows: Sequence[Mapping[str, Any]] | None = None,
                      limit: int | None = None, grader_settings: ModelSettings | None = None,
-                     autograde_template: str | Path | None = None, sampling: dict[str, Sampling] | None = None,
-                     templates: Templates | None = None, max_concurrency: int = 8, timeouts: Timeouts | None = None,
-                     api_key: str | None = None) -> str:
+                     autograde_template: str | Path | None = None) -> str:
     """A `bench-grade` run over proofs from exactly one source: a file, `dataset`
     ("dsm2-outputs"), another run, or `rows` (library use). The proofs (and any human grades
     that come with them) are stored now; `execute_bench` grades them. With grader "human"
@@ -289,19 +272,18 @@ def create_grade_run(store: Store, settings: ModelSettings, *, grader: str, n: i
         if missing:
             raise UserInputError(f"--grader human needs a human grade for every proof; missing for {missing[:5]}")
         # No model is called; "sim" keeps a resume of this run from building a real provider.
-        settings, grader_cfg = ModelSettings(provider="sim"), {"name": "human", "n": 0, "model": None, "template": None}
+        setup = ModelSetup(ModelSettings(provider="sim")).resolved()
+        grader_cfg = {"name": "human", "n": 0, "model": None, "template": None}
     else:
-        settings, _ = settings.resolved(api_key)
+        setup = setup.resolved()
         grader_cfg = _grader_config(grader, n, grader_settings, autograde_template)
         if grader == "autograder":
             lacking = [r["id"] for r in items if not r["reference_solution"]]
             if lacking:
                 raise UserInputError(f"the autograder needs a reference solution per proof; {len(lacking)} lack one "
                                      f"({', '.join(lacking[:5])})")
-    config = _base_config("bench-grade", settings, sampling=sampling, templates=templates,
-                          max_concurrency=max_concurrency, timeouts=timeouts, source=source, limit=limit,
-                          grader=grader_cfg)
-    run_id = store.create_run("bench-grade", config)
+    run_id = new_run(store, "bench-grade", setup, source=source, limit=limit, grader=grader_cfg)
+    config = store.get_run(run_id).config  # type: ignore[union-attr]
     for r in items:
         meta = {"problem_id": r["problem_id"] or r["id"], "category": r["category"], "level": r["level"],
                 "set": r["set"], "max_points": r["max_points"], "reference_solution": r["reference_solution"],
@@ -326,16 +308,13 @@ def _describe(source: Mapping[str, Any]) -> str:
 # ---------------------------------------------------------------------------- execution
 
 
-def _grader_model(store: Store, run_id: str, config: Mapping[str, Any], ctx: SearchContext) -> Model:
-    gm = config["grader"].get("model")
+def _grader_model(ctx: RunContext) -> Model:
+    gm = ctx.config["grader"].get("model")
     if not gm:
-        return ctx.verifier  # type: ignore[return-value]
-    settings = ModelSettings(**gm)
-    timeouts = Timeouts(**config["timeouts"]) if config.get("timeouts") else Timeouts()
+        return ctx.search.verifier  # type: ignore[return-value]
     # A separate grader server takes its key from PROOFLOOP_GRADER_API_KEY (never stored).
-    provider = build_provider(settings, os.environ.get("PROOFLOOP_GRADER_API_KEY"), timeouts=timeouts)
-    return Model(provider, namespace=run_id, cache=store, timeouts=timeouts, retry=RetryPolicy(),
-                 max_concurrency=config.get("max_concurrency", 8), endpoint=settings.endpoint)
+    setup = ModelSetup.from_config({**ctx.config, "model": gm}, os.environ.get("PROOFLOOP_GRADER_API_KEY"))
+    return setup.model(ctx.store, ctx.run_id, ctx.notice)
 
 
 def _items(store: Store, run_id: str, proof_ids: set[str] | None = None) -> list[GradeItem]:
@@ -350,20 +329,21 @@ def _items(store: Store, run_id: str, proof_ids: set[str] | None = None) -> list
     return items
 
 
-async def execute_bench(store: Store, run_id: str, config: dict[str, Any], ctx: SearchContext) -> dict[str, Any]:
-    """The runner's hook for the `bench` and `bench-grade` kinds: do (or finish) the work and
-    return the summary. Replays every finished call from the cache."""
-    g = config["grader"]
-    if config["kind"] == "bench-grade":
-        if g["name"] != "human":
-            await grade_items(store, run_id, _items(store, run_id), g["name"], _grader_model(store, run_id, config, ctx),
-                              n=g["n"], sampling=ctx.verify_sampling, templates=ctx.templates,
-                              autograde_template=g.get("template"))
-        return _grade_summary(store, run_id, config)
-    if config["kind"] != "bench":
-        raise ValueError(f"not a bench run kind: {config['kind']!r}")
+async def execute_grade(ctx: RunContext) -> dict[str, Any]:
+    """Do (or finish) a `bench-grade` run: grade the stored proofs (replaying finished calls)."""
+    store, run_id, config, g = ctx.store, ctx.run_id, ctx.config, ctx.config["grader"]
+    if g["name"] != "human":
+        await grade_items(store, run_id, _items(store, run_id), g["name"], _grader_model(ctx),
+                          n=g["n"], sampling=ctx.search.verify_sampling, templates=ctx.search.templates,
+                          autograde_template=g.get("template"))
+    return _grade_summary(store, run_id, config)
+
+
+async def execute_bench(ctx: RunContext) -> dict[str, Any]:
+    """Do (or finish) a `bench` run: search every problem, grade what was chosen."""
+    store, run_id, config, g = ctx.store, ctx.run_id, ctx.config, ctx.config["grader"]
     problems = bench_problems(config)
-    grader_model = _grader_model(store, run_id, config, ctx)
+    grader_model = _grader_model(ctx)
     gate = asyncio.Semaphore(config.get("parallel_problems", 4))
 
     async def one(p: Problem) -> dict[str, Any]:
@@ -371,7 +351,7 @@ async def execute_bench(store: Store, run_id: str, config: dict[str, Any], ctx: 
             # Recorded with its name and meta before the strategy records it by text (a no-op then).
             pid = store.add_problem(run_id, p.statement, meta=_problem_meta(p, str(config["dataset"])), name=p.id)
             strategy = make_strategy(config["strategy"], **config.get("options", {}))
-            result = await strategy.solve(p.statement, ctx)
+            result = await strategy.solve(p.statement, ctx.search)
             best = result.best
             meta = {**_problem_meta(p, str(config["dataset"])), "chosen_proof_id": best.id if best else None,
                     "chosen_score": result.score, "score_kind": result.score_kind, "stop_reason": result.stop_reason}
@@ -379,7 +359,7 @@ async def execute_bench(store: Store, run_id: str, config: dict[str, Any], ctx: 
             wanted = {q.id for q in result.proofs if q.verifiable} if config.get("grade_all") else (
                 {best.id} if best else set())
             await grade_items(store, run_id, _items(store, run_id, wanted), g["name"], grader_model, n=g["n"],
-                              sampling=ctx.verify_sampling, templates=ctx.templates,
+                              sampling=ctx.search.verify_sampling, templates=ctx.search.templates,
                               autograde_template=g.get("template"))
             return {"problem": p.id, "problem_row": pid, "chosen_proof_id": best.id if best else None,
                     "self_score": best.self_score if best else None, "proofs": len(result.proofs),
@@ -591,3 +571,33 @@ def run_agreement(store: Store, run_id: str, grader: str | None = None, *, human
     rep.update(run_id=run_id, prediction=f"{grader} grades of run {run_id}", truth=source,
                unmatched_human_ids=[k for k in truth if k not in keyed])
     return rep
+
+
+# ---------------------------------------------------------------------------- rendering
+
+
+def _ci_text(d: Mapping[str, Any] | None, digits: int = 3) -> str:
+    if not d or d.get("estimate") is None:
+        return "-"
+    f = lambda x: "-" if x is None else f"{x:.{digits}f}"  # noqa: E731
+    return f"{f(d['estimate'])} [{f(d.get('low'))}, {f(d.get('high'))}]"
+
+
+def render_grades(summary: dict[str, Any]) -> list[str]:
+    """Text for a `bench` or `bench-grade` summary: per problem, then the grader's totals."""
+    lines = []
+    for row in summary.get("per_problem", []):
+        grade = row.get("grade")
+        lines.append(f"{row['problem']:<24} proofs {row['proofs']:>3}  self {row['self_score']}  "
+                     f"grade {'-' if grade is None else f'{grade:.3f}'}  stopped: {row.get('stop_reason')}")
+    lines.append(f"grader {summary['grader']} (n={summary['n']}): graded {summary['graded']}/{summary['items']}  "
+                 f"mean score {_ci_text(summary.get('mean_score'))}  percent {_ci_text(summary.get('percent'), 1)}")
+    lines += [f"  not graded: {u['problem_id']}: {u['cause']}" for u in summary.get("ungraded", [])[:10]]
+    lines += [f"agreement of {name} with human grades: n={a['n']} precision={a['precision']} recall={a['recall']}"
+              for name, a in (summary.get("agreement") or {}).items()]
+    return lines + ([usage_line(summary)] if summary.get("usage") else [])
+
+
+register(RunKind("bench", execute_bench, render_grades))
+register(RunKind("bench-grade", execute_grade, render_grades))
+

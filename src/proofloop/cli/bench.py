@@ -15,130 +15,93 @@ Runs of kind `bench` and `bench-grade` resume with `proofloop resume RUN`.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
-from proofloop.bench import metrics as M
-from proofloop.bench.agreement import dsm2_agreement, file_agreement, format_agreement_table
-from proofloop.bench.datasets import DATASETS
-from proofloop.bench.report import write_report
-from proofloop.bench.runs import create_bench_run, create_grade_run, run_agreement
-from proofloop.cli import (ApiKey, AttemptTimeout, BaseUrl, Concurrency, Db, Json, MaxN, MaxTokens, ModelName, Provider,
-                           TemplatesDir, Temperature, TopP, VerifyMaxTokens, _parse_options, _run, _store, _templates,
-                           _timeouts, err, out)
+from proofloop.cli.common import open_store, parse_options, render, run_and_render, set_verbosity
+from proofloop.cli.console import note, say
+from proofloop.cli.options import Db, Json, ModelOptions, Verbose, model_options
 from proofloop.errors import UserInputError
-from proofloop.models.base import Sampling
-from proofloop.models.factory import ModelSettings
 
 app = typer.Typer(no_args_is_help=True, help="Benchmarks: prove and grade datasets, grade proofs, grader agreement, reports.")
 
 DataDir = Annotated[Optional[Path], typer.Option(help="folder with imobench/ and dsm2/ (or PROOFLOOP_DATA_DIR)")]
-Grader = Annotated[str, typer.Option(help="verifier (reference-free, n votes, mean) | autograder (reference-guided 0-7)")]
-N = Annotated[int, typer.Option("-n", help="grader samples per proof (verifier votes / autograder samples)")]
+N = Annotated[int, typer.Option("-n", min=1, help="grader samples per proof (verifier votes / autograder samples)")]
 GraderProvider = Annotated[Optional[str], typer.Option(help="grader's provider, when it is not the proving model")]
 GraderBaseUrl = Annotated[Optional[str], typer.Option(help="grader's server URL (key: PROOFLOOP_GRADER_API_KEY)")]
 GraderModel = Annotated[Optional[str], typer.Option(help="grader's model id")]
 AutogradeTemplate = Annotated[Optional[Path], typer.Option(help="autograder prompt file instead of ours (placeholders "
                                                            "{{problem}} {{reference_solution}} {{guidelines}} {{proof}})")]
-Resamples = Annotated[int, typer.Option(help="bootstrap resamples for the confidence intervals")]
-Threshold = Annotated[float, typer.Option(help="an automatic score at or above this accepts a proof")]
+Resamples = Annotated[int, typer.Option(min=1, help="bootstrap resamples for the confidence intervals")]
+Threshold = Annotated[float, typer.Option(min=0.0, max=1.0, help="an automatic score at or above this accepts a proof")]
+THRESHOLD = 0.75  # the paper's acceptance threshold for a mean verification score
+HUMAN_ACCEPT = 6 / 7  # a human grade of 6/7 or more counts as correct (the paper's expert reading)
+DATASET_NAMES = "proofbench | proofbench-basic | proofbench-advanced | imo2025 | cmo2024 | cmo2025 | putnam2024"
 
 
-def _sampling(max_tokens: int, verify_max_tokens: int, temperature: float, top_p: float,
-              seed: int | None) -> dict[str, Sampling]:
-    gen = Sampling(temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed)
-    check = Sampling(temperature=temperature, top_p=top_p, max_tokens=verify_max_tokens, seed=seed)
-    return {"gen": gen, "verify": check, "meta": check}
+def _grader_settings(provider: str | None, base_url: str | None, model: str | None) -> Any:
+    from proofloop.models.factory import ModelSettings
 
-
-def _grader_settings(provider: str | None, base_url: str | None, model: str | None) -> ModelSettings | None:
     if provider is None and base_url is None and model is None:
         return None  # the proving model grades too
     return ModelSettings(provider=provider or ("openai" if base_url else None), base_url=base_url, model=model)
 
 
-def _print_json(obj: Any) -> None:
-    print(json.dumps(obj, default=str))
+def _needs_bench_extra(command: str) -> None:
+    from proofloop.extras import require
 
-
-def _ci(d: dict[str, Any] | None, digits: int = 3) -> str:
-    if not d or d.get("estimate") is None:
-        return "-"
-    f = lambda x: "-" if x is None else f"{x:.{digits}f}"  # noqa: E731
-    return f"{f(d['estimate'])} [{f(d.get('low'))}, {f(d.get('high'))}]"
-
-
-def _print_summary(summary: dict[str, Any]) -> None:
-    for row in summary.get("per_problem", []):
-        grade = row.get("grade")
-        out.print(f"{row['problem']:<24} proofs {row['proofs']:>3}  self {row['self_score']}  "
-                  f"grade {'-' if grade is None else f'{grade:.3f}'}", markup=False, highlight=False)
-    out.print(f"grader {summary['grader']} (n={summary['n']}): graded {summary['graded']}/{summary['items']}  "
-              f"mean score {_ci(summary.get('mean_score'))}  percent {_ci(summary.get('percent'), 1)}",
-              markup=False, highlight=False)
-    for u in summary.get("ungraded", [])[:10]:
-        out.print(f"  not graded: {u['problem_id']}: {u['cause']}", markup=False, highlight=False)
-    for name, a in (summary.get("agreement") or {}).items():
-        out.print(f"agreement of {name} with human grades: n={a['n']} precision={a['precision']} recall={a['recall']}",
-                  markup=False, highlight=False)
-    u = summary.get("usage") or {}
-    if u:
-        out.print(f"run: {summary['run_id']}   calls: {u.get('calls')}   failures: {u.get('failures')}   "
-                  f"tokens: {u.get('prompt_tokens')} in / {u.get('completion_tokens')} out", markup=False)
+    for module in ("numpy", "scipy", "matplotlib"):
+        require(module, "bench", command)
 
 
 @app.command()
+@model_options
 def run(
-    dataset: Annotated[str, typer.Option(help=f"{' | '.join(d for d in DATASETS if d != 'dsm2-outputs')} | hf:NAME | a .jsonl/.csv/.parquet file")],
+    dataset: Annotated[str, typer.Option(help=f"{DATASET_NAMES} | hf:NAME | a .jsonl/.csv/.parquet file")],
     data_dir: DataDir = None,
-    limit: Annotated[Optional[int], typer.Option(help="only the first N problems")] = None,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="only the first N problems")] = None,
     ids: Annotated[list[str], typer.Option("--id", help="only these problem ids (repeatable, or comma-separated)")] = [],
     field: Annotated[list[str], typer.Option("--field", help="for files: FIELD=COLUMN, e.g. statement=question")] = [],
     strategy: Annotated[str, typer.Option(help="single | sequential | pool | adaptive")] = "single",
-    k: Annotated[int, typer.Option(help="single: proofs to sample")] = 4,
-    attempts: Annotated[int, typer.Option(help="sequential: most proofs per thread")] = 8,
-    threads: Annotated[int, typer.Option(help="sequential: parallel threads")] = 4,
-    option: Annotated[list[str], typer.Option("--option", "-o", help="strategy option key=value (repeatable)")] = [],
-    grader: Grader = "verifier", n: N = 4,
+    k: Annotated[int, typer.Option(min=1, help="single: proofs to sample")] = 4,
+    attempts: Annotated[int, typer.Option(min=1, help="sequential: most proofs per thread")] = 8,
+    threads: Annotated[int, typer.Option(min=1, help="sequential: parallel threads")] = 4,
+    option: Annotated[list[str], typer.Option("--option", "-o", help="strategy option key=value (repeatable; see prove --help)")] = [],
+    grader: Annotated[str, typer.Option(help="verifier (reference-free, n votes, mean) | autograder (reference-guided 0-7)")] = "verifier",
+    n: N = 4,
     grade_all: Annotated[bool, typer.Option(help="grade every proof, not only the chosen one (pass@1, best@k)")] = False,
     grader_provider: GraderProvider = None, grader_base_url: GraderBaseUrl = None, grader_model: GraderModel = None,
     autograde_template: AutogradeTemplate = None,
-    parallel_problems: Annotated[int, typer.Option(help="problems searched at once")] = 4,
-    budget_tokens: Annotated[Optional[int], typer.Option(help="token budget for the whole run (pool/adaptive)")] = None,
-    budget_cost: Annotated[Optional[float], typer.Option(help="cost budget in USD for the whole run (pool/adaptive)")] = None,
-    budget_wall_s: Annotated[Optional[float], typer.Option(help="wall-time budget in seconds for the whole run (pool/adaptive)")] = None,
-    provider: Provider = None, base_url: BaseUrl = None, api_key: ApiKey = None, model: ModelName = None,
-    max_n: MaxN = None, max_concurrency: Concurrency = 8, max_tokens: MaxTokens = 8192,
-    verify_max_tokens: VerifyMaxTokens = 8192, temperature: Temperature = 1.0, top_p: TopP = 0.95,
-    templates: TemplatesDir = None, attempt_timeout: AttemptTimeout = None,
-    seed: Annotated[Optional[int], typer.Option(help="seed for the search and the server's sampling")] = None,
-    db: Db = None, json_out: Json = False,
-):
+    parallel_problems: Annotated[int, typer.Option(min=1, help="problems searched at once")] = 4,
+    budget_tokens: Annotated[Optional[int], typer.Option(min=1, help="token budget for the whole run (pool/adaptive)")] = None,
+    budget_cost: Annotated[Optional[float], typer.Option(min=0.0, help="cost budget in USD for the whole run (pool/adaptive)")] = None,
+    budget_wall_s: Annotated[Optional[float], typer.Option(min=0.0, help="wall-time budget in seconds for the whole run (pool/adaptive)")] = None,
+    *, model_options: ModelOptions, db: Db = None, json_out: Json = False, verbose: Verbose = False,
+) -> None:
     """Prove every problem of a dataset with a search strategy, then grade each chosen proof."""
+    set_verbosity(verbose)
+    _needs_bench_extra("proofloop bench run")
+    from proofloop.bench.runs import create_bench_run
+
     options: dict[str, Any] = {"single": {"k": k}, "sequential": {"attempts": attempts, "threads": threads}}.get(strategy, {})
-    options.update(_parse_options(option))
+    options.update(parse_options(option))
     wanted = [i.strip() for item in ids for i in item.split(",") if i.strip()]
-    store = _store(db)
+    store = open_store(db)
     run_id = create_bench_run(
-        store, dataset, ModelSettings(provider=provider, base_url=base_url, model=model, max_n=max_n),
-        data_dir=data_dir, limit=limit, ids=wanted or None, fields=field or None, strategy=strategy, options=options,
-        grader=grader, n=n, grade_all=grade_all,
+        store, dataset, model_options.setup(), data_dir=data_dir, limit=limit, ids=wanted or None,
+        fields=field or None, strategy=strategy, options=options, grader=grader, n=n, grade_all=grade_all,
         grader_settings=_grader_settings(grader_provider, grader_base_url, grader_model),
-        autograde_template=autograde_template,
-        sampling=_sampling(max_tokens, verify_max_tokens, temperature, top_p, seed), templates=_templates(templates),
-        max_concurrency=max_concurrency, timeouts=_timeouts(attempt_timeout), seed=seed or 0,
-        parallel_problems=parallel_problems, api_key=api_key,
+        autograde_template=autograde_template, parallel_problems=parallel_problems,
         run_budget={"tokens": budget_tokens, "cost_usd": budget_cost, "wall_s": budget_wall_s})
     if not json_out:
-        err.print(f"run {run_id}", markup=False)
-    summary = _run(store, run_id, api_key, json_out)
-    _print_json(summary) if json_out else _print_summary(summary)
+        note(f"run {run_id}")
+    run_and_render(store, run_id, api_key=model_options.api_key, json_mode=json_out)
 
 
 @app.command()
+@model_options
 def grade(
     proofs: Annotated[Optional[Path], typer.Option(help="JSONL/CSV: statement (or problem), proof, optional id, "
                                                          "problem_id, reference_solution, guidelines, human_grade, max_points")] = None,
@@ -148,35 +111,30 @@ def grade(
     which: Annotated[str, typer.Option(help="with --run: chosen | all proofs")] = "chosen",
     grader: Annotated[str, typer.Option(help="verifier | autograder | human (import the file's human grades)")] = "verifier",
     n: N = 4,
-    limit: Annotated[Optional[int], typer.Option(help="only the first N proofs")] = None,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="only the first N proofs")] = None,
     grader_provider: GraderProvider = None, grader_base_url: GraderBaseUrl = None, grader_model: GraderModel = None,
     autograde_template: AutogradeTemplate = None,
-    provider: Provider = None, base_url: BaseUrl = None, api_key: ApiKey = None, model: ModelName = None,
-    max_n: MaxN = None, max_concurrency: Concurrency = 8, verify_max_tokens: VerifyMaxTokens = 8192,
-    temperature: Temperature = 1.0, top_p: TopP = 0.95, templates: TemplatesDir = None,
-    attempt_timeout: AttemptTimeout = None,
-    seed: Annotated[Optional[int], typer.Option(help="seed for the server's sampling")] = None,
-    db: Db = None, json_out: Json = False,
-):
+    *, model_options: ModelOptions, db: Db = None, json_out: Json = False, verbose: Verbose = False,
+) -> None:
     """Grade proofs that already exist (a file, the released dsm2 outputs, or a stored run); stores raw judge text and grades."""
+    set_verbosity(verbose)
     if grader not in ("verifier", "autograder", "human"):
         raise UserInputError(f"unknown grader {grader!r}; choose verifier, autograder or human")
-    store = _store(db)
+    _needs_bench_extra("proofloop bench grade")
+    from proofloop.bench.runs import create_grade_run, render_grades
+
+    store = open_store(db)
     run_id = create_grade_run(
-        store, ModelSettings(provider=provider, base_url=base_url, model=model, max_n=max_n), grader=grader, n=n,
-        proofs=proofs, dataset=dataset, data_dir=data_dir, source_run=source_run, which=which, limit=limit,
+        store, model_options.setup(), grader=grader, n=n, proofs=proofs, dataset=dataset, data_dir=data_dir,
+        source_run=source_run, which=which, limit=limit,
         grader_settings=_grader_settings(grader_provider, grader_base_url, grader_model),
-        autograde_template=autograde_template,
-        sampling=_sampling(verify_max_tokens, verify_max_tokens, temperature, top_p, seed),
-        templates=_templates(templates), max_concurrency=max_concurrency, timeouts=_timeouts(attempt_timeout),
-        api_key=api_key)
+        autograde_template=autograde_template)
     if not json_out:
-        err.print(f"run {run_id}", markup=False)
-    if grader == "human":
-        summary = {"run_id": run_id, **(store.get_run(run_id).summary or {})}  # type: ignore[union-attr]
+        note(f"run {run_id}")
+    if grader == "human":  # nothing to call: the grades were imported with the proofs
+        render({"run_id": run_id, **(store.get_run(run_id).summary or {})}, json_out, render_grades)  # type: ignore[union-attr]
     else:
-        summary = _run(store, run_id, api_key, json_out)
-    _print_json(summary) if json_out else _print_summary(summary)
+        run_and_render(store, run_id, api_key=model_options.api_key, json_mode=json_out)
 
 
 @app.command()
@@ -188,19 +146,23 @@ def agreement(
     human: Annotated[Optional[Path], typer.Option(help="human grades file")] = None,
     source_run: Annotated[Optional[str], typer.Option("--run", help="a stored run's grades vs human grades")] = None,
     grader: Annotated[Optional[str], typer.Option(help="with --run: which grader (default the run's)")] = None,
-    threshold: Threshold = M.DEFAULT_THRESHOLD,
-    human_accept: Annotated[float, typer.Option(help="normalised human grade that counts as correct")] = M.HUMAN_ACCEPT,
+    threshold: Threshold = THRESHOLD,
+    human_accept: Annotated[float, typer.Option(help="normalised human grade that counts as correct")] = HUMAN_ACCEPT,
     id_field: Annotated[str, typer.Option(help="id column joining the files")] = "id",
     pred_field: Annotated[str, typer.Option(help="score column of --pred")] = "score",
     human_field: Annotated[str, typer.Option(help="grade column of --human")] = "score",
     human_max_points: Annotated[float, typer.Option(help="scale of the human grades (7 for IMO points)")] = 1.0,
     group_field: Annotated[Optional[str], typer.Option(help="column of --human to split the report by")] = None,
     n_resamples: Resamples = 2000, seed: int = 0, db: Db = None, json_out: Json = False,
-):
+) -> None:
     """How far to trust an automatic grader: precision, recall, correlations, kappa vs human grades, with CIs."""
     modes = [dataset is not None, pred is not None, source_run is not None]
     if sum(modes) != 1:
         raise UserInputError("choose one of --dataset dsm2-outputs, --pred FILE --human FILE, or --run RUN")
+    _needs_bench_extra("proofloop bench agreement")
+    from proofloop.bench.agreement import dsm2_agreement, file_agreement, format_agreement_table
+    from proofloop.bench.runs import run_agreement
+
     common = dict(n_resamples=n_resamples, seed=seed)
     if dataset is not None:
         if dataset.lower() != "dsm2-outputs":
@@ -213,29 +175,27 @@ def agreement(
                                 human_field=human_field, human_max_points=human_max_points, group_field=group_field,
                                 **common)
     else:
-        report = run_agreement(_store(db), source_run, grader, human=human, id_field=id_field,  # type: ignore[arg-type]
+        report = run_agreement(open_store(db), source_run, grader, human=human, id_field=id_field,  # type: ignore[arg-type]
                                human_field=human_field, human_max_points=human_max_points, threshold=threshold,
                                human_accept=human_accept, **common)
-    if json_out:
-        _print_json(report)
-    else:
-        out.print(format_agreement_table(report), markup=False, highlight=False)
+    render(report, json_out, lambda r: [format_agreement_table(r)])
 
 
 @app.command()
 def report(
     run_id: Annotated[str, typer.Argument(help="a bench or bench-grade run")],
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="folder (default ./bench-report-RUN)")] = None,
-    n_resamples: Resamples = 2000, seed: int = 0, threshold: Threshold = M.DEFAULT_THRESHOLD,
+    n_resamples: Resamples = 2000, seed: int = 0, threshold: Threshold = THRESHOLD,
     db: Db = None, json_out: Json = False,
-):
+) -> None:
     """Write report.md, a self-contained report.html with plots, and metrics.json."""
-    store = _store(db)
+    _needs_bench_extra("proofloop bench report")
+    from proofloop.bench.report import write_report
+
+    store = open_store(db)
     if store.get_run(run_id) is None:
         raise UserInputError(f"no run {run_id!r} in the run store")
     paths = write_report(store, run_id, output or Path(f"bench-report-{run_id}"), n_resamples=n_resamples, seed=seed,
                          threshold=threshold)
-    if json_out:
-        _print_json(paths)
-    else:
-        out.print(f"wrote {paths['markdown']} and {paths['html']} ({len(paths['figures'])} plots)", markup=False)
+    render(paths, json_out,
+           lambda p: [f"wrote {p['markdown']} and {p['html']} ({len(p['figures'])} plots)"])

@@ -1,0 +1,3 @@
+from proofloop.cli import main
+
+main()

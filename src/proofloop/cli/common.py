@@ -1,0 +1,116 @@
+"""What the commands share: the store, reading inputs, `-o key=value`, and running a stored
+run with progress, then rendering its summary (text, or one JSON object with --json)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from proofloop.cli.console import note, say
+from proofloop.errors import UserInputError
+
+if TYPE_CHECKING:
+    from proofloop.store import Store
+
+
+def open_store(db: Path | None) -> "Store":
+    from proofloop.store import Store
+
+    return Store(db or Store.default_path())
+
+
+def read_input(path: Path | str, what: str) -> str:
+    """A file's text (stdin for '-'); a missing, unreadable or empty input is a user error."""
+    if str(path) == "-":
+        text = sys.stdin.read()
+    else:
+        p = Path(path)
+        if not p.is_file():
+            raise UserInputError(f"{what} file not found: {p}")
+        try:
+            text = p.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise UserInputError(f"cannot read {what} file {p}: {e}") from None
+    if not text.strip():
+        raise UserInputError(f"the {what} is empty ({path})")
+    return text.strip()
+
+
+def parse_options(pairs: list[str]) -> dict[str, Any]:
+    """`-o key=value` pairs; values are JSON when they parse (numbers, true/false), else text."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UserInputError(f"-o takes key=value, got {pair!r}")
+        try:
+            options[key.strip().replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip().replace("-", "_")] = value
+    return options
+
+
+def set_verbosity(verbose: bool) -> None:
+    """Retries and similar details reach stderr only with --verbose; warnings always do."""
+    logging.basicConfig(format="proofloop: %(message)s", stream=sys.stderr, force=True,
+                        level=logging.INFO if verbose else logging.WARNING)
+
+
+class Progress:
+    """Counts records as they are stored: a live line on a terminal, a plain line per record
+    on a pipe (stderr), nothing with --json."""
+
+    def __init__(self, json_mode: bool):
+        self.counts = {"proof": 0, "analysis": 0, "meta": 0}
+        self.json_mode, self.started = json_mode, time.monotonic()
+        self.status = None
+        if not json_mode and sys.stderr.isatty():
+            from rich.console import Console
+
+            self.status = Console(stderr=True).status("working: requests sent, waiting for the first answer...")
+            self.status.start()
+
+    def on_record(self, kind: str, record: Any) -> None:
+        self.counts[kind] += 1
+        c = self.counts
+        line = (f"proofs {c['proof']}  analyses {c['analysis']}  meta {c['meta']}  "
+                f"({time.monotonic() - self.started:.0f} s)")
+        if self.status is not None:
+            self.status.update(line)
+        elif not self.json_mode:
+            score = getattr(record, "self_score", None) if kind == "proof" else (
+                getattr(record, "score", None) if kind == "analysis" else getattr(record, "rating", None))
+            note(f"[{kind}] status={record.status.value} score={score}  {line}")
+
+    def stop(self) -> None:
+        if self.status is not None:
+            self.status.stop()
+
+
+def run_and_render(store: "Store", run_id: str, *, api_key: str | None, json_mode: bool) -> dict[str, Any]:
+    """Execute (or resume) a stored run, then print its summary."""
+    from proofloop.runs import execute, get_kind
+
+    progress = Progress(json_mode)
+    try:
+        summary = execute(store, run_id, api_key=api_key, on_record=progress.on_record, notice=note)
+    except KeyboardInterrupt:
+        progress.stop()
+        note(f"interrupted; resume with `proofloop resume {run_id}`")
+        raise SystemExit(130) from None
+    finally:
+        progress.stop()
+    render(summary, json_mode, get_kind(summary["kind"]).render)
+    return summary
+
+
+def render(summary: dict[str, Any], json_mode: bool, text: Any) -> None:
+    if json_mode:
+        say(json.dumps(summary, default=str))
+    else:
+        for line in text(summary):
+            say(line)

@@ -1,0 +1,86 @@
+"""Options shared by commands, defined once.
+
+`@model_options` adds the one bundle of model options (provider, server, key, model, max-n,
+concurrency, timeout, templates, sampling, seed) to a command and hands it to the command as
+one `ModelOptions` value; `Db`, `Json` and `Verbose` are the options every command has.
+Nothing heavy is imported here, so `proofloop --help` starts fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional
+
+import typer
+
+if TYPE_CHECKING:
+    from proofloop.runs import ModelSetup
+
+Db = Annotated[Optional[Path], typer.Option(help="run store file (or PROOFLOOP_DB; default ./.proofloop/proofloop.db)")]
+Json = Annotated[bool, typer.Option("--json", help="print one JSON object for scripts")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="show retries and other details on stderr")]
+
+
+@dataclass
+class ModelOptions:
+    provider: Annotated[Optional[str], typer.Option(
+        help="openai | local | sim (default: openai if a server is configured, else the embedded local model)")] = None
+    base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible server URL, e.g. http://host:8000/v1 "
+                                                         "(or PROOFLOOP_BASE_URL)")] = None
+    api_key: Annotated[Optional[str], typer.Option(help="API key (or PROOFLOOP_API_KEY)")] = None
+    model: Annotated[Optional[str], typer.Option(
+        "--model", help="model id on the server, hub id or local path (or PROOFLOOP_MODEL)")] = None
+    max_n: Annotated[Optional[int], typer.Option(
+        min=1, help="most samples the server returns per request (found out by itself when the server ignores n)")] = None
+    max_concurrency: Annotated[int, typer.Option(min=1, help="requests in flight to the server")] = 8
+    attempt_timeout: Annotated[Optional[float], typer.Option(
+        min=0.001, help="seconds one request attempt may take (streams are never cut while tokens flow)")] = None
+    max_tokens: Annotated[Optional[int], typer.Option(
+        min=1, help="max tokens per proof [default: 131072 on a server, 512 embedded]")] = None
+    verify_max_tokens: Annotated[Optional[int], typer.Option(
+        min=1, help="max tokens per verification / meta-verification [default: 65536 on a server, 512 embedded]")] = None
+    temperature: Annotated[float, typer.Option(min=0.0, max=2.0, help="sampling temperature (the paper: 1.0)")] = 1.0
+    top_p: Annotated[float, typer.Option(min=0.0, max=1.0, help="nucleus sampling (the paper: 0.95)")] = 0.95
+    seed: Annotated[Optional[int], typer.Option(
+        help="seed for the search and the server's sampling: the same seed gives the same run")] = None
+    templates: Annotated[Optional[Path], typer.Option(
+        help="folder with generate.md / verify.md / meta_verify.md / refine.md to use instead of ours")] = None
+
+    def setup(self) -> "ModelSetup":
+        """The run-layer value these options describe (imports the model layer only now)."""
+        from proofloop.models.factory import ModelSettings
+        from proofloop.models.wrapper import Timeouts
+        from proofloop.protocol import Templates
+        from proofloop.runs import ModelSetup
+
+        return ModelSetup(
+            ModelSettings(provider=self.provider, base_url=self.base_url, model=self.model, max_n=self.max_n),
+            temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens,
+            verify_max_tokens=self.verify_max_tokens, seed=self.seed,
+            templates=Templates.load(self.templates) if self.templates else None,
+            max_concurrency=self.max_concurrency,
+            timeouts=Timeouts(attempt_s=self.attempt_timeout) if self.attempt_timeout else Timeouts(),
+            api_key=self.api_key)
+
+
+def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Give `command` the model options; it receives them as `model_options: ModelOptions`."""
+    own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "model_options"]
+    hints = inspect.get_annotations(ModelOptions, eval_str=True)
+    added = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=hints[f.name])
+             for f in fields(ModelOptions)]
+    names = [f.name for f in fields(ModelOptions)]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> Any:
+        bundle = ModelOptions(**{name: kwargs.pop(name) for name in names})
+        return command(model_options=bundle, **kwargs)
+
+    params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + added
+    wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    del wrapper.__wrapped__  # typer must read our signature, not the command's
+    return wrapper

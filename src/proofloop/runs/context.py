@@ -1,0 +1,193 @@
+"""What every run kind shares: the model set-up stored in the run's config, the recorder that
+writes records to the store, and the context a kind's `execute` receives.
+
+`ModelSetup` is the one bundle of model options (provider, server, model, max-n,
+concurrency, timeouts, templates, sampling per role). The CLI builds it from its options,
+`config()` turns it into the part of a run's config every kind stores, and `from_config`
+reads it back on resume; the API key is never stored.
+
+    >>> from proofloop.models.factory import ModelSettings
+    >>> setup = ModelSetup(ModelSettings(provider="sim")).resolved()
+    >>> setup.sampling["gen"].max_tokens, setup.sampling["verify"].max_tokens   # the paper's limits
+    (131072, 65536)
+    >>> ModelSetup.from_config(setup.config()).settings.provider
+    'sim'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from proofloop.errors import UserInputError
+from proofloop.models.base import Sampling
+from proofloop.models.factory import ModelSettings, build_provider
+from proofloop.models.wrapper import Model, RetryPolicy, Timeouts
+from proofloop.protocol import Templates
+from proofloop.roles.records import AnalysisRecord, MetaRecord, ProofRecord
+from proofloop.search.base import SearchContext
+from proofloop.search.budget import Budget
+from proofloop.store import Store
+
+ROLES = ("gen", "verify", "meta")
+# Token limits per role when none is given: the paper's 128K generation / 64K verification
+# for servers (and the simulator, which stands in for one); small ones for the embedded
+# offline model, which writes about 14 tokens/s on a CPU.
+PAPER_MAX_TOKENS = {"gen": 131072, "verify": 65536, "meta": 65536}
+EMBEDDED_MAX_TOKENS = {"gen": 512, "verify": 512, "meta": 512}
+
+
+@dataclass
+class ModelSetup:
+    """The model options of a run. `max_tokens` / `verify_max_tokens` None: the defaults above."""
+
+    settings: ModelSettings
+    temperature: float = 1.0  # the paper's sampling
+    top_p: float = 0.95
+    max_tokens: int | None = None
+    verify_max_tokens: int | None = None
+    seed: int | None = None
+    templates: Templates | None = None
+    max_concurrency: int = 8
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    api_key: str | None = None  # used, never stored
+    sampling: dict[str, Sampling] = field(default_factory=dict)  # filled by resolved()
+
+    def __post_init__(self) -> None:
+        for name in ("max_tokens", "verify_max_tokens"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise UserInputError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+        if self.max_concurrency < 1:
+            raise UserInputError(f"--max-concurrency must be at least 1, got {self.max_concurrency}")
+        if not 0.0 <= self.temperature <= 2.0:
+            raise UserInputError(f"--temperature must be within [0, 2], got {self.temperature}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise UserInputError(f"--top-p must be within (0, 1], got {self.top_p}")
+
+    def resolved(self) -> "ModelSetup":
+        """Provider, server and model filled in from flags / environment / .env, and the
+        sampling per role with the defaults for that provider."""
+        settings, key = self.settings.resolved(self.api_key)
+        defaults = EMBEDDED_MAX_TOKENS if settings.provider == "local" and not settings.model else PAPER_MAX_TOKENS
+        limits = {"gen": self.max_tokens or defaults["gen"],
+                  "verify": self.verify_max_tokens or defaults["verify"],
+                  "meta": self.verify_max_tokens or defaults["meta"]}
+        # A seed makes the server's sampling reproducible (each request gets seed + its first
+        # sample index), which also makes n single-sample requests differ.
+        sampling = {role: Sampling(temperature=self.temperature, top_p=self.top_p, max_tokens=limits[role],
+                                   seed=self.seed) for role in ROLES}
+        return replace(self, settings=settings, api_key=key, sampling=sampling)
+
+    def config(self) -> dict[str, Any]:
+        """The part of a run's config that rebuilds the same model on resume (no API key)."""
+        return {"model": dataclasses.asdict(self.settings),
+                "sampling": {role: dataclasses.asdict(s) for role, s in self.sampling.items()},
+                "templates": dataclasses.asdict(self.templates) if self.templates else None,
+                "max_concurrency": self.max_concurrency, "timeouts": dataclasses.asdict(self.timeouts)}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], api_key: str | None = None) -> "ModelSetup":
+        sampling = {role: Sampling(**s) for role, s in (config.get("sampling") or {}).items()}
+        return cls(settings=ModelSettings(**config["model"]),
+                   templates=Templates(**config["templates"]) if config.get("templates") else None,
+                   max_concurrency=config.get("max_concurrency", 8),
+                   timeouts=Timeouts(**config["timeouts"]) if config.get("timeouts") else Timeouts(),
+                   api_key=api_key, sampling=sampling)
+
+    def describe(self) -> str:
+        """One line of the effective settings, printed once when a run starts."""
+        s, gen, ver = self.settings, self.sampling.get("gen"), self.sampling.get("verify")
+        where = s.base_url or ("embedded SmolLM2-135M" if s.provider == "local" and not s.model else s.provider)
+        parts = [f"provider {s.provider}", f"model {s.model or 'default'}", f"at {where}"]
+        if gen and ver:
+            parts += [f"temperature {gen.temperature:g}", f"top_p {gen.top_p:g}",
+                      f"max tokens {gen.max_tokens} (proofs) / {ver.max_tokens} (checks)",
+                      f"seed {gen.seed if gen.seed is not None else 'none'}"]
+        parts += [f"max-n {s.max_n or 'server'}", f"concurrency {self.max_concurrency}"]
+        return "settings: " + ", ".join(parts)
+
+    def model(self, store: Store, namespace: str, notice: Callable[[str], None]) -> Model:
+        """The wrapped model whose calls are cached in `store` under `namespace` (the run id)."""
+        provider = build_provider(self.settings, self.api_key, timeouts=self.timeouts, notice=notice)
+        return Model(provider, namespace=namespace, cache=store, timeouts=self.timeouts, retry=RetryPolicy(),
+                     max_concurrency=self.max_concurrency, endpoint=self.settings.endpoint)
+
+
+class StoreRecorder:
+    """Writes every record to the run store the moment a strategy hands it over. A failed
+    call has no text: it is stored with raw "" and its status and cause."""
+
+    def __init__(self, store: Store, run_id: str,
+                 on_record: Callable[[str, ProofRecord | AnalysisRecord | MetaRecord], None] | None = None):
+        self.store, self.run_id = store, run_id
+        self.on_record = on_record or (lambda kind, record: None)
+        self.problem_ids: dict[str, int] = {}
+
+    def problem_id(self, problem: str, **meta: Any) -> int:
+        if problem not in self.problem_ids:
+            self.problem_ids[problem] = self.store.add_problem(self.run_id, problem, meta=meta or None)
+        return self.problem_ids[problem]
+
+    def proof(self, problem: str, record: ProofRecord, **where: Any) -> None:
+        self.store.add_proof(
+            id=record.id, run_id=self.run_id, problem_id=self.problem_id(problem), raw=record.raw or "",
+            reasoning=record.reasoning, solution=record.solution, self_evaluation=record.self_evaluation,
+            self_score=record.self_score, status=record.status.value, cause=record.cause,
+            finish_reason=record.finish_reason, round=where.get("round"), thread=where.get("thread"),
+            attempt=where.get("attempt"), parents=record.parents, refined_from_analyses=record.analyses_used)
+        self.on_record("proof", record)
+
+    def analysis(self, problem: str, record: AnalysisRecord) -> None:
+        self.store.add_verification(
+            id=record.id, run_id=self.run_id, proof_id=record.proof_id, raw=record.raw or "",
+            reasoning=record.reasoning, analysis=record.analysis, score=record.score,
+            status=record.status.value, cause=record.cause, issues=record.issues)
+        self.on_record("analysis", record)
+
+    def meta(self, problem: str, record: MetaRecord) -> None:
+        self.store.add_meta_verification(
+            id=record.id, run_id=self.run_id, verification_id=record.analysis_id, raw=record.raw or "",
+            reasoning=record.reasoning, analysis=record.analysis, rating=record.rating,
+            status=record.status.value, cause=record.cause)
+        self.on_record("meta", record)
+
+
+@dataclass
+class RunContext:
+    """What a run kind's `execute` works with: the store, the run, its config, and the search
+    context (models, sampling per role, templates, the store recorder, seed, run budget)."""
+
+    store: Store
+    run_id: str
+    config: dict[str, Any]
+    search: SearchContext
+    recorder: StoreRecorder
+    setup: ModelSetup
+    notice: Callable[[str], None] = print
+
+    @classmethod
+    def build(cls, store: Store, run_id: str, config: dict[str, Any], *, api_key: str | None = None,
+              on_record: Callable[[str, Any], None] | None = None,
+              notice: Callable[[str], None] = print) -> "RunContext":
+        setup = ModelSetup.from_config(config, api_key)
+        model = setup.model(store, run_id, notice)
+        recorder = StoreRecorder(store, run_id, on_record)
+        # A run budget is shared by all problems of the run (each problem may have its own too).
+        budget = Budget(scope="run", **config["run_budget"]) if config.get("run_budget") else None
+        search = SearchContext(generator=model, templates=setup.templates, recorder=recorder,
+                               seed=config.get("seed", 0), budget=budget,
+                               **{f"{role}_sampling": s for role, s in setup.sampling.items()})
+        return cls(store, run_id, config, search, recorder, setup, notice)
+
+    def models(self) -> list[Model]:
+        """Every distinct model of the run (to close their HTTP clients)."""
+        found = {id(m): m for m in (self.search.generator, self.search.verifier) if m is not None}
+        return list(found.values())
+
+
+def new_run(store: Store, kind: str, setup: ModelSetup, **fields: Any) -> str:
+    """Store a new run of `kind` whose config is the model set-up plus the kind's own fields."""
+    return store.create_run(kind, {"kind": kind, **setup.config(), **fields})

@@ -1,0 +1,136 @@
+"""Doing the work of a stored run, whatever its kind; `resume` is the same call again.
+
+`execute(store, run_id)` looks the run's kind up in the registry, rebuilds the model from the
+stored config, runs the kind's `execute` in an event loop and stores the summary. Every LLM
+call goes through the call cache keyed on the run id, so a resumed run replays finished calls
+from the store and repeats none of them; the records it re-derives carry the same ids, so
+storing them again is a no-op.
+
+Resume policy: `resume` finishes unfinished work. A call that failed (after its retries) is
+not stored as a finished call, so resuming sends it again, and everything decided from it is
+decided again from the new answer: a resumed run is the same as a run that never failed.
+
+Server settings may change on resume (base URL, key, concurrency, timeouts): none of them is
+part of a call key, so a run can be finished on a server that moved. The model name and the
+sampling are part of the keys and cannot change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from proofloop.errors import ProofloopError, UserInputError
+from proofloop.runs.context import RunContext
+from proofloop.runs.registry import get_kind
+from proofloop.store import Store
+
+RESUMABLE_SERVER_FIELDS = ("base_url", "max_n", "stream")
+
+
+class AllCallsFailed(ProofloopError):
+    """Every model call of a run failed: an unusable server, not an empty result."""
+
+
+def execute(store: Store, run_id: str, *, api_key: str | None = None,
+            on_record: Callable[[str, Any], None] | None = None,
+            notice: Callable[[str], None] = print) -> dict[str, Any]:
+    """Do (or finish) the work of a run; return its summary, which is also stored on the run.
+    Whatever happens, every finished call and record stays in the store."""
+    run = store.get_run(run_id)
+    if run is None:
+        raise UserInputError(f"no run {run_id!r} in {store.path}")
+    kind = get_kind(run.kind)
+    ctx = RunContext.build(store, run_id, run.config, api_key=api_key, on_record=on_record, notice=notice)
+    notice(ctx.setup.describe())
+    store.set_run_status(run_id, "running")
+    try:
+        with _sigterm_as_interrupt():
+            summary = asyncio.run(_execute_and_close(kind.execute, ctx))
+        _check_some_call_succeeded(store, run_id)
+    except KeyboardInterrupt:
+        store.set_run_status(run_id, "interrupted", error="interrupted (Ctrl-C or SIGTERM)")
+        raise
+    except BaseException as e:
+        store.set_run_status(run_id, "failed", error=str(e) or type(e).__name__)
+        raise
+    summary = {"run_id": run_id, **summary, "usage": run_usage(store, run_id)}
+    store.set_run_status(run_id, "finished", summary=summary)
+    return summary
+
+
+async def _execute_and_close(execute_kind: Callable[[RunContext], Any], ctx: RunContext) -> dict[str, Any]:
+    """Run the work, then close the providers' HTTP clients inside the same event loop."""
+    try:
+        return await execute_kind(ctx)
+    finally:
+        for model in ctx.models():
+            close = getattr(model.provider, "aclose", None)
+            if close is not None:
+                await close()
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops a run like Ctrl-C: status interrupted, everything finished kept."""
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _check_some_call_succeeded(store: Store, run_id: str) -> None:
+    usage = store.run_usage(run_id)
+    if usage.failures and not usage.calls and not _replayed_any(store, run_id):
+        last = store.failures(run_id)[-1]
+        raise AllCallsFailed(f"every model call failed ({usage.failures} failed requests); "
+                             f"the last error: {last.kind}: {last.message}")
+
+
+def _replayed_any(store: Store, run_id: str) -> bool:
+    """Calls stored under the run that a resume replayed count as successes too."""
+    return bool(store.calls(run_id)[:1])
+
+
+def run_usage(store: Store, run_id: str) -> dict[str, Any]:
+    """The run's usage as the store counts it, so summary, `runs show` and the store agree. Cost
+    is None (unknown) once any call's price is unknown, never a partial sum."""
+    u = store.run_usage(run_id)
+    return {"calls": u.calls, "failures": u.failures, "prompt_tokens": u.prompt_tokens,
+            "completion_tokens": u.completion_tokens, "cached_prompt_tokens": u.cached_prompt_tokens,
+            "cost_usd": None if u.unpriced_calls else u.cost_usd}
+
+
+def update_server(store: Store, run_id: str, *, base_url: str | None = None, max_n: int | None = None,
+                  max_concurrency: int | None = None, attempt_timeout: float | None = None,
+                  model: str | None = None) -> None:
+    """Point a stored run at a server that moved before resuming it. None leaves a setting as
+    it is; the model name cannot change (it is part of every call key)."""
+    run = store.get_run(run_id)
+    if run is None:
+        raise UserInputError(f"no run {run_id!r} in {store.path}")
+    settings = dict(run.config["model"])
+    if model is not None and model != settings.get("model"):
+        raise UserInputError(f"run {run_id} was made with model {settings.get('model')!r}; resuming with "
+                             f"{model!r} would change every call: start a new run instead")
+    changes: dict[str, Any] = {}
+    if base_url is not None or max_n is not None:
+        settings.update({k: v for k, v in (("base_url", base_url), ("max_n", max_n)) if v is not None})
+        changes["model"] = settings
+    if max_concurrency is not None:
+        changes["max_concurrency"] = max_concurrency
+    if attempt_timeout is not None:
+        changes["timeouts"] = {**(run.config.get("timeouts") or {}), "attempt_s": attempt_timeout}
+    if changes:
+        store.update_run_config(run_id, changes)
