@@ -38,8 +38,9 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from proofloop.search.base import ProblemResult, SearchContext
+from proofloop.search.base import ProblemResult, SearchContext, StopReason
 from proofloop.search.decisions import PoolParams, accepted, final_choice, top_k
+from proofloop.search.pool import round_end
 from proofloop.search.report import problem_result
 from proofloop.search.scheduler import Entry, ProblemSearch
 
@@ -70,7 +71,7 @@ def _verify_requests(search: ProblemSearch, entries: list[Entry]) -> list[Reques
     n = search.params.verifications
     out: list[Request] = []
     for e in sorted(entries, key=lambda e: e.slot):  # the stage's order: by problem, then by slot
-        if e.proof.verifiable:
+        if search.usable(e):  # a truncated proof is never verified (the script drops it)
             e.requested = n
             out.extend(lambda e=e, j=j: search.verify_range(e, j, j + 1) for j in range(n))
     return out
@@ -118,11 +119,11 @@ async def run_release(problems: list[str], ctx: SearchContext, params: PoolParam
             if i in stops:
                 continue
             if accepted(s.candidates(), params.min_valid) is not None:
-                stops[i] = "accepted"
+                stops[i] = StopReason.ACCEPTED.value
                 continue
             chosen = top_k(s.candidates(), params.top_k)
             if not chosen:
-                stops[i] = "no_scored_proof"
+                stops[i] = s.nothing_stop()
                 continue
             for j, c in enumerate(chosen):
                 parent = s.entry(c.id)
@@ -137,7 +138,7 @@ async def run_release(problems: list[str], ctx: SearchContext, params: PoolParam
                     verify_workers)
     results = []
     for i, s in enumerate(searches):
-        stop = stops.get(i) or ("accepted" if accepted(s.candidates(), params.min_valid) else "rounds")
+        stop = stops.get(i) or round_end(s)
         chosen, how = final_choice(s.candidates(), params.min_valid)
         results.append(problem_result(s, "release", chosen, how, stop, options=dataclasses.asdict(params)))
     return results
