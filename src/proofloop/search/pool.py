@@ -18,6 +18,28 @@ that puts the critical path first: later rounds, then a round's refinements, the
 problems whose proofs grade themselves worst (the ones likely to need another round). The
 priority is not part of the call key and never feeds a decision: it changes timing only.
 
+`rounds` counts refinement rounds: the paper preset's `rounds=16` is round 0 plus 16
+refinement rounds ("up to 16 refinement iterations"); the release preset's `rounds=15` is the
+script's `max_rounds 16` (initial round + 15 refinements). Proofs cut at the token limit are
+recorded but never verified, refined from or chosen (`keep_truncated=True`: they are).
+
+Where `pool` decides differently from `release` (the released script; release.py lists how
+its re-creation follows each point):
+
+- ties: pool ranks by mean verification score, then self score (an unparsable one last),
+  then the earlier slot, deterministic; the script sorts by (mean, self score) after a random
+  shuffle, so its remaining ties fall at random, and an unparsable self score counts as 0.
+- duplicate proof texts: pool keeps every proof in its own slot with its own verifications,
+  identical texts included (no dedupe); the script dedupes by text (see release.py).
+- scores: pool reads a score only as protocol.parsers.parse_score does: the \boxed{} right
+  after the last final-score phrase, and only 0, 0.5 or 1 (anything else is INVALID_SCORE
+  and not counted); the script takes the last \boxed{} anywhere and accepts any number.
+- acceptance: pool needs all verifications back, at least `pass_min_valid` scored and all 1;
+  the script stops on any proof whose mean over its parsed ratings exceeds 0.99999.
+- analysis selection: pool's `selection="paper"` (decisions.choose_analyses: at most 8,
+  issue-finding first); the release preset uses the script's loop (release_analyses: up to
+  12, see its docstring).
+
     >>> import asyncio
     >>> from proofloop.models.wrapper import Model
     >>> from proofloop.models.base import Sampling
