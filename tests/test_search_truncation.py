@@ -31,6 +31,7 @@ def test_single_never_chooses_a_truncated_proof(problems):
         result = solve(make_strategy("single", k=4, keep_truncated=keep), problems[0],
                        rig_context(truncate=lambda i: True))
         assert [p.status for p in result.proofs] == [TRUNC] * 4  # recorded with their status
+        assert result.summary()["truncated_proofs"] == 4
         if keep:  # the old behaviour: a truncated proof with a solution may win
             assert result.best is not None and result.best.status is TRUNC
         else:

@@ -50,7 +50,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from proofloop.search.decisions import Candidate, accepted, passes, rank_key
+from proofloop.search.decisions import Candidate, passes, rank_key
 from proofloop.search.base import StopReason
 from proofloop.search.pool import Pool, round_end
 from proofloop.search.scheduler import ProblemSearch

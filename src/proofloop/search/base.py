@@ -136,6 +136,7 @@ class ProblemResult:
             "analyses_used": best.analyses_used if best else [],
             "proofs": len(self.proofs),
             "failed_proofs": sum(1 for p in self.proofs if not p.verifiable),
+            "truncated_proofs": sum(1 for p in self.proofs if p.status is ParseStatus.TRUNCATED),
             "stop_reason": self.stop_reason,
             "stop_detail": self.stop_detail,
             **self.meta,
