@@ -112,3 +112,23 @@ def test_options_help_lists_keys_defaults_and_presets():
     assert "64 proofs x 64 verifications" in paper and "16 refinement rounds" in paper and "[default]" in paper
     release = next(line for line in text.splitlines() if line.strip().startswith("release "))
     assert "initial + 15 rounds" in release
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--strategy", "pool", "-o", "initial=2.5"], "bad option initial=2.5: expected an integer >= 1"),
+    (["--strategy", "pool", "-o", "rounds=abc"], "bad option rounds=abc"),
+    (["--strategy", "pool", "-o", "stop_early=maybe"], "expected true or false"),
+    (["--strategy", "pool", "-o", "verifications=16", "-o", "pass_min_valid=17"], "pass_min_valid must be"),
+    (["--strategy", "sequential", "--threads", "-2"], "bad option threads=-2"),
+])
+def test_cli_rejects_bad_options_before_a_run_exists(tmp_path, args, needle):
+    from proofloop.store import Store
+    from support.cli import cli_env, run_cli
+
+    problem = tmp_path / "p.md"
+    problem.write_text("Prove that 1 + 1 = 2.\n")
+    r = run_cli(["prove", str(problem), *args], cli_env(tmp_path / "db", "http://127.0.0.1:9/v1"))
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert lines[-1].startswith("proofloop: error:") and needle in lines[-1], lines[-1]
+    assert not (tmp_path / "db").exists() or Store(tmp_path / "db").list_runs() == []
