@@ -33,7 +33,7 @@ def tiny(bench):
     return dataclasses.replace(bench.QUICK, problems=4, seeds=(3,),
                                params=dict(initial=4, verifications=8, top_k=2, analyses_per_prompt=4,
                                            max_per_score=2, samples_per_prompt=2, rounds=2,
-                                           pass_min_valid=10**6),  # nothing is accepted: every round runs
+                                           accept=False),  # nothing is accepted: every round runs
                                adaptive=dict(stages=[2, 4, 8], refine_min=4))
 
 

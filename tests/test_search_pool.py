@@ -22,7 +22,7 @@ from support.servers import fast_model
 
 SAMPLING = Sampling(seed=0, max_tokens=200_000)
 SMALL = dict(preset="release", initial=6, verifications=6, top_k=2, samples_per_prompt=2, rounds=2)
-NO_ACCEPT = dict(SMALL, pass_min_valid=10**6)  # no proof can pass: every round runs
+NO_ACCEPT = dict(SMALL, accept=False)  # no proof can pass: every round runs
 
 
 @pytest.fixture(scope="module")
@@ -63,9 +63,9 @@ def test_each_strategy_end_to_end_over_http(sim_server, problems, name, options)
     if name in ("pool", "adaptive"):
         report = summary["report"]
         assert result.score_kind == "verification"
-        assert result.stop_reason in ("accepted", "rounds")
+        assert result.stop_reason in ("accepted", "round_limit")
         if options is NO_ACCEPT or name == "adaptive":
-            assert result.stop_reason == "rounds" and report["rounds_reached"] == 2
+            assert result.stop_reason == "round_limit" and report["rounds_reached"] == 2
             assert len(result.proofs) == 6 + 2 * 2 * 2
         chosen = report["chosen"]
         assert chosen["proof_id"] == result.best.id
@@ -110,7 +110,7 @@ def test_token_budget_stops_and_cancels_outstanding_work(sim_server, problems):
     server, _ = sim_server
     ctx = context(server.base_url)
     result = solve(make_strategy("pool", **dict(NO_ACCEPT, budget_tokens=60_000)), problems[0], ctx)
-    assert result.stop_reason.startswith("budget:") and "token" in result.stop_reason
+    assert result.stop_reason == "budget_tokens" and result.stop_detail.startswith("problem token budget")
     report = result.meta["report"]
     spent = report["usage"]["total"]["prompt_tokens"] + report["usage"]["total"]["completion_tokens"]
     assert spent >= 60_000
@@ -127,7 +127,7 @@ def test_run_budget_is_shared_by_problems(sim_server, problems):
         return await asyncio.gather(*(strategy.solve(p, ctx) for p in problems[:2]))
 
     results = asyncio.run(both())
-    assert all(r.stop_reason.startswith("budget: run token budget") for r in results)
+    assert all(r.stop_reason == "budget_tokens" and r.stop_detail.startswith("run token budget") for r in results)
     assert run_budget.spent_tokens >= 150_000
 
 
@@ -138,7 +138,7 @@ def test_wall_time_budget_cancels_in_flight_calls():
         t0 = time.monotonic()
         result = solve(make_strategy("pool", **dict(SMALL, budget_wall_s=0.5)), make_problems(1)[0], ctx)
         took = time.monotonic() - t0
-    assert result.stop_reason.startswith("budget:") and "wall-time" in result.stop_reason
+    assert result.stop_reason == "budget_wall" and "wall-time" in result.stop_detail
     assert took < 5
     assert result.best is None  # nothing was verified in time: no choice, and no error
 
@@ -152,7 +152,7 @@ def test_cost_budget(sim_server, problems):
     assert len(log) == before  # refused before any call
     ctx.generator.price = Price(1.0, 0.1, 2.0)  # $ per million tokens
     result = solve(make_strategy("pool", **dict(NO_ACCEPT, budget_cost=0.05)), problems[0], ctx)
-    assert result.stop_reason.startswith("budget: problem cost budget")
+    assert result.stop_reason == "budget_cost" and result.stop_detail.startswith("problem cost budget")
     assert result.meta["report"]["usage"]["total"]["cost_usd"] >= 0.05
 
 
@@ -165,7 +165,7 @@ def test_a_server_failing_20_percent_of_calls(problems):
         result = solve(make_strategy("adaptive", **dict(NO_ACCEPT, stages=[3, 6], refine_min=3)), problems[1], ctx)
     failed = [e for e in log if e.get("outcome") not in ("ok", None)]
     assert len(failed) >= 3 and cache.failures  # failures happened, and were recorded
-    assert result.stop_reason == "rounds" and result.best is not None
+    assert result.stop_reason == "round_limit" and result.best is not None
     failed_in_records = sum(1 for v in result.verifications.values() for a in v.analyses if not a.ok)
     assert result.meta["report"]["failed_analyses"] == failed_in_records
 
@@ -302,7 +302,7 @@ def test_stop_early_cancels_verifications_that_cannot_change_the_acceptance(sim_
 def test_a_budget_stop_before_any_verification_falls_back_to_the_self_score(sim_server, problems):
     server, _ = sim_server
     result = solve(make_strategy("pool", **dict(NO_ACCEPT, budget_tokens=1)), problems[0], context(server.base_url))
-    assert result.stop_reason.startswith("budget:")
+    assert result.stop_reason == "budget_tokens"
     verifiable = [p for p in result.proofs if p.verifiable]
     assert result.best is not None and result.score_kind == "self"
     assert result.score == max(p.self_score for p in verifiable if p.self_score is not None)

@@ -24,7 +24,7 @@ BIG = 200_000
 OPTIONS = {
     "accepting": dict(preset="release", initial=6, verifications=6, top_k=2, samples_per_prompt=2, rounds=2),
     "all_rounds": dict(preset="release", initial=6, verifications=4, top_k=3, samples_per_prompt=2, rounds=2,
-                       pass_min_valid=10**6),
+                       accept=False),
 }
 
 
@@ -69,7 +69,7 @@ def test_replaying_one_schemes_outputs_in_the_other_gives_the_same_selections(ca
         assert len(log) == sent, "the replay asked the server for an output the first run never needed"
     assert _decisions(a) == _decisions(b)
     if case == "all_rounds":
-        assert all(r.stop_reason == "rounds" and len(r.proofs) == 6 + 2 * 3 * 2 for r in a)
+        assert all(r.stop_reason == "round_limit" and len(r.proofs) == 6 + 2 * 3 * 2 for r in a)
 
 
 def test_with_seeded_sampling_both_schemes_get_the_same_outputs_without_sharing_a_cache():

@@ -17,7 +17,7 @@ from proofloop.store import Store
 from support.cli import CLI, cli_env, run_json
 
 OPTIONS = ["--strategy", "pool", "-o", "preset=release", "-o", "initial=6", "-o", "verifications=6",
-           "-o", "top_k=2", "-o", "samples_per_prompt=2", "-o", "rounds=3", "-o", "pass_min_valid=1000000",
+           "-o", "top_k=2", "-o", "samples_per_prompt=2", "-o", "rounds=3", "-o", "accept=false",
            "--max-tokens", "200000", "--verify-max-tokens", "200000", "--seed", "3", "--max-concurrency", "8"]
 # ~0.2 s per generation and ~0.1 s per verification request at this time scale
 SCRIPT = {"responder": {"seed": 0, "time_scale": 2000.0}}
@@ -92,5 +92,5 @@ def test_kill_9_mid_round_then_resume(tmp_path: Path, problem_file):
     assert not stored_before & set(sent_after), "a call stored before the kill was sent again"
     assert len(sent_after) == len(set(sent_after))
     assert Store(db).get_run(run.id).status.value == "finished"
-    assert resumed["stop_reason"] == "rounds" and resumed["report"]["rounds_reached"] == 3
+    assert resumed["stop_reason"] == "round_limit" and resumed["report"]["rounds_reached"] == 3
     assert _decisions(resumed) == _decisions(whole)

@@ -50,8 +50,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from proofloop.search.decisions import Candidate, accepted, passes, rank_key
-from proofloop.search.pool import Pool
+from proofloop.search.decisions import Candidate, passes, rank_key
+from proofloop.search.base import StopReason
+from proofloop.search.pool import Pool, round_end
 from proofloop.search.scheduler import ProblemSearch
 
 
@@ -211,7 +212,7 @@ class Adaptive(Pool):
         prio = self._priority(search, round_, generation=False)
         async with asyncio.TaskGroup() as tg:
             for e in entries:
-                if e.proof.verifiable:
+                if search.usable(e):
                     tg.create_task(search.verify(e, self.plan[0], prio))
 
     async def _search(self, search: ProblemSearch) -> str:
@@ -223,12 +224,12 @@ class Adaptive(Pool):
                     lo, min(p.initial, lo + step), self._priority(search, 0, generation=True))))
         for round_ in range(0, p.rounds + 1):
             if await self._settle_acceptance(search, round_) is not None:
-                return "accepted"
+                return StopReason.ACCEPTED.value
             if round_ == p.rounds:
                 break
             chosen = await self._settle_topk(search, p.top_k, self.refine_min)
             if not chosen:
-                return "no_scored_proof"
+                return search.nothing_stop()
             async with asyncio.TaskGroup() as tg:
                 for j, c in enumerate(chosen):
                     parent = search.entry(c.id)
@@ -237,4 +238,4 @@ class Adaptive(Pool):
                         round_ + 1, j, parent, analyses, priority=self._priority(search, round_ + 1, generation=True)),
                         round_ + 1))
         await self._settle_topk(search, 1, 0)
-        return "accepted" if accepted(search.candidates(), p.min_valid) is not None else "rounds"
+        return round_end(search)

@@ -11,12 +11,54 @@ store makes that a no-op, which is how `resume` works.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Protocol
 
 from proofloop.models.base import Sampling
 from proofloop.models.wrapper import Model
 from proofloop.protocol import Templates
+from proofloop.protocol.types import ParseStatus
 from proofloop.roles.records import AnalysisRecord, MetaRecord, ProofRecord, Verification
+
+
+class StopReason(str, Enum):
+    """Why a strategy stopped on a problem (ProblemResult.stop_reason holds the value).
+
+    accepted            a proof passed every verification (pool, adaptive, release), or a
+                        sequential thread's proof graded itself 1
+    round_limit         every refinement round ran and no proof passed
+    attempts_exhausted  sequential: every thread used all its attempts, none self-graded 1
+    completed           single: the k proofs were made (it has no stopping rule)
+    nothing_scored      calls came back but no usable proof got a score (proofs truncated or
+                        unparsable, or every analysis unparsable / truncated)
+    all_calls_failed    every generation call failed, or every verification call did
+    budget_tokens       a token budget (the problem's or the run's) ran out
+    budget_cost         a cost budget ran out (or cannot be kept: unknown price)
+    budget_wall         a wall-time budget ran out
+    """
+
+    ACCEPTED = "accepted"
+    ROUND_LIMIT = "round_limit"
+    ATTEMPTS_EXHAUSTED = "attempts_exhausted"
+    COMPLETED = "completed"
+    NOTHING_SCORED = "nothing_scored"
+    ALL_CALLS_FAILED = "all_calls_failed"
+    BUDGET_TOKENS = "budget_tokens"
+    BUDGET_COST = "budget_cost"
+    BUDGET_WALL = "budget_wall"
+
+
+def usable(proof: ProofRecord, keep_truncated: bool = False) -> bool:
+    """May the search use this proof (verify it, refine from it, choose it)? It needs a
+    solution, and one cut at the token limit is not used unless `keep_truncated` (the
+    released script drops such proofs; their half-written argument is not a proof)."""
+    return proof.verifiable and (keep_truncated or proof.status is not ParseStatus.TRUNCATED)
+
+
+def all_failed(records) -> bool:
+    """True when there is at least one record and every one is a failed call."""
+    records = list(records)
+    return bool(records) and all(r.status is ParseStatus.CALL_ERROR for r in records)
 
 
 class Recorder(Protocol):
@@ -73,8 +115,9 @@ class ProblemResult:
     score_kind: str                 # "self" (self evaluation) or "verification" (mean verifier score)
     proofs: list[ProofRecord] = field(default_factory=list)
     verifications: dict[str, Verification] = field(default_factory=dict)
-    stop_reason: str = "done"
+    stop_reason: str = StopReason.COMPLETED.value  # a StopReason value
     meta: dict[str, Any] = field(default_factory=dict)
+    stop_detail: str | None = None  # e.g. which budget ran out and how much was spent
 
     def summary(self) -> dict[str, Any]:
         best = self.best
@@ -93,15 +136,17 @@ class ProblemResult:
             "analyses_used": best.analyses_used if best else [],
             "proofs": len(self.proofs),
             "failed_proofs": sum(1 for p in self.proofs if not p.verifiable),
+            "truncated_proofs": sum(1 for p in self.proofs if p.status is ParseStatus.TRUNCATED),
             "stop_reason": self.stop_reason,
+            "stop_detail": self.stop_detail,
             **self.meta,
         }
 
 
-def best_by_self_score(proofs: list[ProofRecord]) -> ProofRecord | None:
-    """The proof with the highest self score; the earliest wins a tie; unscored proofs last."""
-    usable = [p for p in proofs if p.verifiable]
-    if not usable:
+def best_by_self_score(proofs: list[ProofRecord], keep_truncated: bool = False) -> ProofRecord | None:
+    """The usable proof with the highest self score; the earliest wins a tie; unscored proofs last."""
+    kept = [p for p in proofs if usable(p, keep_truncated)]
+    if not kept:
         return None
-    return max(enumerate(usable), key=lambda ip: (ip[1].self_score if ip[1].self_score is not None else -1.0,
-                                                  -ip[0]))[1]
+    return max(enumerate(kept), key=lambda ip: (ip[1].self_score if ip[1].self_score is not None else -1.0,
+                                                -ip[0]))[1]

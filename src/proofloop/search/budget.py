@@ -12,6 +12,8 @@ calls that finished in the same instant; tokens of a call are known only once it
     >>> problem.charge(tokens=150, cost=None)
     >>> problem.exhausted()
     'run token budget of 100 spent (150)'
+    >>> problem.exhausted_why()[0]
+    'budget_tokens'
 """
 
 from __future__ import annotations
@@ -63,26 +65,36 @@ class Budget:
         theirs = self.parent.remaining_s() if self.parent is not None else None
         return min((x for x in (mine, theirs) if x is not None), default=None)
 
-    def _own_exhausted(self) -> str | None:
+    def _own_exhausted(self) -> tuple[str, str] | None:
+        """(stop reason, message) when this budget (not its parent) is spent."""
         if self.tokens is not None and self.spent_tokens >= self.tokens:
-            return f"{self.scope} token budget of {self.tokens} spent ({self.spent_tokens})"
+            return "budget_tokens", f"{self.scope} token budget of {self.tokens} spent ({self.spent_tokens})"
         if self.cost_usd is not None:
             if not self.cost_known:
-                return f"{self.scope} cost budget cannot be kept: the model's price is unknown"
+                return "budget_cost", f"{self.scope} cost budget cannot be kept: the model's price is unknown"
             if self.spent_cost >= self.cost_usd:
-                return f"{self.scope} cost budget of ${self.cost_usd} spent (${self.spent_cost:.4f})"
+                return "budget_cost", f"{self.scope} cost budget of ${self.cost_usd} spent (${self.spent_cost:.4f})"
         if self.wall_s is not None and self._started is not None and time.monotonic() - self._started >= self.wall_s:
-            return f"{self.scope} wall-time budget of {self.wall_s}s spent"
+            return "budget_wall", f"{self.scope} wall-time budget of {self.wall_s}s spent"
         return None
+
+    def exhausted_why(self) -> tuple[str, str] | None:
+        """(stop reason: budget_tokens / budget_cost / budget_wall, message) of the budget
+        (this one's or the parent's) that forbids more work, or None."""
+        return (self.parent.exhausted_why() if self.parent is not None else None) or self._own_exhausted()
 
     def exhausted(self) -> str | None:
         """Why no more work may start (this budget's or the parent's), or None."""
-        return (self.parent.exhausted() if self.parent is not None else None) or self._own_exhausted()
+        why = self.exhausted_why()
+        return why[1] if why else None
 
     def check(self) -> None:
-        reason = self.exhausted()
-        if reason is not None:
-            raise BudgetExceeded(reason)
+        """Raise BudgetExceeded (its `kind` the stop reason) once a budget is spent."""
+        why = self.exhausted_why()
+        if why is not None:
+            error = BudgetExceeded(why[1])
+            error.kind = why[0]
+            raise error
 
     def _events(self) -> list[asyncio.Event]:
         if self._event is None:

@@ -10,9 +10,14 @@ deterministic sample index and break the last ties.
     >>> b = Candidate(id="b", slot=1, round=0, self_score=0.5, scores=(1.0, 1.0), complete=True)
     >>> [c.id for c in top_k([a, b], 1)], accepted([a, b], min_valid=2).id
     (['b'], 'b')
-    >>> rng = analysis_rng(0, "problem", 1, "b")
+    >>> rng = analysis_rng(0, "problem", 1, parent_slot=1)
     >>> [j.score for j in choose_analyses([Judged("x", 0, 1.0), Judged("y", 1, 0.0)], 1, None, rng)]
     [0.0]
+
+Reproducibility: the only random decision is which analyses a refinement prompt shows, and
+its generator is seeded from (seed, problem, round, parent slot) alone: nothing that holds a
+run id (call keys, record ids) feeds it, so two runs with the same `--seed` over a
+deterministic provider choose the same analyses.
 """
 
 from __future__ import annotations
@@ -31,7 +36,17 @@ class PoolParams:
     prompt. `meta` > 0 turns on meta-verification in the loop (m ratings per issue-finding
     analysis). A proof *passes* when all its scored analyses say 1 and there are at least
     `pass_min_valid` of them (default: half of `verifications`; failed calls count neither
-    way, but a proof most of whose verifications failed is not trusted)."""
+    way, but a proof most of whose verifications failed is not trusted).
+
+    `rounds` is the number of *refinement* rounds: `rounds=16` makes round 0 plus 16 refinement
+    rounds (the paper: "up to 16 refinement iterations"). The released script's `max_rounds 16`
+    is round 1 (initial) plus 15 refinements, so its preset says `rounds=15`.
+    `selection` is the rule that picks a refinement prompt's analyses: "paper"
+    (choose_analyses) or "release" (release_analyses, the released script's loop).
+    `accept=False` accepts no proof, so every round runs (benchmarks that need the full
+    search; `min_valid` is then above `verifications`, which no proof can reach).
+    `keep_truncated` keeps proofs cut at the token limit in the search (verified, refined
+    from, selectable); by default they are recorded but never used, as the script drops them."""
 
     initial: int = 64
     verifications: int = 64
@@ -42,6 +57,9 @@ class PoolParams:
     rounds: int = 16
     pass_min_valid: int | None = None
     meta: int = 0
+    selection: str = "paper"
+    keep_truncated: bool = False
+    accept: bool = True
 
     def __post_init__(self):
         for name in ("initial", "verifications", "top_k", "samples_per_prompt"):
@@ -51,9 +69,16 @@ class PoolParams:
             raise ValueError("rounds, analyses_per_prompt and meta cannot be negative")
         if self.max_per_score is not None and self.max_per_score < 1:
             raise ValueError("max_per_score must be at least 1 (or None: no cap)")
+        if self.pass_min_valid is not None and not 1 <= self.pass_min_valid <= self.verifications:
+            raise ValueError(f"pass_min_valid must be between 1 and verifications ({self.verifications}), "
+                             f"got {self.pass_min_valid}: no proof could pass")
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"selection must be one of {', '.join(SELECTIONS)}, got {self.selection!r}")
 
     @property
     def min_valid(self) -> int:
+        if not self.accept:
+            return self.verifications + 1  # more scored analyses than a proof can have: none passes
         return self.pass_min_valid if self.pass_min_valid is not None else max(1, math.ceil(self.verifications / 2))
 
     @property
@@ -62,13 +87,22 @@ class PoolParams:
         return self.top_k * self.samples_per_prompt
 
 
+SELECTIONS = ("paper", "release")
+
 PRESETS: dict[str, PoolParams] = {
-    # paper §3.3.3: 64 proofs, 64 verifications, top 64, 8 analyses, 16 rounds, one proof per pair
+    # paper §3.3.3: 64 proofs, 64 verifications, top 64, 8 analyses, up to 16 refinement
+    # iterations, one proof per pair
     "paper": PoolParams(initial=64, verifications=64, top_k=64, analyses_per_prompt=8, max_per_score=None,
                         samples_per_prompt=1, rounds=16),
-    # the released script: 128 proofs, top 32, 32 prompts x 4 samples, <= 8 analyses (<= 4 per score)
+    # the released script: 128 proofs, top 32, 32 prompts x 4 samples, its analysis loop
+    # (release_analyses: 8, at most 4 per score as written), max_rounds 16 = initial + 15 refinements
     "release": PoolParams(initial=128, verifications=64, top_k=32, analyses_per_prompt=8, max_per_score=4,
-                          samples_per_prompt=4, rounds=16),
+                          samples_per_prompt=4, rounds=15, selection="release"),
+}
+
+PRESET_HELP = {
+    "paper": "the paper (§3.3.3): 64 proofs x 64 verifications, top 64 x 8 analyses, 16 refinement rounds",
+    "release": "the released script: 128 proofs, top 32 x 4 samples, its analysis loop, initial + 15 rounds",
 }
 
 
@@ -172,10 +206,12 @@ class Judged:
     score: float
 
 
-def analysis_rng(seed: int, problem: str, round_: int, proof_id: str) -> random.Random:
+def analysis_rng(seed: int, problem: str, round_: int, parent_slot: int) -> random.Random:
     """A generator private to one refinement prompt, so the choice never depends on what
-    other prompts drew or in which order calls finished."""
-    digest = hashlib.sha256(f"{seed}\x00{problem}\x00{round_}\x00{proof_id}".encode()).digest()
+    other prompts drew or in which order calls finished. Seeded from the prompt's position
+    (its round and the parent proof's slot), never from an id: ids hold the run's namespace,
+    and the same `--seed` must choose the same analyses in every run."""
+    digest = hashlib.sha256(f"{seed}\x00{problem}\x00{round_}\x00{parent_slot}".encode()).digest()
     return random.Random(int.from_bytes(digest[:8], "big"))
 
 
@@ -202,6 +238,49 @@ def choose_analyses(analyses: Sequence[Judged], count: int, max_per_score: int |
         confirming = rng.sample(confirming, room)
     by_index = lambda a: a.index  # noqa: E731
     return sorted(issues, key=by_index) + sorted(confirming, key=by_index)
+
+
+def release_analyses(analyses: Sequence[Judged], limit: int, per_score: int | None,
+                     rng: random.Random) -> list[Judged]:
+    """The released script's choice of analyses for one proof of a refinement prompt, as
+    written (not as its comment intends).
+
+    The script walks the distinct scores in ascending order; for each it shuffles that
+    score's analyses and appends the first `cap` of them, where cap = `limit` (8) when the
+    proof has a single distinct score and `per_score` (4) otherwise; after each append it
+    checks `len == limit` and `break`s. That break leaves only the inner loop (the current
+    score), and the check is for equality, so once the count has passed `limit` nothing stops
+    it: the outer loop goes on to the next score. In effect:
+
+    - one distinct score: up to `limit` (8) analyses of that score;
+    - two scores: up to 4 + 4 = 8;
+    - three scores: up to 4 + 4 + 4 = 12 (the 8 is reached, if at all, only at the end of the
+      second score, and the third score's appends never hit 8 again); the break cuts a score
+      short only when 8 falls inside it, e.g. 2 + 4 + (2 of 4) = 8.
+
+    Returned in the script's order: ascending score, shuffled order within a score. Analyses
+    of score 1 are shown too (they sort last). The shuffles are drawn from `rng` in ascending
+    score order, one per distinct score, so the choice is a function of the seed."""
+    groups: dict[float, list[Judged]] = {}
+    for a in sorted(analyses, key=lambda a: (a.score, a.index)):
+        groups.setdefault(a.score, []).append(a)
+    cap = limit if len(groups) == 1 else (per_score if per_score is not None else limit)
+    out: list[Judged] = []
+    for score in sorted(groups):
+        members = list(groups[score])
+        rng.shuffle(members)
+        for a in members[:cap]:
+            out.append(a)
+            if len(out) == limit:
+                break  # the script's break: it ends this score only
+    return out
+
+
+def prompt_choice(params: PoolParams, analyses: Sequence[Judged], rng: random.Random) -> list[Judged]:
+    """The analyses shown with one proof, by the rule `params.selection` names."""
+    if params.selection == "release":
+        return release_analyses(analyses, params.analyses_per_prompt, params.max_per_score, rng)
+    return choose_analyses(analyses, params.analyses_per_prompt, params.max_per_score, rng)
 
 
 # ---- meta-verification --------------------------------------------------------------------

@@ -18,6 +18,28 @@ that puts the critical path first: later rounds, then a round's refinements, the
 problems whose proofs grade themselves worst (the ones likely to need another round). The
 priority is not part of the call key and never feeds a decision: it changes timing only.
 
+`rounds` counts refinement rounds: the paper preset's `rounds=16` is round 0 plus 16
+refinement rounds ("up to 16 refinement iterations"); the release preset's `rounds=15` is the
+script's `max_rounds 16` (initial round + 15 refinements). Proofs cut at the token limit are
+recorded but never verified, refined from or chosen (`keep_truncated=True`: they are).
+
+Where `pool` decides differently from `release` (the released script; release.py lists how
+its re-creation follows each point):
+
+- ties: pool ranks by mean verification score, then self score (an unparsable one last),
+  then the earlier slot, deterministic; the script sorts by (mean, self score) after a random
+  shuffle, so its remaining ties fall at random, and an unparsable self score counts as 0.
+- duplicate proof texts: pool keeps every proof in its own slot with its own verifications,
+  identical texts included (no dedupe); the script dedupes by text (see release.py).
+- scores: pool reads a score only as protocol.parsers.parse_score does: the \boxed{} right
+  after the last final-score phrase, and only 0, 0.5 or 1 (anything else is INVALID_SCORE
+  and not counted); the script takes the last \boxed{} anywhere and accepts any number.
+- acceptance: pool needs all verifications back, at least `pass_min_valid` scored and all 1;
+  the script stops on any proof whose mean over its parsed ratings exceeds 0.99999.
+- analysis selection: pool's `selection="paper"` (decisions.choose_analyses: at most 8,
+  issue-finding first); the release preset uses the script's loop (release_analyses: up to
+  12, see its docstring).
+
     >>> import asyncio
     >>> from proofloop.models.wrapper import Model
     >>> from proofloop.models.base import Sampling
@@ -27,7 +49,7 @@ priority is not part of the call key and never feeds a decision: it changes timi
     ...                     verify_sampling=Sampling(seed=0, max_tokens=200_000))
     >>> pool = Pool(initial=4, verifications=4, top_k=2, samples_per_prompt=1, rounds=1)
     >>> result = asyncio.run(pool.solve("Prove that 1 + 1 = 2.", ctx))
-    >>> result.stop_reason in ("accepted", "rounds"), result.score_kind
+    >>> result.stop_reason in ("accepted", "round_limit"), result.score_kind
     (True, 'verification')
 """
 
@@ -38,7 +60,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from proofloop.errors import UserInputError
-from proofloop.search.base import ProblemResult, SearchContext
+from proofloop.search.base import ProblemResult, SearchContext, StopReason
 from proofloop.search.budget import Budget
 from proofloop.search.decisions import PoolParams, accepted, final_choice, params_from, passes, top_k
 from proofloop.search.report import problem_result
@@ -58,7 +80,10 @@ class Pool:
     answers a non-zero priority with an error unless started with that policy; hosted APIs may refuse unknown
     fields); `stop_early` cancels, inside a round, the verifications that can no longer change
     which proof is accepted once one passes (RoundWatch: same decision, fewer verifications,
-    but the proofs it cuts short keep no verification record); budgets per problem."""
+    but the proofs it cuts short keep no verification record); budgets per problem;
+    `keep_truncated` (default False) verifies, refines from and may choose proofs cut at the
+    token limit (by default they are recorded, never used). search.options lists every key
+    with its type (`validate_options`, `options_help`)."""
 
     preset: str | None = "paper"
     initial: int | None = None
@@ -70,6 +95,9 @@ class Pool:
     rounds: int | None = None
     pass_min_valid: int | None = None
     meta: int | None = None
+    selection: str | None = None
+    keep_truncated: bool | None = None
+    accept: bool | None = None
     request_n: int | None = None
     max_inflight: int | None = 64
     priority: bool | None = None
@@ -83,6 +111,8 @@ class Pool:
         self.params = params_from(self.preset, **{f: getattr(self, f) for f in PoolParams.__dataclass_fields__})
         if self.request_n is not None and self.request_n < 1:
             raise ValueError("request_n must be at least 1")
+        if self.max_inflight is not None and self.max_inflight < 1:
+            raise ValueError("max_inflight must be at least 1 (or None: no per-problem cap)")
 
     def new_search(self, problem: str, ctx: SearchContext) -> ProblemSearch:
         budget = Budget(tokens=self.budget_tokens, cost_usd=self.budget_cost, wall_s=self.budget_wall_s)
@@ -93,12 +123,13 @@ class Pool:
             raise UserInputError(f"a cost budget needs the model's price, and {ctx.generator.model!r} has none "
                                  "(pass Model(..., pricing=...))")
         search = self.new_search(problem, ctx)
-        _, stop = await run_scoped(search.budget, lambda tg: self._search(search))
-        return self.result(search, stop)
+        _, stop, detail = await run_scoped(search.budget, lambda tg: self._search(search))
+        return self.result(search, stop, detail)
 
-    def result(self, search: ProblemSearch, stop: str) -> ProblemResult:
+    def result(self, search: ProblemSearch, stop: str, detail: str | None = None) -> ProblemResult:
         chosen, how = final_choice(search.candidates(), self.params.min_valid)
-        return problem_result(search, self.name, chosen, how, stop, options=dataclasses.asdict(self.params))
+        return problem_result(search, self.name, chosen, how, stop, detail=detail,
+                              options=dataclasses.asdict(self.params))
 
     # -- the search --
 
@@ -126,7 +157,7 @@ class Pool:
 
         async with asyncio.TaskGroup() as tg:
             for e in entries:
-                if e.proof.verifiable and not (watch is not None and watch.outranked(e)):
+                if search.usable(e) and not (watch is not None and watch.outranked(e)):
                     task = tg.create_task(verify(e))
                     if watch is not None:
                         watch.track(e, task)
@@ -141,10 +172,10 @@ class Pool:
                     lo, min(p.initial, lo + step), self._priority(search, 0, generation=True)), 0, watch))
         for round_ in range(1, p.rounds + 1):
             if accepted(search.candidates(), p.min_valid) is not None:
-                return "accepted"
+                return StopReason.ACCEPTED.value
             chosen = top_k(search.candidates(), p.top_k)
             if not chosen:
-                return "no_scored_proof"
+                return search.nothing_stop()
             async with asyncio.TaskGroup() as tg:
                 watch = RoundWatch() if self.stop_early else None
                 for j, c in enumerate(chosen):
@@ -153,7 +184,14 @@ class Pool:
                     tg.create_task(self._verified(search, search.refine(
                         round_, j, parent, analyses, priority=self._priority(search, round_, generation=True)),
                         round_, watch))
-        return "accepted" if accepted(search.candidates(), p.min_valid) is not None else "rounds"
+        return round_end(search)
+
+
+def round_end(search: ProblemSearch) -> str:
+    """The stop reason once the round loop has ended without an earlier stop."""
+    if accepted(search.candidates(), search.params.min_valid) is not None:
+        return StopReason.ACCEPTED.value
+    return StopReason.ROUND_LIMIT.value if search.candidates() else search.nothing_stop()
 
 
 class RoundWatch:

@@ -14,6 +14,33 @@ Sample indices are those of the streaming `pool` (request i of a prompt written 
 sample start + i), so the call keys are identical and one run's outputs replayed through the
 call cache give the other the very same decisions.
 
+Decisions compared with `pool` and with the released script itself. Run with the same
+PoolParams, `pool` and this scheme take identical decisions (both call decisions.py); the
+release preset (`selection="release"`, `rounds=15`) is what makes the decisions the script's:
+
+- analysis selection: the script's loop, decisions.release_analyses (one distinct score: up
+  to 8; two: 4 + 4; three: up to 12, because its `break` ends only the inner loop); `pool`
+  with the paper preset uses decisions.choose_analyses (at most 8, issue-finding first).
+- rounds: the script's `max_rounds 16` is the initial round plus 15 refinement rounds, so the
+  preset says rounds=15 (PoolParams.rounds counts refinement rounds; the paper preset's 16).
+- truncated outputs: the script drops proofs (and analyses) whose finish_reason is not
+  "stop"; here too (decisions see no truncated proof unless `keep_truncated`).
+- ties: the script shuffles the pool (unseeded numpy) and sorts by (mean, self score), so
+  the rest of a tie is random; here, as in `pool`, the earlier slot wins (deterministic, so
+  replayed outputs give the same decisions). An unparsable self score: 0 in the script, last
+  here.
+- duplicate proof texts: the script keys proofs by their text, so identical texts of a round
+  share one pool entry whose ratings are pooled, and a text already in the pool from an
+  earlier round is skipped (its new ratings are lost). Neither `pool` nor this scheme
+  dedupes: every slot is its own proof with its own verifications.
+- which boxed numbers count: the script's score is float() of the last \boxed{} of the
+  analysis, any number (0.75, 2, -1 ...), and an analysis without one is dropped; here, as
+  in `pool`, protocol.parsers.parse_score reads the \boxed{} right after the last
+  final-score phrase and accepts only 0, 0.5 and 1 (others are INVALID_SCORE, not counted).
+- acceptance: the script stops a problem when some proof's mean over its parsed ratings is
+  above 0.99999 (one parsed rating of 1 suffices); here `pool`'s rule (all verifications
+  back, at least pass_min_valid scored, all 1).
+
 Deviations, on purpose: the Model wrapper's retries stay on (pass a Model with
 `RetryPolicy(max_attempts=1)` for the script's no-retry behaviour), and its per-endpoint
 concurrency cap applies (give the Model a cap of at least workers x batch size to leave only
@@ -38,8 +65,9 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from proofloop.search.base import ProblemResult, SearchContext
+from proofloop.search.base import ProblemResult, SearchContext, StopReason
 from proofloop.search.decisions import PoolParams, accepted, final_choice, top_k
+from proofloop.search.pool import round_end
 from proofloop.search.report import problem_result
 from proofloop.search.scheduler import Entry, ProblemSearch
 
@@ -70,7 +98,7 @@ def _verify_requests(search: ProblemSearch, entries: list[Entry]) -> list[Reques
     n = search.params.verifications
     out: list[Request] = []
     for e in sorted(entries, key=lambda e: e.slot):  # the stage's order: by problem, then by slot
-        if e.proof.verifiable:
+        if search.usable(e):  # a truncated proof is never verified (the script drops it)
             e.requested = n
             out.extend(lambda e=e, j=j: search.verify_range(e, j, j + 1) for j in range(n))
     return out
@@ -118,11 +146,11 @@ async def run_release(problems: list[str], ctx: SearchContext, params: PoolParam
             if i in stops:
                 continue
             if accepted(s.candidates(), params.min_valid) is not None:
-                stops[i] = "accepted"
+                stops[i] = StopReason.ACCEPTED.value
                 continue
             chosen = top_k(s.candidates(), params.top_k)
             if not chosen:
-                stops[i] = "no_scored_proof"
+                stops[i] = s.nothing_stop()
                 continue
             for j, c in enumerate(chosen):
                 parent = s.entry(c.id)
@@ -137,7 +165,7 @@ async def run_release(problems: list[str], ctx: SearchContext, params: PoolParam
                     verify_workers)
     results = []
     for i, s in enumerate(searches):
-        stop = stops.get(i) or ("accepted" if accepted(s.candidates(), params.min_valid) else "rounds")
+        stop = stops.get(i) or round_end(s)
         chosen, how = final_choice(s.candidates(), params.min_valid)
         results.append(problem_result(s, "release", chosen, how, stop, options=dataclasses.asdict(params)))
     return results

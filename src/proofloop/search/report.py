@@ -50,7 +50,8 @@ def build_report(search, chosen: Candidate | None, how: str, stop: str) -> dict[
         "rounds_reached": max((e.round for e in entries.values()), default=0),
         "proofs": len(entries),
         "proofs_verified": sum(1 for e in entries.values() if e.finished),
-        "unusable_proofs": sum(1 for e in entries.values() if not e.proof.verifiable),
+        "unusable_proofs": sum(1 for e in entries.values() if not search.usable(e)),
+        "truncated_proofs": sum(1 for e in entries.values() if e.proof.status.value == "truncated"),
         "analyses": sum(len(e.analyses) for e in entries.values()),
         "failed_analyses": sum(1 for e in entries.values() for a in e.analyses.values() if not a.ok),
         "meta_rejected": sum(len(e.rejected()) for e in entries.values()),
@@ -71,10 +72,10 @@ def build_report(search, chosen: Candidate | None, how: str, stop: str) -> dict[
 
 
 def problem_result(search, strategy: str, chosen: Candidate | None, how: str, stop: str,
-                   **extra: Any) -> ProblemResult:
+                   detail: str | None = None, **extra: Any) -> ProblemResult:
     entries = [e for _, e in sorted(search.entries.items())]
     if chosen is None:  # no proof got a verification (e.g. a budget stop): fall back to the self score
-        fallback = best_by_self_score([e.proof for e in entries])
+        fallback = best_by_self_score([e.proof for e in entries], search.params.keep_truncated)
         if fallback is not None:
             chosen, how = search.entry(fallback.id).candidate(search.params), "self_score"
     best = search.entry(chosen.id) if chosen is not None else None
@@ -85,4 +86,4 @@ def problem_result(search, strategy: str, chosen: Candidate | None, how: str, st
         score_kind="verification" if verified or chosen is None else "self",
         proofs=[e.proof for e in entries],
         verifications={e.proof.id: e.verification() for e in entries if e.analyses},
-        stop_reason=stop, meta={"report": build_report(search, chosen, how, stop), **extra})
+        stop_reason=stop, stop_detail=detail, meta={"report": build_report(search, chosen, how, stop), **extra})

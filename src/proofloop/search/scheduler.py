@@ -6,7 +6,9 @@ through `ProblemModel`, a view of the shared Model that adds a per-problem concu
 a per-problem budget check before each call and a per-problem token/cost meter after it. The
 endpoint's own cap stays in the Model wrapper. `run_scoped` runs a search body inside one
 TaskGroup with a budget watcher: a budget running out, or a body raising `StopSearch`,
-cancels every outstanding task of that problem and becomes the result's `stop_reason`.
+cancels every outstanding task of that problem and becomes the result's `stop_reason`
+(base.StopReason: budget_tokens / budget_cost / budget_wall, with the budget's message as
+the detail).
 
     >>> import asyncio
     >>> from proofloop.models.wrapper import Model
@@ -17,10 +19,10 @@ cancels every outstanding task of that problem and becomes the result's `stop_re
     ...                        PoolParams(initial=2, verifications=2))
     >>> async def body(tg):
     ...     entries = await search.generate_initial(0, 2)
-    ...     await asyncio.gather(*(search.verify(e, 2) for e in entries if e.proof.verifiable))
-    ...     return "done"
+    ...     await asyncio.gather(*(search.verify(e, 2) for e in entries if search.usable(e)))
+    ...     return "completed"
     >>> asyncio.run(run_scoped(search.budget, body))[1]
-    'done'
+    'completed'
 """
 
 from __future__ import annotations
@@ -36,10 +38,10 @@ from proofloop.models.base import Sampling
 from proofloop.models.pricing import cost_usd
 from proofloop.roles import generate, meta_verify, refine, verify
 from proofloop.roles.records import AnalysisRecord, MetaRecord, ProofRecord, Verification
-from proofloop.search.base import SearchContext
+from proofloop.search.base import SearchContext, StopReason, all_failed, usable
 from proofloop.search.budget import Budget
-from proofloop.search.decisions import (Candidate, Judged, PoolParams, analysis_rng, choose_analyses, finds_issues,
-                                        meta_index, meta_rejected, slot_of, verify_index)
+from proofloop.search.decisions import (Candidate, Judged, PoolParams, analysis_rng, finds_issues, meta_index,
+                                        meta_rejected, prompt_choice, slot_of, verify_index)
 
 T = TypeVar("T")
 
@@ -84,11 +86,12 @@ def call_priority(round_: int, *, generation: bool, self_scores: Sequence[float 
 
 
 class StopSearch(Exception):
-    """Raised inside a search body to end the problem's search now (e.g. a proof was accepted)."""
+    """Raised inside a search body to end the problem's search now (e.g. a proof was accepted);
+    `reason` is a base.StopReason value."""
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, detail: str | None = None):
         super().__init__(reason)
-        self.reason = reason
+        self.reason, self.detail = reason, detail
 
 
 # ---- metering -----------------------------------------------------------------------------
@@ -235,10 +238,10 @@ class ProblemSearch:
         return self._add(records, 0, lo)
 
     def prompt_analyses(self, round_: int, entry: Entry) -> list[AnalysisRecord]:
-        """The analyses shown with `entry` in its refinement prompt for `round_`."""
-        rng = analysis_rng(self.ctx.seed, self.problem, round_, entry.proof.id)
-        chosen = choose_analyses(entry.judged(), self.params.analyses_per_prompt, self.params.max_per_score, rng)
-        return [entry.analyses[j.index] for j in chosen]
+        """The analyses shown with `entry` in its refinement prompt for `round_` (the rule
+        `params.selection` names; the draw is seeded by position, never by an id)."""
+        rng = analysis_rng(self.ctx.seed, self.problem, round_, entry.slot)
+        return [entry.analyses[j.index] for j in prompt_choice(self.params, entry.judged(), rng)]
 
     async def refine(self, round_: int, prompt: int, parent: Entry, analyses: list[AnalysisRecord],
                      lo: int = 0, hi: int | None = None, priority: int | None = None) -> list[Entry]:
@@ -288,8 +291,21 @@ class ProblemSearch:
 
     # -- views --
 
+    def usable(self, entry: Entry) -> bool:
+        """Is this proof verified, refined from and selectable? (base.usable: not truncated
+        unless params.keep_truncated)"""
+        return usable(entry.proof, self.params.keep_truncated)
+
     def scored_entries(self) -> list[Entry]:
-        return [e for _, e in sorted(self.entries.items()) if e.proof.verifiable and e.finished > 0]
+        return [e for _, e in sorted(self.entries.items()) if self.usable(e) and e.finished > 0]
+
+    def nothing_stop(self) -> str:
+        """Why no proof has a score: every generation call failed, every verification call
+        failed, or (calls came back) nothing usable was scored."""
+        entries = list(self.entries.values())
+        if all_failed(e.proof for e in entries) or all_failed(a for e in entries for a in e.analyses.values()):
+            return StopReason.ALL_CALLS_FAILED.value
+        return StopReason.NOTHING_SCORED.value
 
     def self_scores(self, round_: int) -> list[float | None]:
         """The self scores of the proofs of `round_` made so far, in slot order."""
@@ -312,10 +328,12 @@ def _leaves(eg: BaseExceptionGroup) -> list[BaseException]:
     return out
 
 
-async def run_scoped(budget: Budget, body: Callable[[asyncio.TaskGroup], Awaitable[T]]) -> tuple[T | None, str]:
+async def run_scoped(budget: Budget, body: Callable[[asyncio.TaskGroup], Awaitable[T]]
+                     ) -> tuple[T | None, str, str | None]:
     """Run `body(tg)` (it may start background tasks in `tg`) under `budget`. Returns (its
-    result or None, stop reason): the body's result is its own reason when it is a string;
-    "budget: ..." or a StopSearch reason when the search was cut short. Any other error is
+    result or None, stop reason, detail): the body's result is its own reason when it is a
+    string; the budget's kind (budget_tokens / budget_cost / budget_wall, the message as
+    detail) or a StopSearch reason when the search was cut short. Any other error is
     re-raised as itself (not as an exception group), so callers see e.g. EndpointUnreachable."""
     budget.start()
     main: asyncio.Task | None = None
@@ -330,6 +348,8 @@ async def run_scoped(budget: Budget, body: Callable[[asyncio.TaskGroup], Awaitab
         if others:
             raise others[0]
         first = leaves[0]
-        return None, (first.reason if isinstance(first, StopSearch) else f"budget: {first}")
+        if isinstance(first, StopSearch):
+            return None, first.reason, first.detail
+        return None, getattr(first, "kind", StopReason.BUDGET_TOKENS.value), str(first)
     result = main.result()
-    return result, (result if isinstance(result, str) else "done")
+    return result, (result if isinstance(result, str) else StopReason.COMPLETED.value), None
