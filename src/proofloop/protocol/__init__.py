@@ -6,7 +6,8 @@
 """
 
 from proofloop.protocol.parsers import (extract_issues, parse_meta_verification, parse_proof, parse_score,
-                                        parse_verification, proof_for_verification, split_reasoning)
+                                        parse_verification, proof_for_verification, split_reasoning,
+                                        user_proof)
 from proofloop.protocol.templates import (EVAL_START, FINAL_SCORE_PHRASE, META_FINAL_PHRASE, META_START,
                                           OPTIONAL_PLACEHOLDERS, REFINE_HEADER, REQUIRED_PLACEHOLDERS,
                                           ROLE_MARKERS, SELF_EVAL_HEADER, SOLUTION_HEADER, Templates,
@@ -23,6 +24,6 @@ __all__ = [
     "Templates", "render", "format_candidates", "generation_messages", "verification_messages",
     "meta_verification_messages", "refinement_messages",
     "split_reasoning", "parse_score", "parse_proof", "parse_verification", "parse_meta_verification",
-    "extract_issues", "proof_for_verification",
+    "extract_issues", "proof_for_verification", "user_proof",
     "ParseStatus", "ParsedScore", "ParsedProof", "ParsedAnalysis", "SplitReasoning",
 ]

@@ -65,8 +65,9 @@ ROLE_MARKERS: dict[str, tuple[str, ...]] = {
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 
 
-def _check(role: str, text: str, source: str) -> None:
-    """Raise UserInputError (one line naming `source`) if `text` is not a usable `role` template."""
+def check_template(role: str, text: str, source: str) -> None:
+    """Raise UserInputError (one line naming `source`) if `text` is not a usable `role` template:
+    empty, lacking a required placeholder, or holding an unknown one."""
     if not text.strip():
         raise UserInputError(f"template {source} ({role}) is empty")
     found = set(_PLACEHOLDER.findall(text))
@@ -90,7 +91,7 @@ def _read(role: str, path: Path) -> str:
         raise UserInputError(f"template file {path} ({role}) does not exist") from None
     except (OSError, UnicodeDecodeError) as e:
         raise UserInputError(f"template file {path} ({role}) cannot be read: {e}") from None
-    _check(role, text, str(path))
+    check_template(role, text, str(path))
     return text
 
 
@@ -109,7 +110,7 @@ class Templates:
         pkg = resources.files("proofloop.protocol") / "templates"
         texts = {f.name: (pkg / f"{f.name}.md").read_text(encoding="utf-8") for f in fields(cls)}
         for role, text in texts.items():
-            _check(role, text, f"<default {role}.md>")
+            check_template(role, text, f"<default {role}.md>")
         return cls(**texts)
 
     @classmethod
