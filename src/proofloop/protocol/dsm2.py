@@ -16,7 +16,8 @@ builds (same problem, proof, analyses), apart from how we number and lay out the
 a refinement, which our `format_candidates` does in the released script's layout.
 
     >>> src = 'T = {"proof_generation": "Prove {question}, write \\\\boxed{{1}}.",\n' \
-    ...       '     "proof_verification": "{statement}|{proof}", "meta_verification": "{statement}|{proof}|{rating}",\n' \
+    ...       '     "proof_verification": "{statement}|{proof}",\n' \
+    ...       '     "meta_verification": "{statement}|{proof}|{rating}",\n' \
     ...       '     "proof_refinement": "{instruction}\\n{proofs_to_refine}"}'
     >>> t = import_dsm2_templates(src)
     >>> t.generate, t.meta_verify

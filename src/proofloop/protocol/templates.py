@@ -17,7 +17,12 @@ reasoning models recommend), so one user message is what the model expects; the 
 leaves room for a chat history later.
 
 The contract phrases (EVAL_START, FINAL_SCORE_PHRASE, ...) are what the parsers look for; the
-surrounding wording is ours and users may replace it with files of their own.
+surrounding wording is ours and users may replace it with files of their own (protocol/dsm2.py
+turns DeepSeek's released prompt file into such a folder). As in the paper, the proof is shown
+to the verifier and meta-verifier under a `## Solution` heading, as "the solution".
+
+ROLE_MARKERS and `detect_role` tell from a request's text which role it is for; the simulator
+and scripted servers use them, so the phrases they rely on live next to the templates.
 """
 
 from __future__ import annotations
