@@ -46,7 +46,7 @@ def test_latex_renders_verbatim_in_every_role():
     assert proof in ver and proof in meta and analysis in meta
     assert ref.startswith(gen.rstrip())  # refinement = generation prompt + candidates
     assert ref.index(proof) < ref.index(analysis) < ref.index("second " + analysis) < ref.rindex(LATEX)
-    assert REFINE_HEADER in ref and "Candidate 2" in ref
+    assert REFINE_HEADER in ref and "--- Solution 1 ---" in ref
 
 
 def test_render_is_one_pass():
@@ -86,7 +86,7 @@ def test_user_directory(tmp_path):
     t = Templates.load(tmp_path)
     assert content(generation_messages("X", t)) == "Prove: X"
     ref = content(refinement_messages("X", [("P1", ["A1"])], t))
-    assert ref.startswith("Prove: X\n\nEarlier:\n### Candidate 1") and "P1" in ref and "A1" in ref
+    assert ref == "Prove: X\n\nEarlier:\n--- Solution 0 ---\nP1\n\n=== Evaluation 0 of Solution 0 ===\nA1\n"
     assert t.verify == Templates.default().verify
     # an explicit file wins over the directory's
     g = tmp_path / "g2.md"

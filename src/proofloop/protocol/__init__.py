@@ -6,21 +6,24 @@
 """
 
 from proofloop.protocol.parsers import (extract_issues, parse_meta_verification, parse_proof, parse_score,
-                                        parse_verification, proof_for_verification, split_reasoning)
+                                        parse_verification, proof_for_verification, split_reasoning,
+                                        user_proof)
 from proofloop.protocol.templates import (EVAL_START, FINAL_SCORE_PHRASE, META_FINAL_PHRASE, META_START,
-                                          REFINE_HEADER, REQUIRED_PLACEHOLDERS, SELF_EVAL_HEADER,
-                                          SOLUTION_HEADER, Templates, format_candidates,
-                                          generation_messages, meta_verification_messages,
+                                          OPTIONAL_PLACEHOLDERS, REFINE_HEADER, REQUIRED_PLACEHOLDERS,
+                                          ROLE_MARKERS, SELF_EVAL_HEADER, SOLUTION_HEADER, Templates,
+                                          detect_role, format_candidates, generation_messages,
+                                          message_text, meta_verification_messages,
                                           refinement_messages, render, verification_messages)
 from proofloop.protocol.types import (SCORES, ParsedAnalysis, ParsedProof, ParsedScore, ParseStatus,
                                       SplitReasoning)
 
 __all__ = [
     "EVAL_START", "FINAL_SCORE_PHRASE", "META_START", "META_FINAL_PHRASE", "SOLUTION_HEADER",
-    "SELF_EVAL_HEADER", "REFINE_HEADER", "REQUIRED_PLACEHOLDERS", "SCORES",
+    "SELF_EVAL_HEADER", "REFINE_HEADER", "REQUIRED_PLACEHOLDERS", "OPTIONAL_PLACEHOLDERS", "SCORES",
+    "ROLE_MARKERS", "detect_role", "message_text",
     "Templates", "render", "format_candidates", "generation_messages", "verification_messages",
     "meta_verification_messages", "refinement_messages",
     "split_reasoning", "parse_score", "parse_proof", "parse_verification", "parse_meta_verification",
-    "extract_issues", "proof_for_verification",
+    "extract_issues", "proof_for_verification", "user_proof",
     "ParseStatus", "ParsedScore", "ParsedProof", "ParsedAnalysis", "SplitReasoning",
 ]

@@ -34,7 +34,7 @@ from proofloop.protocol.types import (SCORES, ParsedAnalysis, ParsedProof, Parse
                                       SplitReasoning)
 
 __all__ = ["split_reasoning", "parse_score", "parse_proof", "parse_verification",
-           "parse_meta_verification", "extract_issues", "proof_for_verification",
+           "parse_meta_verification", "extract_issues", "proof_for_verification", "user_proof",
            "EVAL_START", "FINAL_SCORE_PHRASE", "META_START", "META_FINAL_PHRASE",
            "SOLUTION_HEADER", "SELF_EVAL_HEADER"]
 
@@ -226,6 +226,35 @@ def proof_for_verification(generator_output_or_solution: str) -> str:
     answer = split_reasoning(generator_output_or_solution).answer
     solution, _, _ = _sections(answer)
     return solution or ""
+
+
+def user_proof(text: str | None) -> ParsedProof:
+    """A proof a person supplied to be verified, as a ParsedProof. Unlike `parse_proof` (which
+    holds a generator to its output contract), text without a `## Solution` header is the
+    solution whole, and no self evaluation is required.
+
+    Statuses: EMPTY (nothing but reasoning or whitespace), NO_SOLUTION (a solution header
+    with nothing under it), OK otherwise; `solution` is exactly what `proof_for_verification`
+    shows a verifier. A self evaluation, when the text has one, is kept with its score; if
+    that score cannot be read, its parse status and cause are reported (the solution stays).
+
+        >>> p = user_proof("Let n be even. Then n = 2k, so n^2 = 4k^2.")
+        >>> p.status.value, p.solution, p.self_score
+        ('ok', 'Let n be even. Then n = 2k, so n^2 = 4k^2.', None)
+    """
+    split = split_reasoning(text)
+    solution, evaluation, _ = _sections(split.answer)
+    base = dict(reasoning=split.reasoning, solution=solution, self_evaluation=evaluation)
+    if not split.answer:
+        return ParsedProof(status=ParseStatus.EMPTY, cause="the proof is empty", **base)
+    if solution is None:
+        return ParsedProof(status=ParseStatus.NO_SOLUTION, cause="the solution section is empty", **base)
+    if evaluation is None:
+        return ParsedProof(status=ParseStatus.OK, **base)
+    score = parse_score(evaluation, FINAL_SCORE_PHRASE)
+    if not score.ok:
+        return ParsedProof(status=score.status, cause=f"self evaluation: {score.cause}", **base)
+    return ParsedProof(status=ParseStatus.OK, self_score=score.score, **base)
 
 
 # ---------------------------------------------------------------- analyses

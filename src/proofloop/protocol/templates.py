@@ -17,7 +17,12 @@ reasoning models recommend), so one user message is what the model expects; the 
 leaves room for a chat history later.
 
 The contract phrases (EVAL_START, FINAL_SCORE_PHRASE, ...) are what the parsers look for; the
-surrounding wording is ours and users may replace it with files of their own.
+surrounding wording is ours and users may replace it with files of their own (protocol/dsm2.py
+turns DeepSeek's released prompt file into such a folder). As in the paper, the proof is shown
+to the verifier and meta-verifier under a `## Solution` heading, as "the solution".
+
+ROLE_MARKERS and `detect_role` tell from a request's text which role it is for; the simulator
+and scripted servers use them, so the phrases they rely on live next to the templates.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import re
 from dataclasses import dataclass, fields, replace
 from importlib import resources
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from proofloop.errors import UserInputError
 from proofloop.models.base import Message
@@ -40,19 +45,34 @@ SOLUTION_HEADER = "## Solution"
 SELF_EVAL_HEADER = "## Self Evaluation"
 REFINE_HEADER = "## Candidate Solution(s) to Refine"
 
-# Placeholders each template must contain, and the only ones it may contain.
+# Placeholders each template must contain; with OPTIONAL_PLACEHOLDERS, the only ones it may contain.
 REQUIRED_PLACEHOLDERS: dict[str, tuple[str, ...]] = {
     "generate": ("problem",),
     "verify": ("problem", "proof"),
     "meta_verify": ("problem", "proof", "analysis"),
     "refine": ("candidates",),
 }
+# `{{instruction}}` in refine.md marks where the rendered generation prompt goes; a refine
+# template without it is appended to the generation prompt instead.
+OPTIONAL_PLACEHOLDERS: dict[str, tuple[str, ...]] = {"refine": ("instruction",)}
+
+# Substrings that tell which role a prompt is for, checked in this order (first match wins).
+# They hold for our templates and for the released DeepSeekMath-V2 ones: only refinement shows
+# the candidate header, only meta-verification quotes "solution evaluation", of the rest only
+# generation asks for a self evaluation, and a verifier is shown a solution or told how to score.
+ROLE_MARKERS: dict[str, tuple[str, ...]] = {
+    "refine": (REFINE_HEADER.lstrip("# "),),
+    "meta_verify": ('"solution evaluation"',),
+    "generate": (SELF_EVAL_HEADER,),
+    "verify": (SOLUTION_HEADER, "final overall score", "final overal score"),
+}
 
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 
 
-def _check(role: str, text: str, source: str) -> None:
-    """Raise UserInputError (one line naming `source`) if `text` is not a usable `role` template."""
+def check_template(role: str, text: str, source: str) -> None:
+    """Raise UserInputError (one line naming `source`) if `text` is not a usable `role` template:
+    empty, lacking a required placeholder, or holding an unknown one."""
     if not text.strip():
         raise UserInputError(f"template {source} ({role}) is empty")
     found = set(_PLACEHOLDER.findall(text))
@@ -60,12 +80,13 @@ def _check(role: str, text: str, source: str) -> None:
     if missing:
         raise UserInputError(f"template {source} ({role}) lacks the placeholder "
                              + ", ".join("{{" + m + "}}" for m in missing))
-    unknown = sorted(found - set(REQUIRED_PLACEHOLDERS[role]))
+    allowed = REQUIRED_PLACEHOLDERS[role] + OPTIONAL_PLACEHOLDERS.get(role, ())
+    unknown = sorted(found - set(allowed))
     if unknown:
         # A typo like {{problme}} would otherwise reach the model as literal text.
         raise UserInputError(f"template {source} ({role}) has unknown placeholder "
                              + ", ".join("{{" + u + "}}" for u in unknown)
-                             + f" (allowed: {', '.join(REQUIRED_PLACEHOLDERS[role])})")
+                             + f" (allowed: {', '.join(allowed)})")
 
 
 def _read(role: str, path: Path) -> str:
@@ -75,7 +96,7 @@ def _read(role: str, path: Path) -> str:
         raise UserInputError(f"template file {path} ({role}) does not exist") from None
     except (OSError, UnicodeDecodeError) as e:
         raise UserInputError(f"template file {path} ({role}) cannot be read: {e}") from None
-    _check(role, text, str(path))
+    check_template(role, text, str(path))
     return text
 
 
@@ -94,7 +115,7 @@ class Templates:
         pkg = resources.files("proofloop.protocol") / "templates"
         texts = {f.name: (pkg / f"{f.name}.md").read_text(encoding="utf-8") for f in fields(cls)}
         for role, text in texts.items():
-            _check(role, text, f"<default {role}.md>")
+            check_template(role, text, f"<default {role}.md>")
         return cls(**texts)
 
     @classmethod
@@ -169,23 +190,59 @@ def meta_verification_messages(problem: str, proof: str, analysis: str,
 
 
 def format_candidates(candidates: Sequence[tuple[str, Sequence[str]]]) -> str:
-    """Lay out candidate proofs, each followed by its analyses, under numbered headers."""
+    """Lay out candidate proofs, each followed by its analyses.
+
+    The layout (0-based "--- Solution i ---" / "=== Evaluation j of Solution i ===" banners,
+    a blank line between evaluations, two between candidates) is the one DeepSeek's released
+    inference script builds, so the model sees refinement input shaped as in its training.
+    """
     if not candidates:
         raise UserInputError("refinement needs at least one candidate proof")
     parts = []
-    for i, (proof, analyses) in enumerate(candidates, 1):
-        block = [f"### Candidate {i}", "", "#### Proof", "", _need(f"proof of candidate {i}", proof)]
-        for j, analysis in enumerate(analyses, 1):
-            block += ["", f"#### Evaluation {j} of candidate {i}", "",
-                      _need(f"evaluation {j} of candidate {i}", analysis)]
-        parts.append("\n".join(block))
-    return "\n\n".join(parts)
+    for i, (proof, analyses) in enumerate(candidates):
+        evaluations = [f"=== Evaluation {j} of Solution {i} ===\n"
+                       + _need(f"evaluation {j} of candidate {i}", analysis)
+                       for j, analysis in enumerate(analyses)]
+        parts.append(f"--- Solution {i} ---\n{_need(f'proof of candidate {i}', proof)}\n\n"
+                     + "\n\n".join(evaluations))
+    return "\n\n\n".join(parts).strip()
 
 
 def refinement_messages(problem: str, candidates: Sequence[tuple[str, Sequence[str]]],
                         templates: Templates | None = None) -> list[Message]:
-    """The generation prompt followed by the candidate block (DESIGN.md §1, Refinement)."""
+    """The generation prompt plus the candidate block (DESIGN.md §1, Refinement): placed at
+    `{{instruction}}` when the refine template has it, else the block follows the prompt."""
     t = _templates(templates)
-    head = render(t.generate, problem=_need("problem", problem)).rstrip()
-    block = render(t.refine, candidates=format_candidates(candidates)).strip()
-    return [{"role": "user", "content": f"{head}\n\n{block}\n"}]
+    head = render(t.generate, problem=_need("problem", problem)).strip()
+    block = format_candidates(candidates)
+    if "{{instruction}}" in t.refine:
+        return [{"role": "user", "content": render(t.refine, instruction=head, candidates=block)}]
+    return [{"role": "user", "content": f"{head}\n\n{render(t.refine, candidates=block).strip()}\n"}]
+
+
+def message_text(messages: Sequence[dict[str, Any]]) -> str:
+    """The text of a chat request: every message's content (plain or OpenAI content parts)."""
+    texts = []
+    for m in messages:
+        c = m.get("content")
+        if isinstance(c, list):
+            c = "".join(p.get("text", "") for p in c if isinstance(p, dict))
+        texts.append("" if c is None else str(c))
+    return "\n".join(texts)
+
+
+def detect_role(messages: Sequence[dict[str, Any]],
+                markers: dict[str, Sequence[str]] | None = None) -> str | None:
+    """Which role ("generate", "verify", "meta_verify", "refine") a request is for, judged by
+    ROLE_MARKERS (or `markers`, same shape, checked in its order); None when nothing matches.
+
+        >>> detect_role(verification_messages("P", "Q"))
+        'verify'
+        >>> detect_role([{"role": "user", "content": "hello"}]) is None
+        True
+    """
+    text = message_text(messages)
+    for role, needles in (ROLE_MARKERS if markers is None else markers).items():
+        if any(n in text for n in needles):
+            return role
+    return None

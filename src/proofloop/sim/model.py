@@ -40,6 +40,7 @@ from typing import Any, Literal, NamedTuple, Sequence
 
 from scipy.special import betaincinv
 
+from proofloop.protocol.templates import ROLE_MARKERS, detect_role
 from proofloop.sim import calibration as _calibration
 from proofloop.sim.calibration import Calibration
 
@@ -111,12 +112,14 @@ class SimConfig:
     # how reasoning is returned: a reasoning_content field, inline before </think>, or not at all
     reasoning: Literal["field", "inline", "none"] = "field"
 
-    # --- role detection (substrings of the prompt; first match wins in this order).
-    # A sim proof marker in the prompt also means "verify"; `<!-- sim:role=verify -->` overrides.
-    refine_markers: tuple[str, ...] = ("Candidate Solution(s) to Refine",)
-    meta_markers: tuple[str, ...] = ('"solution evaluation"',)
-    verify_markers: tuple[str, ...] = ("## Proof to grade",)
-    generate_markers: tuple[str, ...] = ("## Self Evaluation",)
+    # --- role detection: substrings of the prompt, checked as protocol.detect_role does
+    # (refine, meta_verify, generate, verify; the protocol owns the defaults). A sim proof
+    # marker in a prompt that is neither refine nor meta_verify means "verify";
+    # `<!-- sim:role=verify -->` overrides everything.
+    refine_markers: tuple[str, ...] = ROLE_MARKERS["refine"]
+    meta_markers: tuple[str, ...] = ROLE_MARKERS["meta_verify"]
+    verify_markers: tuple[str, ...] = ROLE_MARKERS["verify"]
+    generate_markers: tuple[str, ...] = ROLE_MARKERS["generate"]
 
     @classmethod
     def from_data(cls, data_dir: str | None = None, **overrides: Any) -> "SimConfig":
@@ -411,15 +414,13 @@ class SimModel:
         forced = [m["_value"] for m in markers(text, "role") if m["_value"] in ROLES]
         if forced:
             return forced[-1]
-        if any(s in text for s in c.refine_markers):
-            return "refine"
-        if any(s in text for s in c.meta_markers):
-            return "meta_verify"
-        if markers(text, "proof") or any(s in text for s in c.verify_markers):
+        role = detect_role(messages, {"refine": c.refine_markers, "meta_verify": c.meta_markers,
+                                      "generate": c.generate_markers, "verify": c.verify_markers})
+        if role in ("refine", "meta_verify"):
+            return role
+        if markers(text, "proof"):
             return "verify"
-        if any(s in text for s in c.generate_markers):
-            return "generate"
-        return "verify" if "## Solution" in text else "generate"
+        return role or "generate"
 
     def request_key(self, messages: Sequence[dict[str, Any]]) -> str:
         return _hex("request", self.seed, self.prompt_text(messages), n=24)
