@@ -4,6 +4,7 @@ server on 127.0.0.1 (JSONL, parquet, run store, resume, failures)."""
 
 from __future__ import annotations
 
+import doctest
 import itertools
 import json
 import re
@@ -137,7 +138,8 @@ TABLE = [
     Case("0: 1 0.5 ?; 1", "all", "0.5", "label 0", "lowest score 0: 1 of 1 analyses valid (k=1)", "k=1"),
     Case("0: 1 1 1; 0: 1 1 1; 0.5: 1 ? ?", "all", "*", "label 0",
          "lowest score 0: 2 of 2 analyses valid (k=2)" + CANNOT),
-    Case("0: 1 1 1; 0: 1 1 1; 0.5: 1 ? ?", "valid", "*", "label 0", "lowest valid score 0: 2 valid analyses (k=2)" + CANNOT),
+    Case("0: 1 1 1; 0: 1 1 1; 0.5: 1 ? ?", "valid", "*", "label 0",
+         "lowest valid score 0: 2 valid analyses (k=2)" + CANNOT),
     Case("0.5: 1 1 1; 0.5: 1 1 1; 0: 1 ? ?", "all", "*", "undecided",
          "lowest score 0: 0 of 1 analyses valid, k=2 needed" + CANNOT),
     Case("0.5: 1 1 1; 0.5: 1 1 1; 0: 1 ? ?", "valid", "*", "error", PENDING),
@@ -195,6 +197,12 @@ def readme_table() -> str:
 def test_the_readme_shows_the_table():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     assert readme_table() in readme
+
+
+def test_the_module_docstring_examples_run():
+    import proofloop.label
+
+    assert doctest.testmod(proofloop.label).failed == 0
 
 
 def test_majority_is_strict_a_tie_is_not_a_majority():

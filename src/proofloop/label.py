@@ -48,7 +48,7 @@ Failures are errors, never votes:
     >>> two_rejected_zeros = [Vote(0.0, rejected), Vote(0.0, rejected)]
     >>> decide([Vote(0.5, confirmed), Vote(0.5, confirmed)] + two_rejected_zeros, rule).status.value
     'discarded'
-    >>> LabelRule(m=3, k=2, lowest="valid")  # doctest: +ELLIPSIS
+    >>> LabelRule(m=3, k=2, lowest="valid")
     LabelRule(m=3, k=2, confirm_at=0.5, quorum=0.5, undecided='discard', lowest='valid')
     >>> half = (0.5, 0.5, 0.0)                                          # partly confirmed
     >>> decide([Vote(0.0, half), Vote(0.0, half)], LabelRule(m=3, k=2, confirm_at=1)).status.value
@@ -263,11 +263,11 @@ def _reason(votes: Sequence[Vote], kinds: Sequence[Validity], label: float | Non
 def decide(votes: Sequence[Vote], rule: LabelRule) -> Decision:
     """The label of one proof from its analyses (see the module docstring for the rule)."""
     kinds = tuple(validity(v, rule) for v in votes)
-    ok = [v.score for v, x in zip(votes, kinds) if x is not Validity.FAILED]
-    if not ok or len(ok) < rule.quorum * len(votes):
-        return Decision(Status.ERROR, None, f"only {len(ok)} of {len(votes)} analyses gave a score "
+    scores = [v.score for v, x in zip(votes, kinds) if x is not Validity.FAILED]
+    if not scores or len(scores) < rule.quorum * len(votes):
+        return Decision(Status.ERROR, None, f"only {len(scores)} of {len(votes)} analyses gave a score "
                         f"(quorum {rule.quorum:g}); the others failed or could not be parsed", kinds)
-    labels = {_rule_on(e, min(ok), rule) for e in _resolutions(votes, rule)}
+    labels = {_rule_on(e, min(scores), rule) for e in _resolutions(votes, rule)}
     if len(labels) > 1:
         pending = sum(1 for x in kinds if x is Validity.UNDETERMINED)
         return Decision(Status.ERROR, None, f"the label depends on {pending} issue-reporting "
