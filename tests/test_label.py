@@ -27,9 +27,6 @@ from proofloop.serving import Choice, Fault, Faults, Reply, approx_tokens, scrip
 from proofloop.store import Store
 from support.servers import running_server
 
-OK3 = (1.0, 1.0, 1.0)   # m=3: all confirm
-NO3 = (0.0, 0.0, 0.0)   # m=3: none confirms
-
 
 def rule(**kw) -> LabelRule:
     return LabelRule(**{"m": 3, "k": 2, **kw})
