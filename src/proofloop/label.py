@@ -1,26 +1,39 @@
 """Automatic labelling of proofs (DeepSeekMath-V2 §2.3): n verifier analyses per proof, m
 meta-verifications per analysis that reports issues, and a vote that turns them into a label.
 
-The rule, as `decide` implements it:
+The rule, as `decide` implements it (README "Automatic labelling: the rule" has every case):
 
 1. An analysis *reports issues* when its score is 0 or 0.5 (score 1: nothing to check).
 2. Each such analysis gets m meta-verifier ratings. The meta-verifier rates the *analysis*:
-   1 = accurate, 0.5 = some claimed defects unreasonable (or only its wording / score is
-   off), 0 = every claimed defect unreasonable. A rating *confirms* the analysis when it is
-   >= `confirm_at`. Default 0.5: any rating above 0 says at least one claimed defect is real;
-   `confirm_at=1` asks for a fully endorsed analysis (which labels more proofs 1).
-3. The analysis is *valid* when a strict majority of the m requested ratings confirm it:
-   confirmations > m / 2. A tie (m even, half confirm) is not a majority.
-4. If no analysis reports a valid issue, the label is 1. Otherwise let s be the lowest score
-   among valid analyses: with at least k valid analyses scoring s the label is s, else the
-   proof is undecided and is discarded or sent to a human (`undecided`).
+   1 = every claimed defect is real and the analysis is accurate; 0.5 = either some claimed
+   defects are real and some unreasonable, or all are real but the analysis misstates a
+   detail or its score; 0 = every claimed defect is unreasonable. A rating *confirms* the
+   analysis when it is >= `confirm_at`.
+   Default `confirm_at=0.5`: the paper asks that the ratings "confirm its findings", and the
+   findings are the claimed defects; both meanings of 0.5 say at least one of them is real,
+   and the label's value is guarded separately by k analyses agreeing on the lowest score.
+   `confirm_at=1` is the strict reading (a 0.5 may also mean the analysis got its score
+   wrong): it confirms only fully endorsed analyses, so fewer proofs get a label below 1.
+3. Counted over the m requested ratings, an issue-reporting analysis is
+   VALID when a strict majority confirm it (confirmations > m / 2; a tie is no majority),
+   PARTIAL when it is not valid but a strict majority of ratings are above 0 (some claimed
+   defect is real; only possible with confirm_at=1), and INVALID otherwise.
+4. The lowest score s is, by default (`lowest="all"`, the paper's wording "examine the
+   analyses that assign the lowest score"), the lowest score over ALL analyses; with
+   `lowest="valid"` it is the lowest score among valid analyses. Then, in this order:
+   - no analysis is valid or partial (every reported issue was rejected, or none was
+     reported): the label is 1;
+   - at least k valid analyses score s < 1: the label is s;
+   - otherwise the proof is undecided and is discarded or sent to a human (`undecided`).
+   So under "all", two rejected 0-score analyses keep two valid 0.5s from labelling 0.5,
+   and a proof is never labelled 1 while an issue is confirmed, even only in part.
 
 Failures are errors, never votes:
-- a failed or unparsable meta rating confirms nothing and rejects nothing. A validity that a
-  failed rating could still flip (confirmations <= m/2 < confirmations + failures) is
-  UNDETERMINED; the decision stands only if it is the same however every undetermined
-  analysis would resolve; otherwise the proof's status is "error" (in particular a proof is
-  never labelled 1 while an issue-finding analysis awaits its verdict);
+- a failed or unparsable meta rating confirms nothing and rejects nothing: it could have
+  been 0, 0.5 or 1. An analysis whose validity depends on its failed ratings is
+  UNDETERMINED; the decision stands only if it is the same however the failed ratings
+  would resolve; otherwise the proof's status is "error" (so a proof is never labelled 1
+  while an issue-reporting analysis awaits its verdict);
 - a failed or unparsable analysis is a missing vote. The rule runs on the analyses that were
   obtained, provided they are at least `quorum` (default 1/2) of those asked for and at
   least one; else "error". All n verifications failing can therefore never label a proof 1.
@@ -28,11 +41,17 @@ Failures are errors, never votes:
     >>> rule = LabelRule(m=3, k=2)
     >>> decide([Vote(1.0), Vote(1.0), Vote(1.0)], rule).score         # no issue found
     1.0
-    >>> confirmed = (1.0, 1.0, 0.0)                                     # 2 of 3 confirm
+    >>> confirmed, rejected = (1.0, 1.0, 0.0), (0.0, 0.0, 0.0)          # 2 of 3 confirm; none
     >>> d = decide([Vote(0.5, confirmed), Vote(0.5, confirmed), Vote(1.0)], rule)
     >>> d.status.value, d.score
     ('labelled', 0.5)
-    >>> decide([Vote(0.0, confirmed), Vote(0.5, confirmed), Vote(1.0)], rule).status.value
+    >>> two_rejected_zeros = [Vote(0.0, rejected), Vote(0.0, rejected)]
+    >>> decide([Vote(0.5, confirmed), Vote(0.5, confirmed)] + two_rejected_zeros, rule).status.value
+    'discarded'
+    >>> LabelRule(m=3, k=2, lowest="valid")
+    LabelRule(m=3, k=2, confirm_at=0.5, quorum=0.5, undecided='discard', lowest='valid')
+    >>> half = (0.5, 0.5, 0.0)                                          # partly confirmed
+    >>> decide([Vote(0.0, half), Vote(0.0, half)], LabelRule(m=3, k=2, confirm_at=1)).status.value
     'discarded'
     >>> decide([Vote(None), Vote(None), Vote(None)], rule).status.value  # every call failed
     'error'
@@ -64,18 +83,21 @@ from proofloop.roles.records import AnalysisRecord, MetaRecord, ProofRecord
 from proofloop.protocol.types import ParseStatus
 
 ISSUE_SCORES = (0.0, 0.5)
+RATINGS = (0.0, 0.5, 1.0)  # what a meta-verifier may answer
 UNDECIDED_POLICIES = ("discard", "human")
+LOWEST_READINGS = ("all", "valid")
 
 # ---------------------------------------------------------------------------- the pure rule
 
 
 class Validity(str, Enum):
-    """What one analysis counts for in the vote."""
+    """What one analysis counts for in the vote (ratings counted over the m requested)."""
 
     NO_ISSUE = "no_issue"          # score 1: reports no issue, not meta-verified
-    VALID = "valid"                # reports issues and a majority of ratings confirm them
-    INVALID = "invalid"            # reports issues; no majority, whatever failed ratings would say
-    UNDETERMINED = "undetermined"  # reports issues; failed ratings decide whether it is valid
+    VALID = "valid"                # reports issues; a majority of ratings confirm (>= confirm_at)
+    PARTIAL = "partial"            # reports issues; not valid, but a majority of ratings are above 0
+    INVALID = "invalid"            # reports issues; neither valid nor partial
+    UNDETERMINED = "undetermined"  # reports issues; which of the three depends on failed ratings
     FAILED = "failed"              # the analysis itself failed (call error or unparsable)
 
 
@@ -90,14 +112,16 @@ class Status(str, Enum):
 class LabelRule:
     """Parameters of the vote. `m`: ratings requested per issue-reporting analysis (the
     majority is over these m, failed ones included); `k`: valid analyses needed at the
-    lowest score; `confirm_at`: the lowest rating that confirms; `quorum`: the share of
-    analyses that must have succeeded; `undecided`: "discard" or "human"."""
+    lowest score; `confirm_at`: the lowest rating that confirms (0.5 or 1); `quorum`: the
+    share of analyses that must have succeeded; `undecided`: "discard" or "human";
+    `lowest`: "all" (the lowest score over all analyses) or "valid" (over valid ones)."""
 
     m: int
     k: int
     confirm_at: float = 0.5
     quorum: float = 0.5
     undecided: str = "discard"
+    lowest: str = "all"
 
     def __post_init__(self) -> None:
         if self.m < 1 or self.k < 1:
@@ -108,6 +132,8 @@ class LabelRule:
             raise UserInputError(f"quorum must be in (0, 1] (got {self.quorum})")
         if self.undecided not in UNDECIDED_POLICIES:
             raise UserInputError(f"undecided must be 'discard' or 'human' (got {self.undecided!r})")
+        if self.lowest not in LOWEST_READINGS:
+            raise UserInputError(f"lowest must be 'all' or 'valid' (got {self.lowest!r})")
 
 
 @dataclass(frozen=True)
@@ -131,13 +157,38 @@ class Decision:
         return self.status is Status.LABELLED
 
 
-def confirmations(vote: Vote, rule: LabelRule) -> tuple[int, int]:
-    """(ratings that confirm, ratings that failed or are missing) out of the m requested."""
+def _counts(vote: Vote, rule: LabelRule) -> tuple[int, int, int]:
+    """(ratings that confirm, ratings above 0, ratings failed or missing) out of the m requested."""
     if len(vote.ratings) > rule.m:
         raise ValueError(f"{len(vote.ratings)} meta ratings for m={rule.m}")
-    yes = sum(1 for r in vote.ratings if r is not None and r >= rule.confirm_at)
-    failed = sum(1 for r in vote.ratings if r is None) + rule.m - len(vote.ratings)
+    known = [r for r in vote.ratings if r is not None]
+    if any(r not in RATINGS for r in known):
+        raise ValueError(f"meta ratings {known} are not all one of 0, 0.5, 1")
+    return sum(r >= rule.confirm_at for r in known), sum(r > 0 for r in known), rule.m - len(known)
+
+
+def confirmations(vote: Vote, rule: LabelRule) -> tuple[int, int]:
+    """(ratings that confirm, ratings that failed or are missing) out of the m requested."""
+    yes, _, failed = _counts(vote, rule)
     return yes, failed
+
+
+def _settled(yes: int, above_zero: int, m: int) -> Validity:
+    if 2 * yes > m:
+        return Validity.VALID
+    if 2 * above_zero > m:
+        return Validity.PARTIAL
+    return Validity.INVALID
+
+
+def possible_validities(vote: Vote, rule: LabelRule) -> frozenset[Validity]:
+    """What an issue-reporting analysis could be once its failed ratings are known: each of
+    them could be 0 (counts for nothing), 1 (confirms) or 0.5 (confirms at confirm_at=0.5,
+    only counts as above 0 at confirm_at=1)."""
+    yes, above_zero, failed = _counts(vote, rule)
+    partial_only = failed if rule.confirm_at > 0.5 else 0
+    return frozenset(_settled(yes + a, above_zero + a + b, rule.m)
+                     for a in range(failed + 1) for b in range(min(partial_only, failed - a) + 1))
 
 
 def validity(vote: Vote, rule: LabelRule) -> Validity:
@@ -147,48 +198,86 @@ def validity(vote: Vote, rule: LabelRule) -> Validity:
         if vote.score != 1.0:
             raise ValueError(f"score {vote.score} is not one of 0, 0.5, 1")
         return Validity.NO_ISSUE
-    yes, failed = confirmations(vote, rule)
-    if 2 * yes > rule.m:
-        return Validity.VALID
-    if 2 * (yes + failed) > rule.m:  # the failed ratings could have made a majority
-        return Validity.UNDETERMINED
-    return Validity.INVALID
+    options = possible_validities(vote, rule)
+    return next(iter(options)) if len(options) == 1 else Validity.UNDETERMINED
 
 
-def _rule_on(valid_scores: Sequence[float], k: int) -> float | None:
-    """The rule on a settled set of valid issue scores: the label, or None for undecided."""
-    if not valid_scores:
-        return 1.0
-    lowest = min(valid_scores)
-    return lowest if sum(1 for s in valid_scores if s == lowest) >= k else None
+# The evidence the rule reads once every rating is known: valid analyses at score 0, valid
+# analyses at score 0.5, whether any analysis is partial.
+_Evidence = tuple[int, int, bool]
+
+
+def _resolutions(votes: Sequence[Vote], rule: LabelRule) -> set[_Evidence]:
+    """Every evidence the failed ratings could lead to (a single one when none failed)."""
+    states: set[_Evidence] = {(0, 0, False)}
+    for vote in votes:
+        if vote.score not in ISSUE_SCORES:
+            continue
+        options = possible_validities(vote, rule)
+        states = {(at0 + (x is Validity.VALID and vote.score == 0.0),
+                   at_half + (x is Validity.VALID and vote.score == 0.5),
+                   partial or x is Validity.PARTIAL)
+                  for at0, at_half, partial in states for x in options}
+    return states
+
+
+def _rule_on(evidence: _Evidence, lowest_of_all: float, rule: LabelRule) -> float | None:
+    """The rule on settled evidence: the label, or None for undecided."""
+    at0, at_half, partial = evidence
+    valid = {0.0: at0, 0.5: at_half}
+    if not at0 and not at_half and not partial:
+        return 1.0  # no reported issue is confirmed, even in part
+    if rule.lowest == "all":
+        lowest = lowest_of_all  # < 1 here: an analysis reports an issue
+    else:
+        lowest = min((s for s, c in valid.items() if c), default=1.0)  # 1: only partial ones
+    return lowest if lowest < 1.0 and valid[lowest] >= rule.k else None
+
+
+def _reason(votes: Sequence[Vote], kinds: Sequence[Validity], label: float | None, rule: LabelRule) -> str:
+    """Why: read from the analyses whose validity is settled."""
+    valid = Counter(v.score for v, x in zip(votes, kinds) if x is Validity.VALID)
+    issues = sum(1 for v in votes if v.score in ISSUE_SCORES)
+    partial = sum(1 for x in kinds if x is Validity.PARTIAL)
+    pending = sum(1 for x in kinds if x is Validity.UNDETERMINED)
+    if label == 1.0:
+        return ("no analysis reports an issue" if not issues
+                else f"meta-verification rejected all {issues} issue-reporting analyses")
+    if rule.lowest == "all":
+        lowest = min(v.score for v in votes if v.score is not None)
+        at_lowest = sum(1 for v in votes if v.score == lowest)
+        text = f"lowest score {lowest:g}: {valid[lowest]} of {at_lowest} analyses valid"
+    elif valid:
+        lowest = min(valid)
+        text = f"lowest valid score {lowest:g}: {valid[lowest]} valid analyses"
+    else:
+        text = "no valid analysis"
+    text += f" (k={rule.k})" if label is not None else f", k={rule.k} needed"
+    if label is None and partial:
+        text += f"; {partial} partly confirmed (a majority of ratings above 0): not issue-free"
+    if pending:
+        text += f"; {pending} with failed meta-verifications cannot change this"
+    return text
 
 
 def decide(votes: Sequence[Vote], rule: LabelRule) -> Decision:
     """The label of one proof from its analyses (see the module docstring for the rule)."""
     kinds = tuple(validity(v, rule) for v in votes)
-    ok = sum(1 for x in kinds if x is not Validity.FAILED)
-    if ok == 0 or ok < rule.quorum * len(votes):
-        return Decision(Status.ERROR, None, f"only {ok} of {len(votes)} analyses gave a score "
+    scores = [v.score for v, x in zip(votes, kinds) if x is not Validity.FAILED]
+    if not scores or len(scores) < rule.quorum * len(votes):
+        return Decision(Status.ERROR, None, f"only {len(scores)} of {len(votes)} analyses gave a score "
                         f"(quorum {rule.quorum:g}); the others failed or could not be parsed", kinds)
-    valid = [v.score for v, x in zip(votes, kinds) if x is Validity.VALID]
-    pending = Counter(v.score for v, x in zip(votes, kinds) if x is Validity.UNDETERMINED)
-    # Only how many pending analyses of each score turn out valid can matter: try every count.
-    outcomes = {_rule_on(valid + [0.0] * a + [0.5] * b, rule.k)
-                for a in range(pending[0.0] + 1) for b in range(pending[0.5] + 1)}
-    if len(outcomes) > 1:
-        return Decision(Status.ERROR, None, f"the label depends on {sum(pending.values())} issue-reporting "
+    labels = {_rule_on(e, min(scores), rule) for e in _resolutions(votes, rule)}
+    if len(labels) > 1:
+        pending = sum(1 for x in kinds if x is Validity.UNDETERMINED)
+        return Decision(Status.ERROR, None, f"the label depends on {pending} issue-reporting "
                         "analyses whose meta-verifications failed", kinds)
-    label = outcomes.pop()
+    label = labels.pop()
     if label is None:
-        lowest = min(valid)
-        count = sum(1 for s in valid if s == lowest)
         status = Status.HUMAN if rule.undecided == "human" else Status.DISCARDED
-        return Decision(status, None, f"{count} valid analyses give the lowest score {lowest:g}; "
-                        f"k={rule.k} needed", kinds)
-    if not valid:
-        return Decision(Status.LABELLED, 1.0, "no analysis reports a valid issue", kinds)
-    return Decision(Status.LABELLED, label, f"{sum(1 for s in valid if s == label)} valid analyses "
-                    f"give the lowest score {label:g} (k={rule.k})", kinds)
+    else:
+        status = Status.LABELLED
+    return Decision(status, label, _reason(votes, kinds, label, rule), kinds)
 
 
 # ---------------------------------------------------------------------------- inputs
