@@ -37,8 +37,7 @@ from dotenv import load_dotenv
 
 from proofloop.errors import (AuthError, BadRequestError, ContextWindowError, ModelConnectionError, ModelError,
                               ModelTimeoutError, RateLimitError, ServerError, UserInputError)
-from proofloop.models.base import Completion, Message, ProviderResponse, Sampling, Usage
-from proofloop.models.wrapper import Timeouts
+from proofloop.models.base import Completion, Message, ProviderResponse, Sampling, Timeouts, Usage
 
 log = logging.getLogger(__name__)
 
@@ -268,3 +267,10 @@ class OpenAIProvider:
         for client in list(self._clients.values()):
             await client.close()
         self._clients = weakref.WeakKeyDictionary()
+
+
+def provider_from_settings(settings: Any, *, api_key: str | None = None, timeouts: Timeouts | None = None,
+                           notice: Any = print) -> OpenAIProvider:
+    """The registry's factory for "openai" (entry point in pyproject.toml; models/registry.py)."""
+    return OpenAIProvider(settings.model, base_url=settings.base_url, api_key=api_key or "EMPTY",
+                          timeouts=timeouts or Timeouts(), stream=settings.stream, max_n=settings.max_n)
