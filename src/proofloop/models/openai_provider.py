@@ -331,6 +331,9 @@ class OpenAIProvider:
         finish: dict[int, str | None] = {}
         usage: Usage | None = None
         async with stream:
+            if "text/html" in stream.response.headers.get("content-type", ""):  # a web page, not an API
+                page = await stream.response.aread()
+                raise self._not_openai(describe_body(page.decode("utf-8", errors="replace")))
             async for chunk in stream:
                 if getattr(chunk, "usage", None) is not None:
                     usage = _usage_of(chunk.usage)

@@ -16,6 +16,7 @@ entry points, then the built-in table.
     Traceback (most recent call last):
     ...
     proofloop.errors.UserInputError: unknown provider 'nope'; registered providers: echo, local, openai, sim
+    >>> unregister_provider("echo")
 
 A factory is called as `factory(settings, api_key=..., timeouts=..., notice=...)` and returns
 a Provider (models/base.py); `notice` prints a one-line message to the user.
@@ -54,6 +55,11 @@ class ProviderFactory(Protocol):
 def register_provider(name: str, factory: ProviderFactory) -> None:
     """Make `name` build providers with `factory` in this process (replaces an earlier one)."""
     _REGISTERED[name] = factory
+
+
+def unregister_provider(name: str) -> None:
+    """Undo `register_provider(name, ...)` (built-in and entry-point providers stay)."""
+    _REGISTERED.pop(name, None)
 
 
 def _declared() -> dict[str, str]:
