@@ -5,7 +5,14 @@ wrapper retries) and an HTTP timeout built from `Timeouts.connect_s` and `idle_r
 Streaming is the default: the read timeout then bounds the silence between two chunks, not
 the whole generation, so a 128K-token answer is not cut off. Reasoning is read from
 `reasoning_content` (DeepSeek, vLLM, SGLang) or `reasoning` (newer vLLM), on the message
-or on each streamed delta. SDK and transport errors become proofloop.errors types.
+or on each streamed delta. SDK and transport errors become proofloop.errors types, with the
+server's own text (OpenAI `{"error": {"message"}}`, FastAPI `{"detail": ...}`, the title of
+an HTML page) as the message. Servers that cannot be an OpenAI-compatible API (a 200 with
+HTML, plain text, or JSON without `choices`) raise the fatal IncompatibleServer at once; an
+HTML 5xx (a proxy whose backend is down) is retried after HTML_RETRY_S; a 404 hints at a
+missing `/v1`; a host name that does not resolve counts as "nobody there", like a refused
+connection. A response with fewer choices than n is returned as it is (the wrapper asks for
+the rest).
 
     >>> from proofloop.serving import ServerThread, make_app, scripted_responder
     >>> from proofloop.models.wrapper import Model

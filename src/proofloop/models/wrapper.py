@@ -34,6 +34,10 @@ retry can fix and which the CLI turns into one line and exit code 2.
 Servers that ignore `n` (fewer choices than asked) are detected on the first short answer: its
 completions are kept, the missing indices go out one per request, and from then on every
 request to that endpoint asks for one sample (one warning per endpoint).
+
+Logging (logger `proofloop.models.wrapper`): a retry after a refused connection or an
+unresolvable host is INFO (routine while a server starts; shown with --verbose); other
+retries, "ignores n" and "byte-identical samples" are WARNING.
 """
 
 from __future__ import annotations
