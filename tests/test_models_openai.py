@@ -9,11 +9,11 @@ from support.servers import FAST_RETRY, closed_port, fast_model, running_server
 
 from proofloop.errors import (AuthError, ContextWindowError, EndpointUnreachable, ModelTimeoutError, ServerError,
                               UserInputError)
-from proofloop.models.base import Sampling
+from proofloop.models.base import RetryPolicy, Sampling, Timeouts
 from proofloop.models.cache import InMemoryCallCache
 from proofloop.models.openai_provider import OpenAIProvider, openai_settings_from_env, parse_retry_after
 from proofloop.models.pricing import Price, cost_usd
-from proofloop.models.wrapper import Model, RetryPolicy, Timeouts
+from proofloop.models.wrapper import Model
 from proofloop.serving import Choice, Fault, Faults, Reply, scripted_responder
 
 

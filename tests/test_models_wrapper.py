@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from proofloop.errors import AuthError, BadRequestError, ServerError
+from proofloop.errors import AuthError, BadRequestError, EmptyResponseError, ServerError
 from proofloop.models.base import Completion, ProviderResponse, Sampling, Usage
 from proofloop.models.cache import CallRecord, InMemoryCallCache, call_key
 from proofloop.models.pricing import Price, cost_usd, price_for
@@ -145,12 +145,27 @@ async def test_fatal_error_raises_after_other_requests_are_stored(msgs):
     assert [f.kind for f in cache.failures] == ["auth"]
 
 
-async def test_wrong_number_of_completions_is_a_retryable_server_error(msgs):
-    class Short(Scripted):
+async def test_more_completions_than_asked_is_a_retryable_malformed_response(msgs):
+    class Long(Scripted):
         async def complete(self, messages, sampling, n):
             resp = await super().complete(messages, sampling, n)
-            return ProviderResponse(resp.completions[:1] if len(self.calls) == 1 else resp.completions, resp.usage)
+            extra = [Completion("extra")] if len(self.calls) == 1 else []
+            return ProviderResponse(resp.completions + extra, resp.usage)
 
     cache = InMemoryCallCache()
-    out = await Model(Short(), cache=cache, retry=FAST).sample(msgs, Sampling(), n=2)
+    out = await Model(Long(), cache=cache, retry=FAST).sample(msgs, Sampling(), n=2)
     assert all(s.ok for s in out) and "malformed" in cache.failures[0].message
+    assert [f.kind for f in cache.failures] == ["server_error"]
+
+
+async def test_no_completion_at_all_is_an_empty_response_error_not_retried(msgs):
+    class Empty(Scripted):
+        async def complete(self, messages, sampling, n):
+            await super().complete(messages, sampling, n)
+            return ProviderResponse([], Usage(5, 0))
+
+    cache = InMemoryCallCache()
+    provider = Empty()
+    out = await Model(provider, cache=cache, retry=FAST).sample(msgs, Sampling(), n=2)
+    assert [type(s.error) for s in out] == [EmptyResponseError, EmptyResponseError]
+    assert len(provider.calls) == 1 and [f.kind for f in cache.failures] == ["empty_response"]

@@ -28,6 +28,7 @@ class ModelError(ProofloopError):
 
     kind = "model_error"
     retryable = False
+    fatal = False  # True: no call to this endpoint can succeed; Model.sample raises it
 
     def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None):
         super().__init__(message)
@@ -55,7 +56,8 @@ class ServerError(ModelError):
 
 
 class ModelConnectionError(ModelError):
-    """The connection failed or dropped. Retryable; `refused` marks 'nobody listens there'."""
+    """The connection failed or dropped. Retryable; `refused` marks 'nobody is there': the
+    connection was refused or the host name does not resolve."""
 
     kind = "connection"
     retryable = True
@@ -67,6 +69,7 @@ class ModelConnectionError(ModelError):
 
 class AuthError(ModelError):
     kind = "auth"
+    fatal = True
 
 
 class BadRequestError(ModelError):
@@ -77,10 +80,31 @@ class ContextWindowError(BadRequestError):
     kind = "context_window"
 
 
+class ModelNotFoundError(BadRequestError):
+    """The server does not serve the model name that was sent (404/400 naming the model)."""
+
+    kind = "model_not_found"
+
+
+class EmptyResponseError(ModelError):
+    """A 200 whose JSON holds no choices (or a stream that ended without any): asking again
+    the same way is unlikely to help, so it is not retried."""
+
+    kind = "empty_response"
+
+
 class EndpointUnreachable(ModelError):
     """Fatal: no server answers at the configured address, even after retries."""
 
     kind = "unreachable"
+    fatal = True
+
+
+class IncompatibleServer(EndpointUnreachable):
+    """Fatal: something answers at the address, but not an OpenAI-compatible API (an HTML page,
+    plain text, JSON without `choices`)."""
+
+    kind = "incompatible_server"
 
 
 class BudgetExceeded(ProofloopError):

@@ -7,13 +7,15 @@
 LocalProvider (transformers, optional extra) is imported lazily from proofloop.models.local.
 """
 
-from proofloop.models.base import Completion, Message, Provider, ProviderResponse, Sampling, Usage
+from proofloop.models.base import (Completion, Message, Provider, ProviderResponse, RetryPolicy, Sampling, Timeouts,
+                                   Usage)
 from proofloop.models.cache import CallCache, CallRecord, FailureRecord, InMemoryCallCache, call_key
 from proofloop.models.openai_provider import OpenAIProvider, openai_settings_from_env
 from proofloop.models.pricing import PRICES, Price, cost_usd, price_for
-from proofloop.models.wrapper import Accounting, Model, RetryPolicy, Sample, Tally, Timeouts
+from proofloop.models.registry import provider_factory, provider_names, register_provider
+from proofloop.models.wrapper import Accounting, Model, Sample, Tally
 
 __all__ = ["Accounting", "CallCache", "CallRecord", "Completion", "FailureRecord", "InMemoryCallCache", "Message",
            "Model", "OpenAIProvider", "PRICES", "Price", "Provider", "ProviderResponse", "RetryPolicy", "Sample",
            "Sampling", "Tally", "Timeouts", "Usage", "call_key", "cost_usd", "openai_settings_from_env",
-           "price_for"]
+           "price_for", "provider_factory", "provider_names", "register_provider"]

@@ -43,16 +43,56 @@ class Sampling:
                 "seed": self.seed, "extra": extra}
 
 
-@dataclass
+@dataclass(frozen=True)
 class Usage:
+    """Tokens of a request or of one sample, and their cost in US dollars.
+
+    `cost_usd` None means the price is unknown (never "free"); a provider leaves it None and
+    the wrapper prices it. A sum's cost is unknown as soon as any part's cost is unknown:
+
+    >>> (Usage(10, 2, cost_usd=0.5) + Usage(4, 1, 1, cost_usd=0.25)).cost_usd
+    0.75
+    >>> (Usage(10, 2, cost_usd=0.5) + Usage(4, 1)).cost_usd is None
+    True
+    """
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_prompt_tokens: int = 0  # prompt tokens the server served from its prefix cache
+    cost_usd: float | None = None
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
 
     def __add__(self, other: "Usage") -> "Usage":
-        return Usage(self.prompt_tokens + other.prompt_tokens,
-                     self.completion_tokens + other.completion_tokens,
-                     self.cached_prompt_tokens + other.cached_prompt_tokens)
+        cost = None if self.cost_usd is None or other.cost_usd is None else self.cost_usd + other.cost_usd
+        return Usage(self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens,
+                     self.cached_prompt_tokens + other.cached_prompt_tokens, cost)
+
+
+FREE = Usage(cost_usd=0.0)  # nothing spent: the start of a sum whose parts all have a price
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 6
+    initial_s: float = 1.0  # first backoff; doubles per retry, plus up to initial_s of jitter
+    max_s: float = 60.0  # backoff cap (a server's Retry-After is honoured even when longer)
+    refused_attempts: int = 3  # refused / unresolvable this many times in a row: nobody is there
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """connect_s and idle_read_s are enforced by the provider's HTTP client (idle_read_s is the
+    longest silence between two received chunks, so a long live stream is never cut);
+    attempt_s and total_s are enforced by the wrapper: an attempt timeout is retried, the total
+    timeout (all attempts and backoff of one request) ends the call."""
+
+    connect_s: float = 10.0
+    idle_read_s: float = 600.0
+    attempt_s: float | None = None
+    total_s: float | None = None
 
 
 @dataclass
@@ -66,7 +106,8 @@ class Completion:
 @dataclass
 class ProviderResponse:
     """What one request returned: the completions and the usage billed for the whole request
-    (with n > 1 in one request the prompt is billed once)."""
+    (with n > 1 in one request the prompt is billed once). A server that ignores `n` returns
+    fewer completions than asked; the wrapper sends the rest one per request."""
 
     completions: list[Completion]
     usage: Usage

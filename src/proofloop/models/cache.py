@@ -92,14 +92,19 @@ class CallCache(Protocol):
         """Store all records of one finished request at once (all or nothing)."""
         ...
 
-    def record_failure(self, key_or_keys: str | list[str], *, namespace: str, model: str, tag: str,
-                       attempt: int, error: ModelError, latency_s: float) -> None:
-        """Record one failed attempt (also those later retried successfully)."""
+    def record_failure(self, keys: list[str], *, namespace: str, model: str, tag: str, attempt: int,
+                       error: ModelError, latency_s: float) -> None:
+        """Record one failed attempt of one request (also one later retried successfully).
+
+        `keys` are the call keys of every sample that request asked for. An implementation
+        stores ONE row per failed attempt (a failed attempt of an 8-sample request is one failure, not
+        eight) holding the whole list, so failure counts match requests sent. A bare string is
+        refused: it would silently be read as a list of characters."""
         ...
 
 
 class InMemoryCallCache:
-    """A dict-backed CallCache. Thread-safe; `failures` lists every recorded failed attempt."""
+    """A dict-backed CallCache. Thread-safe; `failures` holds one FailureRecord per failed attempt."""
 
     def __init__(self) -> None:
         self.records: dict[str, CallRecord] = {}
@@ -114,12 +119,13 @@ class InMemoryCallCache:
         with self._lock:
             self.records.update({r.key: r for r in records})
 
-    def record_failure(self, key_or_keys: str | list[str], *, namespace: str, model: str, tag: str,
-                       attempt: int, error: ModelError, latency_s: float) -> None:
-        keys = [key_or_keys] if isinstance(key_or_keys, str) else list(key_or_keys)
+    def record_failure(self, keys: list[str], *, namespace: str, model: str, tag: str, attempt: int,
+                       error: ModelError, latency_s: float) -> None:
+        if isinstance(keys, str) or not keys:
+            raise TypeError(f"record_failure takes the non-empty list of keys of one request, got {keys!r}")
         with self._lock:
             self.failures.append(FailureRecord(
-                keys=keys, namespace=namespace, model=model, tag=tag, attempt=attempt, kind=error.kind,
+                keys=list(keys), namespace=namespace, model=model, tag=tag, attempt=attempt, kind=error.kind,
                 message=error.message, status=error.status, retryable=error.retryable, latency_s=latency_s))
 
     def __len__(self) -> int:

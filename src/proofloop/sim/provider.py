@@ -19,12 +19,20 @@ the server's queue, as the body field `priority` is for vLLM; it changes timing 
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 from proofloop.errors import BadRequestError, ContextWindowError
 from proofloop.models.base import Completion, Message, ProviderResponse, Sampling, Usage
 from proofloop.sim.model import SimConfig, SimModel
 from proofloop.sim.server import ServerModel, request_priority
 
-__all__ = ["SimProvider", "ServerModel"]
+__all__ = ["SimProvider", "ServerModel", "provider_from_settings"]
+
+
+def provider_from_settings(settings: Any, *, api_key: str | None = None, timeouts: Any = None,
+                           notice: Callable[[str], None] = print) -> "SimProvider":
+    """The registry's factory for "sim" (entry point in pyproject.toml; models/registry.py)."""
+    return SimProvider(seed=settings.sim_seed, max_n=settings.max_n)
 
 
 class SimProvider:
