@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from proofloop.serving import Fault, Faults
+from proofloop.sim.http import Fault, Faults
 from proofloop.store import Store
 from support.servers import running_server
 from test_bench_grading import grading_responder

@@ -21,7 +21,8 @@ from proofloop.protocol.autograde import (AUTOGRADE_FINAL_PHRASE, NO_GUIDELINES,
 from proofloop.protocol import verification_messages
 from proofloop.protocol.types import ParseStatus
 from proofloop.roles.records import AnalysisRecord, Verification
-from proofloop.serving import Choice, Reply, approx_tokens, scripted_responder
+from proofloop.sim.http import Choice, Reply, approx_tokens
+from support.scripted import scripted_responder
 from proofloop.store import Store
 from support.servers import fast_model, running_server
 
@@ -243,7 +244,7 @@ async def test_verifier_grades_use_fresh_sample_indices_and_store_analyses():
 
 
 async def test_autograder_without_reference_or_with_failed_calls_records_the_cause():
-    from proofloop.serving import Fault, Faults
+    from proofloop.sim.http import Fault, Faults
 
     store = Store(":memory:")
     run = create_grade_run(store, ModelSetup(ModelSettings(provider="sim")), grader="human", rows=_items(2))

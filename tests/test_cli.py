@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from proofloop.protocol import FINAL_SCORE_PHRASE
-from proofloop.serving import Choice, Fault, Faults, Reply, ServerThread, make_app, scripted_responder
+from proofloop.sim.http import Choice, Fault, Faults, Reply, ServerThread, make_app
+from support.scripted import scripted_responder
 from proofloop.store import Store
 from support.cli import cli_env, run_cli, run_json
 from support.servers import closed_port, running_server

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-import typer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -23,7 +22,8 @@ from proofloop.errors import UserInputError
 from proofloop.label import (LOWEST_READINGS, UNDECIDED_POLICIES, LabelItem, LabelRule, Status, Validity, Vote,
                              decide, possible_validities, rows_to_items, validity, verify_starts, votes_of)
 from proofloop.cli import app as cli_app
-from proofloop.serving import Choice, Fault, Faults, Reply, approx_tokens, scripted_responder
+from proofloop.sim.http import Choice, Fault, Faults, Reply, approx_tokens
+from support.scripted import scripted_responder
 from proofloop.store import Store
 from support.servers import running_server
 

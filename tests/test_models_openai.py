@@ -14,7 +14,8 @@ from proofloop.models.cache import InMemoryCallCache
 from proofloop.models.openai_provider import OpenAIProvider, openai_settings_from_env, parse_retry_after
 from proofloop.models.pricing import Price, cost_usd
 from proofloop.models.wrapper import Model
-from proofloop.serving import Choice, Fault, Faults, Reply, scripted_responder
+from proofloop.sim.http import Choice, Fault, Faults, Reply
+from support.scripted import scripted_responder
 
 
 def fault_on_first(kind, **kw):

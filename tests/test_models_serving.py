@@ -6,7 +6,8 @@ import httpx
 from support.servers import fast_model, running_server, server_process
 
 from proofloop.models.base import Sampling
-from proofloop.serving import Fault, Faults, default_role, read_request_log
+from proofloop.sim.http import Fault, Faults, read_request_log
+from support.scripted import default_role
 
 GEN = [{"role": "user", "content": "Prove X. Reply with ## Solution then ## Self Evaluation."}]
 FINAL = re.compile(r"final overall score should be: \\boxed\{(0|0\.5|1)\}$")

@@ -21,7 +21,7 @@ from proofloop.protocol import (Templates, detect_role, generation_messages, met
                                 refinement_messages, verification_messages)
 from proofloop.protocol.dsm2 import FIELD_MAP, import_dsm2_templates, write_template_folder
 from proofloop.sim import SimModel
-from proofloop.templates_cli import app
+from proofloop.cli.templates import app
 
 RELEASED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "dsm2" / "inference" / "math_templates.py"
 

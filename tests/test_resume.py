@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from proofloop.serving import ServerProcess, fingerprint, read_request_log
+from proofloop.sim.http import fingerprint, read_request_log
+from support.scripted import ServerProcess
 from proofloop.store import Store
 from support.cli import CLI, cli_env, run_json
 

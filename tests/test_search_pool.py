@@ -15,9 +15,10 @@ from proofloop.models.pricing import Price
 from proofloop.search import make_strategy
 from proofloop.search.base import MemoryRecorder, SearchContext
 from proofloop.search.budget import Budget
-from proofloop.serving import ServerThread
+from proofloop.sim.http import ServerThread
 from proofloop.sim import make_problems, true_quality
-from proofloop.sim.server import ServerModel, build_faults, make_sim_app
+from proofloop.sim.server import ServerModel
+from proofloop.sim.app import build_faults, make_sim_app
 from support.servers import fast_model
 
 SAMPLING = Sampling(seed=0, max_tokens=200_000)

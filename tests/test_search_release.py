@@ -14,10 +14,10 @@ from proofloop.models.wrapper import Model
 from proofloop.search import make_strategy
 from proofloop.search.base import MemoryRecorder, SearchContext
 from proofloop.search.release import run_release, run_stage
-from proofloop.serving import ServerThread
+from proofloop.sim.http import ServerThread
 from proofloop.sim import make_problems
 from proofloop.sim.provider import SimProvider
-from proofloop.sim.server import make_sim_app
+from proofloop.sim.app import make_sim_app
 from support.servers import fast_model
 
 BIG = 200_000

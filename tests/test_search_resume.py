@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from proofloop.serving import ServerProcess, fingerprint, read_request_log
+from proofloop.sim.http import fingerprint, read_request_log
+from support.scripted import ServerProcess
 from proofloop.store import Store
 from support.cli import CLI, cli_env, run_json
 
@@ -21,7 +22,7 @@ OPTIONS = ["--strategy", "pool", "-o", "preset=release", "-o", "initial=6", "-o"
            "--max-tokens", "200000", "--verify-max-tokens", "200000", "--seed", "3", "--max-concurrency", "8"]
 # ~0.2 s per generation and ~0.1 s per verification request at this time scale
 SCRIPT = {"responder": {"seed": 0, "time_scale": 2000.0}}
-FACTORY = "proofloop.sim.server:responder_factory"
+FACTORY = "proofloop.sim.app:responder_factory"
 
 
 def _env(db: Path, url: str) -> dict[str, str]:

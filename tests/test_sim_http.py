@@ -9,12 +9,14 @@ import openai
 import pytest
 from typer.testing import CliRunner
 
-from proofloop import serving
+from proofloop.errors import UserInputError
+from proofloop.sim import http as serving
 from proofloop.protocol.parsers import parse_proof
 from proofloop.protocol.templates import generation_messages
 from proofloop.cli.sim import app as sim_cli
 from proofloop.sim.model import make_problems, true_quality
-from proofloop.sim.server import ServerModel, build_faults, make_sim_app
+from proofloop.sim.server import ServerModel
+from proofloop.sim.app import build_faults, make_sim_app
 
 MSGS = generation_messages(make_problems(1, seed=5)[0])
 
@@ -74,7 +76,7 @@ def test_injected_faults_and_max_n():
 
 
 def test_module_entry_point_prints_the_url_and_serves():
-    proc = subprocess.Popen([sys.executable, "-m", "proofloop.sim.server", "--port", "0", "--time-scale", "1e5",
+    proc = subprocess.Popen([sys.executable, "-m", "proofloop.cli", "sim", "serve", "--port", "0", "--time-scale", "1e5",
                              "--seed", "4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline().strip()
@@ -93,6 +95,6 @@ def test_cli_app():
     assert runner.invoke(sim_cli, ["serve", "--port", "0", "--fail-rate", "2"]).exit_code == 2
     out = runner.invoke(sim_cli, ["problems", "3", "--mix", "hard", "--json"])
     assert out.exit_code == 0 and out.output.count("sim:problem") == 3
-    assert runner.invoke(sim_cli, ["problems", "3", "--mix", "nope"]).exit_code == 2
+    assert isinstance(runner.invoke(sim_cli, ["problems", "3", "--mix", "nope"]).exception, UserInputError)
     cal = runner.invoke(sim_cli, ["calibrate"])
     assert cal.exit_code == 0 and "fool_prob" in cal.output

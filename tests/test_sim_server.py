@@ -202,8 +202,8 @@ def test_http_body_priority_orders_requests_and_a_bad_one_is_a_400():
 
     import openai
 
-    from proofloop import serving
-    from proofloop.sim.server import make_sim_app
+    from proofloop.sim import http as serving
+    from proofloop.sim.app import make_sim_app
 
     srv = ServerModel(slots=1, decode_tps_seq=100, time_scale=200, **FAST)  # ~0.5 s real per proof
     msgs = [generation_messages(q) for q in make_problems(3, seed=9)]

@@ -21,7 +21,7 @@ time_scale 1, so its clock reads simulated seconds exactly and the benchmark's o
 (simulator, parsers, orchestrator) costs no simulated time at all. A scaled real clock (the
 simulator's default) would add time_scale x our CPU per call to every makespan, noise that
 differs per scheme (release sends 64x more requests) on a shared 2-core machine. The
-orchestrator's real cost is measured on its own, against `proofloop.sim.server --no-timing`
+orchestrator's real cost is measured on its own, against `proofloop sim serve --no-timing`
 in a subprocess (`orchestrator_overhead`).
 
 Replay: the simulated model is a pure function of (messages, seed, sample index), and every
@@ -499,14 +499,14 @@ def _overhead_client(url: str, calls: int, concurrency: int, stream: bool, core:
 
 
 def orchestrator_overhead(calls: int, modes: tuple[tuple[bool, int], ...]) -> dict[str, Any]:
-    """Start `python -m proofloop.sim.server --no-timing` (pinned to the last core), then one
+    """Start `python -m proofloop.cli sim serve --no-timing` (pinned to the last core), then one
     client process pinned to the first core per (streaming, concurrency) mode; their calls per
     second and client CPU per call."""
     cores = sorted(os.sched_getaffinity(0))
     client_core, server_core = cores[0], cores[-1]
     with tempfile.TemporaryDirectory(prefix="bench-search-") as tmp:
         url_file = Path(tmp) / "url"
-        server = subprocess.Popen([sys.executable, "-m", "proofloop.sim.server", "--no-timing", "--port", "0",
+        server = subprocess.Popen([sys.executable, "-m", "proofloop.cli", "sim", "serve", "--no-timing", "--port", "0",
                                    "--url-file", str(url_file)], stdout=subprocess.DEVNULL)
         try:
             if server_core != client_core:
@@ -675,7 +675,7 @@ def report(cfg: BenchConfig, seeds: list[dict[str, Any]], overhead: dict[str, An
         f"({sd['replay_requests']} requests sent)" for sd in seeds) + "."]
     if overhead is not None:
         lines += ["", f"Orchestrator overhead: Model + OpenAIProvider in one process pinned to core "
-                  f"{overhead['client_core']}, small verification calls against `python -m proofloop.sim.server "
+                  f"{overhead['client_core']}, small verification calls against `python -m proofloop.cli sim serve "
                   f"--no-timing` pinned to core {overhead['server_core']} ({overhead['cores']} cores, shared with "
                   f"other users):", "",
                   "| streaming | calls | concurrency | calls/s | client CPU per call |", "|---|---:|---:|---:|---:|"]

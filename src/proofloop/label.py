@@ -486,7 +486,7 @@ def result_row(lp: LabelledProof, rule: LabelRule, n: int, provenance: Mapping[s
         "score": d.score, "status": d.status.value, "reason": d.reason, "analyses": analyses,
         "provenance": {
             **provenance, "n": n, "m": rule.m, "k": rule.k, "confirm_at": rule.confirm_at,
-            "quorum": rule.quorum, "undecided": rule.undecided,
+            "quorum": rule.quorum, "undecided": rule.undecided, "lowest": rule.lowest,
             "verify_calls": [a.id for a in lp.analyses],
             "meta_calls": [r.id for rs in lp.ratings.values() for r in rs],
             "first_call_at": _iso(min(times)) if times else None,
@@ -508,7 +508,7 @@ def _arrow_schema():
     provenance = pa.struct([
         ("run_id", pa.string()), ("model", pa.string()), ("provider", pa.string()), ("labelled_at", pa.string()),
         ("n", pa.int64()), ("m", pa.int64()), ("k", pa.int64()), ("confirm_at", pa.float64()),
-        ("quorum", pa.float64()), ("undecided", pa.string()), ("verify_calls", pa.list_(pa.string())),
+        ("quorum", pa.float64()), ("undecided", pa.string()), ("lowest", pa.string()), ("verify_calls", pa.list_(pa.string())),
         ("meta_calls", pa.list_(pa.string())), ("first_call_at", pa.string()), ("last_call_at", pa.string())])
     return pa.schema([("id", pa.string()), ("problem", pa.string()), ("proof", pa.string()),
                       ("score", pa.float64()), ("status", pa.string()), ("reason", pa.string()),

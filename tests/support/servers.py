@@ -14,7 +14,8 @@ from typing import Any, Iterator
 from proofloop.models.cache import InMemoryCallCache
 from proofloop.models.openai_provider import OpenAIProvider
 from proofloop.models.wrapper import Model, RetryPolicy, Timeouts
-from proofloop.serving import Faults, Responder, ServerProcess, ServerThread, make_app, scripted_responder
+from proofloop.sim.http import Faults, Responder, ServerThread, make_app
+from support.scripted import ServerProcess, scripted_responder
 
 FAST_RETRY = RetryPolicy(max_attempts=3, initial_s=0.01, max_s=0.05)
 FAST_TIMEOUTS = Timeouts(connect_s=2.0, idle_read_s=10.0)
@@ -32,7 +33,7 @@ def running_server(responder: Responder | None = None, *, faults: Faults | None 
 
 @contextmanager
 def server_process(**kw: Any) -> Iterator[ServerProcess]:
-    """`python -m proofloop.serving` as a subprocess (ServerProcess arguments)."""
+    """`python -m support.scripted` as a subprocess (ServerProcess arguments)."""
     with ServerProcess(**kw) as proc:
         yield proc
 

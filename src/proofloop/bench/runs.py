@@ -50,6 +50,7 @@ from proofloop.roles import text_id
 from proofloop.runs import ModelSetup, RunContext, RunKind, new_run, register
 from proofloop.runs.render import usage_line
 from proofloop.search import make_strategy
+from proofloop.search.base import usable
 from proofloop.store import Store
 
 BENCH_KINDS = ("bench", "bench-grade")
@@ -356,7 +357,7 @@ async def execute_bench(ctx: RunContext) -> dict[str, Any]:
             meta = {**_problem_meta(p, str(config["dataset"])), "chosen_proof_id": best.id if best else None,
                     "chosen_score": result.score, "score_kind": result.score_kind, "stop_reason": result.stop_reason}
             store.add_problem(run_id, p.statement, meta=meta, name=p.id)
-            wanted = {q.id for q in result.proofs if q.verifiable} if config.get("grade_all") else (
+            wanted = {q.id for q in result.proofs if usable(q)} if config.get("grade_all") else (
                 {best.id} if best else set())
             await grade_items(store, run_id, _items(store, run_id, wanted), g["name"], grader_model, n=g["n"],
                               sampling=ctx.search.verify_sampling, templates=ctx.search.templates,

@@ -69,10 +69,8 @@ def _mount(name: str | None) -> None:
 
 def _full_prove_help() -> None:
     """`prove --help` lists every strategy's -o keys and the presets (needs the search layer)."""
-    try:
-        from proofloop.search import options_help
-    except ImportError:  # TODO(merge): the search layer's option table
-        return
+    from proofloop.search import options_help
+
     command = next(c for c in app.registered_commands if c.callback is prove_cmds.prove)
     command.help = ("Prove a problem: sequential refinement with self verification by default.\n\n"
                     + options_help().replace("\n", "\n\n"))

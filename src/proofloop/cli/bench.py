@@ -21,7 +21,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from proofloop.cli.common import open_store, parse_options, render, run_and_render, set_verbosity
-from proofloop.cli.console import note, say
+from proofloop.cli.console import note
 from proofloop.cli.options import Db, Json, ModelOptions, Verbose, model_options
 from proofloop.errors import UserInputError
 

@@ -31,6 +31,8 @@ def label(
     k: Annotated[int, typer.Option("-k", min=1, help="valid analyses needed at the lowest score")] = 2,
     undecided: Annotated[str, typer.Option(help="what undecided proofs become: discard | human")] = "discard",
     confirm_at: Annotated[float, typer.Option(help="lowest meta rating that confirms an analysis: 0.5 | 1")] = 0.5,
+    lowest: Annotated[str, typer.Option(help="all: the lowest score over all analyses must have k valid ones "
+                                             "(the paper); valid: the lowest among valid analyses")] = "all",
     quorum: Annotated[float, typer.Option(help="share of the n analyses that must succeed, else status error")] = 0.5,
     field: Annotated[list[str], typer.Option("--field", help="FIELD=COLUMN for problem / proof / id (dotted paths reach nested objects)")] = [],
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="JSONL output (default labels-RUN.jsonl unless --parquet)")] = None,
@@ -44,7 +46,7 @@ def label(
 
     if undecided not in ("discard", "human"):
         raise UserInputError(f"--undecided must be discard or human, not {undecided!r}")
-    rule = LabelRule(m=m, k=k, confirm_at=confirm_at, quorum=quorum, undecided=undecided)
+    rule = LabelRule(m=m, k=k, confirm_at=confirm_at, quorum=quorum, undecided=undecided, lowest=lowest)
     items = load_items(proofs, field)
     store = open_store(db)
     run_id = create_label_run(store, items, model_options.setup(), n=n, rule=rule, output=output, parquet=parquet,

@@ -52,7 +52,7 @@ class ModelOptions:
     def setup(self) -> "ModelSetup":
         """The run-layer value these options describe (imports the model layer only now)."""
         from proofloop.models.factory import ModelSettings
-        from proofloop.models.wrapper import Timeouts
+        from proofloop.models.base import Timeouts
         from proofloop.protocol import Templates
         from proofloop.runs import ModelSetup
 

@@ -7,6 +7,8 @@
     >>> from typer.testing import CliRunner
     >>> CliRunner().invoke(app, ["problems", "1", "--seed", "2"]).output.startswith("<!-- sim:problem")
     True
+
+`python -m proofloop.cli sim serve --port 0` is the way to start it from another program.
 """
 
 from __future__ import annotations
@@ -18,10 +20,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from proofloop import serving
-from proofloop.sim import calibration
-from proofloop.sim.model import MIXES, make_problems
-from proofloop.sim.server import FAULT_KINDS, ServerModel, app_from_args, _parser
+from proofloop.errors import UserInputError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="The simulated DeepSeekMath-V2 (docs/SIMULATOR.md).")
@@ -33,17 +32,17 @@ def serve(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     seed: Annotated[int, typer.Option(help="model seed (also seeds the fault draws)")] = 0,
     model: Annotated[str, typer.Option(help="model id the server reports")] = "sim-1",
-    max_n: Annotated[Optional[int], typer.Option(help="reject n above this with a 400")] = None,
-    time_scale: Annotated[float, typer.Option(help="simulated seconds per real second")] = 1000.0,
+    max_n: Annotated[Optional[int], typer.Option(min=1, help="reject n above this with a 400")] = None,
+    time_scale: Annotated[float, typer.Option(min=0.001, help="simulated seconds per real second")] = 1000.0,
     no_timing: Annotated[bool, typer.Option("--no-timing", help="answer at once (no server model)")] = False,
-    slots: Annotated[int, typer.Option(help="concurrent sequences")] = ServerModel.slots,
-    prefill_tps: Annotated[float, typer.Option(help="prefill tokens/s")] = ServerModel.prefill_tps,
-    decode_tps_seq: Annotated[float, typer.Option(help="decode tokens/s per sequence")] = ServerModel.decode_tps_seq,
-    decode_tps_total: Annotated[float, typer.Option(help="decode tokens/s, all sequences")] = ServerModel.decode_tps_total,
-    cache_tokens: Annotated[int, typer.Option(help="prefix-cache capacity in tokens")] = ServerModel.cache_tokens,
-    fail_rate: Annotated[float, typer.Option(help="share of requests that fail on purpose")] = 0.0,
-    fault_kinds: Annotated[str, typer.Option(help=f"comma-separated, from {','.join(FAULT_KINDS)}")]
-        = "rate_limit,server_error,drop,malformed",
+    slots: Annotated[Optional[int], typer.Option(min=1, help="concurrent sequences [default: 704, docs/SIMULATOR.md]")] = None,
+    prefill_tps: Annotated[Optional[float], typer.Option(min=0.001, help="prefill tokens/s [default: 73700, docs/SIMULATOR.md]")] = None,
+    decode_tps_seq: Annotated[Optional[float], typer.Option(min=0.001, help="decode tokens/s per sequence [default: 21, docs/SIMULATOR.md]")] = None,
+    decode_tps_total: Annotated[Optional[float], typer.Option(min=0.001, help="decode tokens/s, all sequences [default: 14800, docs/SIMULATOR.md]")] = None,
+    cache_tokens: Annotated[Optional[int], typer.Option(min=0, help="prefix-cache capacity in tokens [default: 4000000, docs/SIMULATOR.md]")] = None,
+    fail_rate: Annotated[float, typer.Option(min=0.0, max=1.0, help="share of requests that fail on purpose")] = 0.0,
+    fault_kinds: Annotated[str, typer.Option(help="comma-separated, from rate_limit, server_error, drop, drop_mid, "
+                                                  "slow, truncate, malformed")] = "rate_limit,server_error,drop,malformed",
     retry_after: Annotated[float, typer.Option(help="Retry-After seconds on 429/500")] = 1.0,
     slow_delay: Annotated[float, typer.Option(help="real seconds a 'slow' fault waits")] = 5.0,
     reasoning: Annotated[str, typer.Option(help="field | inline | none")] = "field",
@@ -51,43 +50,37 @@ def serve(
     api_key: Annotated[Optional[str], typer.Option(help="require this Bearer key")] = None,
     request_log: Annotated[Optional[Path], typer.Option(help="append one JSON line per request")] = None,
     url_file: Annotated[Optional[Path], typer.Option(help="write the base URL here once listening")] = None,
-    log_level: Annotated[str, typer.Option()] = "warning",
+    log_level: Annotated[str, typer.Option(help="uvicorn's log level")] = "warning",
 ) -> None:
     """Run the simulated model as an OpenAI-compatible chat-completions server."""
-    argv = ["--host", host, "--port", str(port), "--seed", str(seed), "--model", model,
-            "--time-scale", str(time_scale), "--slots", str(slots), "--prefill-tps", str(prefill_tps),
-            "--decode-tps-seq", str(decode_tps_seq), "--decode-tps-total", str(decode_tps_total),
-            "--cache-tokens", str(cache_tokens), "--fail-rate", str(fail_rate), "--fault-kinds", fault_kinds,
-            "--retry-after", str(retry_after), "--slow-delay", str(slow_delay), "--reasoning", reasoning,
-            "--log-level", log_level]
-    for flag, value in (("--max-n", max_n), ("--calibration-data", calibration_data), ("--api-key", api_key),
-                        ("--request-log", request_log), ("--url-file", url_file)):
-        if value is not None:
-            argv += [flag, str(value)]
-    if no_timing:
-        argv.append("--no-timing")
+    from proofloop.sim.app import sim_app
+    from proofloop.sim.http import serve as serve_app
+
     try:
-        args = _parser().parse_args(argv)
-        built = app_from_args(args)
+        rates = {"slots": slots, "prefill_tps": prefill_tps, "decode_tps_seq": decode_tps_seq,
+                 "decode_tps_total": decode_tps_total, "cache_tokens": cache_tokens}
+        built = sim_app(seed=seed, model_name=model, max_n=max_n, timing=not no_timing, time_scale=time_scale,
+                        server_rates={k: v for k, v in rates.items() if v is not None}, fail_rate=fail_rate,
+                        fault_kinds=[k.strip() for k in fault_kinds.split(",") if k.strip()],
+                        retry_after=retry_after, slow_delay_s=slow_delay, reasoning=reasoning,
+                        calibration_data=calibration_data, api_key=api_key, request_log=request_log)
     except (ValueError, FileNotFoundError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
-    except SystemExit:  # argparse rejected a value (e.g. --reasoning)
-        raise typer.Exit(2) from None
-    serving.serve(built, args.host, args.port, url_file=args.url_file, log_level=args.log_level)
+        raise UserInputError(str(e)) from None
+    serve_app(built, host, port, url_file=url_file, log_level=log_level)
 
 
 @app.command()
 def problems(
     count: Annotated[int, typer.Argument(help="how many problems")],
     seed: Annotated[int, typer.Option()] = 0,
-    mix: Annotated[str, typer.Option(help=f"one of {', '.join(MIXES)}")] = "default",
+    mix: Annotated[str, typer.Option(help="default | basic | advanced | hard")] = "default",
     as_json: Annotated[bool, typer.Option("--json", help="one JSON list")] = False,
 ) -> None:
     """Print simulated problem statements (each with its hidden difficulty tag)."""
+    from proofloop.sim.model import MIXES, make_problems
+
     if mix not in MIXES:
-        typer.echo(f"error: unknown mix {mix!r}; choose from {', '.join(MIXES)}", err=True)
-        raise typer.Exit(2)
+        raise UserInputError(f"unknown mix {mix!r}; choose from {', '.join(MIXES)}")
     items = make_problems(count, seed, mix)
     typer.echo(json.dumps(items, indent=2) if as_json else "\n\n".join(items))
 
@@ -98,11 +91,12 @@ def calibrate(
                                                            "or ../shared/data/dsm2/outputs)")] = None,
 ) -> None:
     """Fit the verifier to the released outputs and print the table (committed one if no data)."""
+    from proofloop.sim import calibration
+
     try:
         cal = calibration.load(data_dir)
     except (FileNotFoundError, ValueError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+        raise UserInputError(str(e)) from None
     typer.echo(json.dumps(asdict(cal), indent=2))
     typer.echo(f"P(mean >= 0.75 | incorrect) = {cal.accept_prob_incorrect():.3f}; expected precision at 0.75 "
                f"with the data's mix = {cal.precision_at():.3f}")

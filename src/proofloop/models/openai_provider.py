@@ -14,11 +14,12 @@ missing `/v1`; a host name that does not resolve counts as "nobody there", like 
 connection. A response with fewer choices than n is returned as it is (the wrapper asks for
 the rest).
 
-    >>> from proofloop.serving import ServerThread, make_app, scripted_responder
+    >>> from proofloop.sim.http import ServerThread
+    >>> from proofloop.sim.app import make_sim_app
     >>> from proofloop.models.wrapper import Model
     >>> import asyncio
-    >>> with ServerThread(make_app(scripted_responder(reasoning="field"))) as server:
-    ...     model = Model(OpenAIProvider("scripted", base_url=server.base_url))
+    >>> with ServerThread(make_sim_app(seed=1)) as server:
+    ...     model = Model(OpenAIProvider("sim-1", base_url=server.base_url))
     ...     [s] = asyncio.run(model.sample([{"role": "user", "content": "Prove 1+1=2."}], Sampling()))
     >>> s.completion.text.startswith("## Solution"), s.completion.reasoning is not None
     (True, True)

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from proofloop.errors import UserInputError
-from proofloop.models.base import Sampling
+from proofloop.models.base import RetryPolicy, Sampling, Timeouts
 from proofloop.models.factory import ModelSettings, build_provider
-from proofloop.models.wrapper import Model, RetryPolicy, Timeouts
+from proofloop.models.wrapper import Model
 from proofloop.protocol import Templates
 from proofloop.roles.records import AnalysisRecord, MetaRecord, ProofRecord
 from proofloop.search.base import SearchContext

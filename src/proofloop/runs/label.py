@@ -65,7 +65,7 @@ def stored_items(store: Store, run_id: str) -> list[LabelItem]:
 async def execute_label(ctx: RunContext) -> dict[str, Any]:
     """Do (or finish) a label run, write the outputs, return the summary."""
     config, store = ctx.config, ctx.store
-    rule = LabelRule(**config["rule"])
+    rule = LabelRule(**{"lowest": "valid", **config["rule"]})  # runs stored before `lowest` existed
     n = config["n"]
     results = await label_items(ctx.search.verifier, stored_items(store, ctx.run_id), n=n, rule=rule,
                                 verify_sampling=ctx.search.verify_sampling, meta_sampling=ctx.search.meta_sampling,

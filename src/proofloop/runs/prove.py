@@ -18,7 +18,7 @@ from collections import Counter
 from typing import Any
 
 from proofloop.errors import UserInputError
-from proofloop.protocol import parse_proof, parse_verification
+from proofloop.protocol import parse_verification, user_proof
 from proofloop.roles import meta_verify, text_id, verify
 from proofloop.roles.records import AnalysisRecord, ProofRecord
 from proofloop.runs.context import ModelSetup, RunContext, new_run
@@ -29,11 +29,11 @@ from proofloop.store import Store
 
 # Why a search stopped, in words (the summary keeps the code).
 STOP_REASONS = {
-    "accepted": "a proof passed every verification",
+    "accepted": "a proof was accepted (it passed its verifications, or graded itself 1)",
     "round_limit": "the round limit was reached",
     "attempts_exhausted": "every thread used its attempts",
-    "done": "every proof was generated",
-    "nothing_scored": "no proof could be scored",
+    "completed": "every proof asked for was generated",
+    "nothing_scored": "calls came back but no usable proof could be scored",
     "all_calls_failed": "every model call failed",
     "budget_tokens": "the token budget ran out",
     "budget_cost": "the cost budget ran out",
@@ -70,10 +70,7 @@ def raise_count(flag: str, value: int) -> None:
 
 def given_proof(problem: str, text: str) -> ProofRecord:
     """A proof the user supplied, as a record (text without `## Solution` is the solution)."""
-    fields = parse_proof(text).model_dump()
-    if not fields["solution"]:
-        fields["solution"] = text
-    return ProofRecord(id=text_id(text), problem=problem, raw=text, **fields)
+    return ProofRecord(id=text_id(text), problem=problem, raw=text, **user_proof(text).model_dump())
 
 
 # ---- execute ------------------------------------------------------------------------------
@@ -145,9 +142,9 @@ def render_prove(summary: dict[str, Any]) -> list[str]:
             lines.append(f"lineage: {len(lineage)} step(s) back to an initial proof")
     else:
         lines.append(f"self score: {summary.get('self_score')}")
-    reason = summary.get("stop_reason")
+    reason, detail = summary.get("stop_reason"), summary.get("stop_detail")
     lines.append(f"strategy: {summary.get('strategy')}   proofs: {summary.get('proofs')}   "
-                 f"stopped: {STOP_REASONS.get(reason, reason)}")
+                 f"stopped: {STOP_REASONS.get(reason, reason)}" + (f" ({detail})" if detail else ""))
     return lines + [usage_line(summary)]
 
 

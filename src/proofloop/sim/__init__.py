@@ -19,7 +19,7 @@ _LAZY = {"SimProvider": "proofloop.sim.provider", "ServerModel": "proofloop.sim.
 
 
 def __getattr__(name: str):
-    # Lazy, so that `python -m proofloop.sim.server` does not import the module twice.
+    # Lazy: the server model and the provider load only when used.
     if name in _LAZY:
         import importlib
 

@@ -107,7 +107,7 @@ class SimConfig:
     meta_reasoning_sigma: float = 0.8
     meta_answer_median: float = 300.0
     meta_answer_sigma: float = 0.5
-    chars_per_token: float = 4.0  # matches proofloop.serving.approx_tokens
+    chars_per_token: float = 4.0  # matches proofloop.sim.http.approx_tokens
 
     # how reasoning is returned: a reasoning_content field, inline before </think>, or not at all
     reasoning: Literal["field", "inline", "none"] = "field"

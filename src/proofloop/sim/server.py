@@ -34,13 +34,12 @@ docs/SIMULATOR.md for the sources and what is a guess.
     >>> asyncio.run(ranked())   # 1 slot: the urgent request, sent last, is served second
     [10, 30, 20]
 
-HTTP: `python -m proofloop.sim.server --port 0 --time-scale 1000 --fail-rate 0.1` prints
-`PROOFLOOP_SERVING_URL http://127.0.0.1:PORT/v1` once it listens (also `proofloop sim serve`).
+Over HTTP (sim/app.py): `proofloop sim serve --port 0 --time-scale 1000 --fail-rate 0.1` prints
+`PROOFLOOP_SERVING_URL http://127.0.0.1:PORT/v1` once it listens.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import heapq
 import math
@@ -48,13 +47,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from fastapi import FastAPI
-
-from proofloop import serving
-from proofloop.sim.model import SimConfig, SimModel
-
-__all__ = ["ServerModel", "RunInfo", "Work", "lower_bound_makespan", "sim_responder", "make_sim_app",
-           "responder_factory", "build_faults", "request_priority", "main"]
+__all__ = ["ServerModel", "RunInfo", "Work", "lower_bound_makespan", "request_priority"]
 
 
 @dataclass
@@ -361,7 +354,7 @@ class ServerModel:
         self._arm_timer()
 
 
-# ------------------------------------------------------------------------------ HTTP
+# ------------------------------------------------------------------------------ requests
 
 
 def request_priority(value: Any) -> int:
@@ -372,154 +365,3 @@ def request_priority(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"priority must be an integer, got {value!r}")
     return value
-
-
-def sim_responder(model: SimModel, server: ServerModel | None = None) -> serving.Responder:
-    """A serving responder: SimModel answers, ServerModel (when given) sets the pace and the
-    cached-token count; the body field `priority` (lower first, default 0) orders the
-    request in the server's queue. A request without a seed gets fresh sample numbers (a
-    per-prompt counter), one with a seed gets samples seed .. seed + n - 1 (replayable)."""
-    counters: dict[str, int] = {}
-
-    async def respond(req: serving.ChatRequest) -> serving.Reply:
-        if req.seed is not None:
-            first = int(req.seed)
-        else:
-            key = model.request_key(req.messages)
-            first = counters.get(key, 0)
-            counters[key] = first + req.n
-        outs = model.respond(req.messages, req.n, req.max_tokens, first_sample=first)
-        prompt_tokens = model.prompt_tokens(req.messages)
-        cached = 0
-        if server is not None:
-            info = await server.run(model.prompt_blocks(req.messages, server.block_chars),
-                                    [o.completion_tokens for o in outs], request_priority(req.extra.get("priority")))
-            cached = info.cached_tokens
-        return serving.Reply([serving.Choice(text=o.text, reasoning_content=o.reasoning,
-                                             finish_reason=o.finish_reason, completion_tokens=o.completion_tokens)
-                              for o in outs], prompt_tokens=prompt_tokens, cached_prompt_tokens=cached)
-
-    return respond
-
-
-FAULT_KINDS = ("rate_limit", "server_error", "drop", "drop_mid", "slow", "truncate", "malformed")
-
-
-def build_faults(fail_rate: float = 0.0, kinds: Sequence[str] = ("rate_limit", "server_error", "drop", "malformed"),
-                 *, retry_after: float = 1.0, slow_delay_s: float = 5.0, seed: int = 0) -> serving.Faults:
-    """Random faults: each request fails with probability `fail_rate`, the kind drawn evenly
-    from `kinds` (429 with Retry-After, 500, dropped connection, ... see serving.Fault)."""
-    if not 0 <= fail_rate <= 1:
-        raise ValueError("fail_rate must be in [0, 1]")
-    bad = set(kinds) - set(FAULT_KINDS)
-    if bad:
-        raise ValueError(f"unknown fault kinds {sorted(bad)}; choose from {FAULT_KINDS}")
-    each = fail_rate / len(kinds) if kinds else 0.0
-    faults = [(serving.Fault(kind=k, retry_after=retry_after if k in ("rate_limit", "server_error") else None,
-                             delay_s=slow_delay_s), each) for k in kinds]
-    return serving.Faults(random=faults if each else [], seed=seed)
-
-
-def make_sim_app(*, seed: int = 0, config: SimConfig | None = None, server: ServerModel | None = None,
-                 faults: serving.Faults | None = None, model_name: str = "sim-1",
-                 request_log: Any = None, api_key: str | None = None, max_n: int | None = None) -> FastAPI:
-    """The OpenAI-compatible app: serving.make_app around the sim responder."""
-    responder = sim_responder(SimModel(config, seed), server)
-    app = serving.make_app(responder, faults=faults, request_log=request_log, models=[model_name], api_key=api_key)
-    _check_body(app, max_n)
-    app.state.sim_server = server
-    return app
-
-
-def _check_body(app: FastAPI, max_n: int | None) -> None:
-    """Answer n > max_n (like hosted APIs) and a non-integer `priority` (like vLLM's request
-    validation) with a 400, before the responder runs."""
-    import json
-
-    from fastapi import Request
-    from fastapi.responses import JSONResponse
-
-    @app.middleware("http")
-    async def check_body(request: Request, call_next):
-        if request.method == "POST" and request.url.path.endswith("/chat/completions"):
-            body = await request.body()
-            if max_n is None and b'"priority"' not in body:
-                return await call_next(request)  # nothing to check: skip the parse
-            try:
-                parsed = json.loads(body)
-                assert isinstance(parsed, dict)
-            except Exception:
-                return await call_next(request)  # serving answers a broken body itself
-            try:
-                n = int(parsed.get("n") or 1)
-            except Exception:
-                n = 1
-            if max_n is not None and n > max_n:
-                return _bad_request(f"n must be at most {max_n}")
-            try:
-                request_priority(parsed.get("priority"))
-            except ValueError as e:
-                return _bad_request(str(e))
-        return await call_next(request)
-
-    def _bad_request(message: str) -> JSONResponse:
-        return JSONResponse({"error": {"message": message, "type": "invalid_request_error", "code": 400}},
-                            status_code=400)
-
-
-def responder_factory(seed: int = 0, time_scale: float | None = 1000.0, **server_opts: Any) -> serving.Responder:
-    """For `python -m proofloop.serving --responder proofloop.sim.server:responder_factory`:
-    options come from the script's "responder" entry; time_scale None: no timing."""
-    server = ServerModel(time_scale=time_scale, **server_opts) if time_scale else None
-    return sim_responder(SimModel(seed=seed), server)
-
-
-def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m proofloop.sim.server",
-                                 description="The simulated DeepSeekMath-V2 as an OpenAI-compatible server.")
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=0, help="0: a free port (the URL is printed)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--model", default="sim-1")
-    ap.add_argument("--max-n", type=int, default=None, help="reject requests with more samples (400)")
-    ap.add_argument("--time-scale", type=float, default=1000.0, help="simulated seconds per real second")
-    ap.add_argument("--no-timing", action="store_true", help="answer at once (no server model)")
-    ap.add_argument("--slots", type=int, default=ServerModel.slots)
-    ap.add_argument("--prefill-tps", type=float, default=ServerModel.prefill_tps)
-    ap.add_argument("--decode-tps-seq", type=float, default=ServerModel.decode_tps_seq)
-    ap.add_argument("--decode-tps-total", type=float, default=ServerModel.decode_tps_total)
-    ap.add_argument("--cache-tokens", type=int, default=ServerModel.cache_tokens)
-    ap.add_argument("--fail-rate", type=float, default=0.0, help="share of requests that fail on purpose")
-    ap.add_argument("--fault-kinds", default="rate_limit,server_error,drop,malformed",
-                    help=f"comma-separated, from {','.join(FAULT_KINDS)}")
-    ap.add_argument("--retry-after", type=float, default=1.0)
-    ap.add_argument("--slow-delay", type=float, default=5.0, help="seconds a 'slow' fault waits (real time)")
-    ap.add_argument("--reasoning", choices=["field", "inline", "none"], default="field")
-    ap.add_argument("--calibration-data", default=None, help="dsm2 outputs dir to fit the verifier from")
-    ap.add_argument("--api-key", default=None)
-    ap.add_argument("--request-log", default=None, help="append one JSON line per request here")
-    ap.add_argument("--url-file", default=None, help="write the base URL here once listening")
-    ap.add_argument("--log-level", default="warning")
-    return ap
-
-
-def app_from_args(args: argparse.Namespace) -> FastAPI:
-    config = (SimConfig.from_data(args.calibration_data) if args.calibration_data else SimConfig())
-    config = config.with_(reasoning=args.reasoning)
-    server = None if args.no_timing else ServerModel(
-        slots=args.slots, prefill_tps=args.prefill_tps, decode_tps_seq=args.decode_tps_seq,
-        decode_tps_total=args.decode_tps_total, cache_tokens=args.cache_tokens, time_scale=args.time_scale)
-    kinds = [k.strip() for k in args.fault_kinds.split(",") if k.strip()]
-    faults = build_faults(args.fail_rate, kinds, retry_after=args.retry_after, slow_delay_s=args.slow_delay,
-                          seed=args.seed)
-    return make_sim_app(seed=args.seed, config=config, server=server, faults=faults, model_name=args.model,
-                        request_log=args.request_log, api_key=args.api_key, max_n=args.max_n)
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = _parser().parse_args(argv)
-    serving.serve(app_from_args(args), args.host, args.port, url_file=args.url_file, log_level=args.log_level)
-
-
-if __name__ == "__main__":
-    main()

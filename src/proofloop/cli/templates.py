@@ -1,4 +1,4 @@
-"""`proofloop templates`: work with prompt template folders.
+"""`proofloop templates`: work with prompt template folders (mounted by cli/__init__.py).
 
     proofloop templates import-dsm2 DeepSeek-Math-V2/inference/math_templates.py -o dsm2-templates
     proofloop prove --templates dsm2-templates ...
@@ -7,8 +7,6 @@
 generate.md / verify.md / meta_verify.md / refine.md (protocol/dsm2.py does the work; the file
 is parsed, never executed). Errors a user can fix raise UserInputError: one line, exit code 2.
 
-Mounting (cli.py): `"templates": ("proofloop.templates_cli", "Prompt template folders.")` in
-SUB_APPS, or `app.add_typer(templates_cli.app, name="templates")`.
 """
 
 from __future__ import annotations
