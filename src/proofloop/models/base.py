@@ -19,7 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": "..."}
+from proofloop.protocol.types import Message  # the chat message the protocol renders
+
 
 
 @dataclass(frozen=True)
