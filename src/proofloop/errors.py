@@ -19,6 +19,10 @@ class UserInputError(ProofloopError):
     """Bad input from the user (missing file, empty problem, bad template): one clear line."""
 
 
+class MissingExtra(UserInputError):
+    """An optional part of proofloop was used without its extra installed (see extras.py)."""
+
+
 class ModelError(ProofloopError):
     """A model call failed. `kind` is a short stable name stored in the run store."""
 

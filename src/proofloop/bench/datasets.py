@@ -31,6 +31,7 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError, computed_field, model_validator
 
 from proofloop.errors import UserInputError
+from proofloop.extras import require
 
 # Maximum points per problem for every dataset we know. IMO-ProofBench and the IMO use 0-7,
 # the Chinese MO 0-21 and the Putnam 0-10 (the scales of the experts' grades in dsm2/outputs).
@@ -151,7 +152,7 @@ def read_rows(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
             with p.open(encoding="utf-8", newline="") as fh:
                 rows = list(csv.DictReader(fh))
         elif suffix == ".parquet":
-            import pyarrow.parquet as pq  # imported here: only parquet users pay for it
+            pq = require("pyarrow.parquet", "bench", "reading a .parquet file")  # only parquet users pay for it
 
             rows = pq.read_table(p).to_pylist()
         else:
@@ -360,10 +361,7 @@ def load_hf_dataset(
 ) -> list[Problem]:
     """Problems from a Hugging Face dataset: a directory written by `save_to_disk` (offline), or a
     Hub name, which needs a pinned `revision` (commit hash or tag) so results are reproducible."""
-    try:
-        import datasets as hf  # optional dependency: proofloop[data]
-    except ImportError:
-        raise UserInputError("the 'datasets' package is needed: pip install 'proofloop[data]'") from None
+    hf = require("datasets", "bench", "loading a Hugging Face dataset")
     local = Path(name_or_path)
     if local.is_dir():
         try:

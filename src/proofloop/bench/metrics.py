@@ -23,9 +23,12 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from fractions import Fraction
 from typing import Any
 
-import numpy as np
 from pydantic import BaseModel
-from scipy.stats import rankdata
+
+from proofloop.extras import require
+
+np = require("numpy", "bench", "proofloop bench metrics")
+rankdata = require("scipy.stats", "bench", "proofloop bench metrics").rankdata
 
 # Grades are compared with a small tolerance so that 18/21 counts as 6/7 despite rounding.
 EPS = 1e-9

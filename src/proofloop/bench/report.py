@@ -28,14 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+from proofloop.bench.runs import run_metrics
+from proofloop.errors import UserInputError
+from proofloop.extras import require
+from proofloop.store import Store
 
-matplotlib.use("Agg")  # never a display: reports are written by servers and CI too
-from matplotlib.figure import Figure  # noqa: E402  (after choosing the backend)
-
-from proofloop.bench.runs import run_metrics  # noqa: E402
-from proofloop.errors import UserInputError  # noqa: E402
-from proofloop.store import Store  # noqa: E402
+require("matplotlib", "bench", "proofloop bench report").use("Agg")  # never a display: servers and CI write reports
+Figure = require("matplotlib.figure", "bench", "proofloop bench report").Figure  # after choosing the backend
 
 __all__ = ["Report", "build_report", "write_report"]
 

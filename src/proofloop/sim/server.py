@@ -46,12 +46,16 @@ import heapq
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-from fastapi import FastAPI
+from proofloop.extras import require
 
-from proofloop import serving
-from proofloop.sim.model import SimConfig, SimModel
+require("fastapi", "sim", "the proofloop simulator's server")  # before serving, which needs it
+from proofloop import serving  # noqa: E402
+from proofloop.sim.model import SimConfig, SimModel  # noqa: E402
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 __all__ = ["ServerModel", "RunInfo", "Work", "lower_bound_makespan", "sim_responder", "make_sim_app",
            "responder_factory", "build_faults", "request_priority", "main"]

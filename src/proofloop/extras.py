@@ -1,0 +1,45 @@
+"""Optional dependencies: import one, or say in one line which extra installs it.
+
+`pip install proofloop` is the core (prove, verify, meta-verify, search, the run store,
+against any OpenAI-compatible server). Heavier parts come with extras:
+
+- `local`: the embedded model (torch, transformers, gguf, accelerate);
+- `sim`: the simulated model and server (numpy, scipy, fastapi, uvicorn);
+- `bench`: benchmarks, metrics and plots (numpy, scipy, matplotlib, pyarrow, datasets);
+- `serve`: an HTTP front end (fastapi, uvicorn);
+- `dev`: the test suite; `all`: everything above.
+
+A module of an extra imports its heavy dependencies through `require`, so that using it
+without the extra is one clear line (a UserInputError: exit code 2), not a traceback:
+
+    >>> require("json", "bench", "proofloop bench report").__name__
+    'json'
+    >>> require("no_such_module_xyz", "bench", "proofloop bench report")
+    Traceback (most recent call last):
+    ...
+    proofloop.errors.MissingExtra: proofloop bench report needs the 'bench' extra: pip install 'proofloop[bench]'
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from proofloop.errors import MissingExtra
+
+__all__ = ["require", "install_hint"]
+
+
+def install_hint(extra: str) -> str:
+    return f"pip install 'proofloop[{extra}]'"
+
+
+def require(module: str, extra: str, what: str) -> ModuleType:
+    """Import and return `module`; if it (or a package it needs) is not installed, raise
+    MissingExtra naming `what` needs it and the extra that installs it."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        # Only "not installed" becomes a hint; any other failure inside the module is a bug
+        # or a broken install and keeps its own traceback.
+        raise MissingExtra(f"{what} needs the '{extra}' extra: {install_hint(extra)}") from exc
