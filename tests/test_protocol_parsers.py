@@ -405,7 +405,7 @@ def test_arbitrary_text_never_raises(text, finish_reason, reasoning):
         r = parse(text, reasoning=reasoning, finish_reason=finish_reason)
         assert (r.status is ParseStatus.OK) == (r.cause is None)
     assert isinstance(extract_issues(text), list)
-    assert isinstance(proof_for_verification(text), str)
+    assert proof_for_verification(text).strip() in text  # a part of the text, never new words
     s = parse_score(text)
     assert s.ok == (s.score in SCORES)
 
