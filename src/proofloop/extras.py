@@ -10,7 +10,9 @@ against any OpenAI-compatible server). Heavier parts come with extras:
 - `dev`: the test suite; `all`: everything above.
 
 A module of an extra imports its heavy dependencies through `require`, so that using it
-without the extra is one clear line (a UserInputError: exit code 2), not a traceback:
+without the extra is one clear line (a UserInputError: exit code 2), not a traceback; `lazy`
+defers that import to first use, so that a command's module (and its --help) loads without
+the extra and only the command that needs it fails:
 
     >>> require("json", "bench", "proofloop bench report").__name__
     'json'
@@ -18,16 +20,20 @@ without the extra is one clear line (a UserInputError: exit code 2), not a trace
     Traceback (most recent call last):
     ...
     proofloop.errors.MissingExtra: proofloop bench report needs the 'bench' extra: pip install 'proofloop[bench]'
+    >>> math = lazy("math", "bench", "proofloop bench metrics")   # nothing imported yet
+    >>> math.sqrt(4.0)
+    2.0
 """
 
 from __future__ import annotations
 
 import importlib
 from types import ModuleType
+from typing import Any
 
 from proofloop.errors import MissingExtra
 
-__all__ = ["require", "install_hint"]
+__all__ = ["require", "lazy", "LazyModule", "install_hint"]
 
 
 def install_hint(extra: str) -> str:
@@ -43,3 +49,24 @@ def require(module: str, extra: str, what: str) -> ModuleType:
         # Only "not installed" becomes a hint; any other failure inside the module is a bug
         # or a broken install and keeps its own traceback.
         raise MissingExtra(f"{what} needs the '{extra}' extra: {install_hint(extra)}") from exc
+
+
+class LazyModule:
+    """Stands for a module until its first attribute is read, then imports it with `require`."""
+
+    def __init__(self, module: str, extra: str, what: str) -> None:
+        self._args = (module, extra, what)
+        self._module: ModuleType | None = None
+
+    def __getattr__(self, name: str) -> Any:  # only called for names not set in __init__
+        if self._module is None:
+            self._module = require(*self._args)
+        return getattr(self._module, name)
+
+    def __repr__(self) -> str:
+        return f"<lazy module {self._args[0]!r} ({'imported' if self._module else 'not imported yet'})>"
+
+
+def lazy(module: str, extra: str, what: str) -> Any:
+    """`module`, imported (through `require`) when first used."""
+    return LazyModule(module, extra, what)

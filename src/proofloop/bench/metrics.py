@@ -25,10 +25,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from proofloop.extras import require
+from proofloop.extras import lazy
 
-np = require("numpy", "bench", "proofloop bench metrics")
-rankdata = require("scipy.stats", "bench", "proofloop bench metrics").rankdata
+# Imported on first use: `proofloop bench --help` works without the bench extra.
+np = lazy("numpy", "bench", "proofloop bench metrics")
+scipy_stats = lazy("scipy.stats", "bench", "proofloop bench metrics")
 
 # Grades are compared with a small tolerance so that 18/21 counts as 6/7 despite rounding.
 EPS = 1e-9
@@ -265,7 +266,7 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
     """Spearman rho (Pearson on average ranks); None where it is undefined."""
     if len(x) < 2:
         return None
-    return pearson(rankdata(x), rankdata(y))
+    return pearson(scipy_stats.rankdata(x), scipy_stats.rankdata(y))
 
 
 def cohen_kappa(a: Sequence[Hashable], b: Sequence[Hashable], labels: Sequence[Hashable] | None = None) -> float | None:
