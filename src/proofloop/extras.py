@@ -59,6 +59,8 @@ class LazyModule:
         self._module: ModuleType | None = None
 
     def __getattr__(self, name: str) -> Any:  # only called for names not set in __init__
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)  # introspection (doctest, inspect, copy) must not import
         if self._module is None:
             self._module = require(*self._args)
         return getattr(self._module, name)
