@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from proofloop.errors import UserInputError
+from proofloop.extras import require
 
 
 def need_file(path: Path) -> Path:
@@ -47,7 +48,7 @@ def read_rows(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
             with p.open(encoding="utf-8", newline="") as fh:
                 rows = list(csv.DictReader(fh))
         elif suffix == ".parquet":
-            import pyarrow.parquet as pq  # imported here: only parquet users pay for it
+            pq = require("pyarrow.parquet", "bench", "reading a .parquet file")  # only parquet users pay for it
 
             rows = pq.read_table(p).to_pylist()
         else:

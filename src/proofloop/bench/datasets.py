@@ -20,8 +20,6 @@ Each dataset's grade scale is written down once in GRADE_SCALES and turned into 
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -31,7 +29,8 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError, computed_field, model_validator
 
 from proofloop.errors import UserInputError
-from proofloop.rows import need_file, read_rows
+from proofloop.extras import require
+from proofloop.rows import read_rows
 
 # Maximum points per problem for every dataset we know. IMO-ProofBench and the IMO use 0-7,
 # the Chinese MO 0-21 and the Putnam 0-10 (the scales of the experts' grades in dsm2/outputs).
@@ -320,10 +319,7 @@ def load_hf_dataset(
 ) -> list[Problem]:
     """Problems from a Hugging Face dataset: a directory written by `save_to_disk` (offline), or a
     Hub name, which needs a pinned `revision` (commit hash or tag) so results are reproducible."""
-    try:
-        import datasets as hf  # optional dependency: proofloop[data]
-    except ImportError:
-        raise UserInputError("the 'datasets' package is needed: pip install 'proofloop[data]'") from None
+    hf = require("datasets", "bench", "loading a Hugging Face dataset")
     local = Path(name_or_path)
     if local.is_dir():
         try:

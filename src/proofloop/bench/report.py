@@ -26,16 +26,22 @@ import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
+from proofloop.bench.runs import run_metrics
+from proofloop.errors import UserInputError
+from proofloop.extras import require
+from proofloop.store import Store
 
-matplotlib.use("Agg")  # never a display: reports are written by servers and CI too
-from matplotlib.figure import Figure  # noqa: E402  (after choosing the backend)
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
-from proofloop.bench.runs import run_metrics  # noqa: E402
-from proofloop.errors import UserInputError  # noqa: E402
-from proofloop.store import Store  # noqa: E402
+
+def new_figure(**kw: Any) -> "Figure":
+    """A matplotlib Figure on the Agg backend (never a display: servers and CI write reports);
+    matplotlib is imported here, on first use, so the bench commands load without it."""
+    require("matplotlib", "bench", "proofloop bench report").use("Agg")  # before anything draws
+    return require("matplotlib.figure", "bench", "proofloop bench report").Figure(**kw)
 
 __all__ = ["Report", "build_report", "write_report"]
 
@@ -86,7 +92,7 @@ def _histograms(m: dict[str, Any]) -> bytes | None:
     graders = [(g, [s["score"] for s in v["scores"]]) for g, v in m["graders"].items() if v["scores"]]
     if not graders:
         return None
-    fig = Figure(figsize=(4.2 * len(graders), 3.2))
+    fig = new_figure(figsize=(4.2 * len(graders), 3.2))
     for i, (name, scores) in enumerate(graders):
         ax = fig.add_subplot(1, len(graders), i + 1)
         ax.hist(scores, bins=[k / 14 for k in range(15)], range=(0, 1), color="#4477aa", edgecolor="white")
@@ -102,7 +108,7 @@ def _calibration(m: dict[str, Any]) -> bytes | None:
     reps = [(g, rep) for g, rep in m["agreement"].items() if rep.get("pairs")]
     if not reps:
         return None
-    fig = Figure(figsize=(4.4 * len(reps), 4.0))
+    fig = new_figure(figsize=(4.4 * len(reps), 4.0))
     for i, (name, rep) in enumerate(reps):
         ax = fig.add_subplot(1, len(reps), i + 1)
         pred = [p["pred"] for p in rep["pairs"]]
@@ -135,7 +141,7 @@ def _by_group(m: dict[str, Any], key: str) -> bytes | None:
     if not graders:
         return None
     groups = sorted({name for _, table in graders for name in table})
-    fig = Figure(figsize=(max(5.0, 1.3 * len(groups) * len(graders)), 3.6))
+    fig = new_figure(figsize=(max(5.0, 1.3 * len(groups) * len(graders)), 3.6))
     ax = fig.add_subplot(1, 1, 1)
     width = 0.8 / len(graders)
     for i, (name, table) in enumerate(graders):
@@ -161,7 +167,7 @@ def _by_group(m: dict[str, Any], key: str) -> bytes | None:
 def _best_at_k_plot(m: dict[str, Any]) -> bytes | None:
     if not m["best_at_k"]:
         return None
-    fig = Figure(figsize=(5.0, 3.4))
+    fig = new_figure(figsize=(5.0, 3.4))
     ax = fig.add_subplot(1, 1, 1)
     for name, bk in m["best_at_k"].items():
         ks = sorted(int(k) for k in bk["best_at_k"])

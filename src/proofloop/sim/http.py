@@ -48,9 +48,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Literal
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, Field
+from proofloop.extras import require
+
+require("fastapi", "sim", "the proofloop simulator's server")  # one line, not a traceback, without it
+from fastapi import FastAPI, Request  # noqa: E402
+from fastapi.responses import JSONResponse, Response, StreamingResponse  # noqa: E402
+from pydantic import BaseModel, Field  # noqa: E402
 
 log = logging.getLogger(__name__)
 
