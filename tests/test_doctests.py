@@ -25,6 +25,8 @@ def package_modules() -> list[str]:
     names = []
     for path in root.rglob("*.py"):
         parts = path.relative_to(root.parent).with_suffix("").parts
+        if parts[-1] == "__main__":  # importing it runs the program
+            continue
         names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
     return sorted(names)
 

@@ -3,7 +3,7 @@ errors for what a user can fix (a missing file, bad JSON, an unknown file type).
 
     >>> import tempfile, pathlib
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "proofs.jsonl"
-    >>> _ = path.write_text('{"problem": "P", "proof": "Q"}\n')
+    >>> _ = path.write_text('{"problem": "P", "proof": "Q"}\\n')
     >>> read_rows(path)
     [{'problem': 'P', 'proof': 'Q'}]
 """

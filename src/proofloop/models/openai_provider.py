@@ -20,7 +20,7 @@ the rest).
     >>> import asyncio
     >>> with ServerThread(make_sim_app(seed=1)) as server:
     ...     model = Model(OpenAIProvider("sim-1", base_url=server.base_url))
-    ...     [s] = asyncio.run(model.sample([{"role": "user", "content": "Prove 1+1=2."}], Sampling()))
+    ...     [s] = asyncio.run(model.sample([{"role": "user", "content": "Prove 1+1=2."}], Sampling(max_tokens=10**6)))
     >>> s.completion.text.startswith("## Solution"), s.completion.reasoning is not None
     (True, True)
 """
