@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,32 +62,50 @@ def set_verbosity(verbose: bool) -> None:
 
 
 class Progress:
-    """Counts records as they are stored: a live line on a terminal, a plain line per record
-    on a pipe (stderr), nothing with --json."""
+    """What a running command is doing: records stored, requests sent and in flight, pieces
+    streamed so far. A live line on a terminal (refreshed every second, so a long call shows
+    it is alive), a line every 30 s and one per record on a pipe (stderr), nothing with --json."""
 
     def __init__(self, json_mode: bool):
         self.counts = {"proof": 0, "analysis": 0, "meta": 0}
         self.json_mode, self.started = json_mode, time.monotonic()
         self.status = None
-        if not json_mode and sys.stderr.isatty():
+        self.done = threading.Event()
+        if json_mode:
+            return
+        if sys.stderr.isatty():
             from rich.console import Console
 
-            self.status = Console(stderr=True).status("working: requests sent, waiting for the first answer...")
+            self.status = Console(stderr=True).status(self.line())
             self.status.start()
+        threading.Thread(target=self.tick, args=(1.0 if self.status else 30.0,), daemon=True).start()
+
+    def line(self) -> str:
+        from proofloop.models.base import ACTIVITY
+
+        c = self.counts
+        return (f"proofs {c['proof']}  analyses {c['analysis']}  meta {c['meta']}  |  requests sent "
+                f"{ACTIVITY.sent}, in flight {ACTIVITY.in_flight}, ~{ACTIVITY.streamed} tokens streamed  "
+                f"({time.monotonic() - self.started:.0f} s)")
+
+    def tick(self, every: float) -> None:
+        while not self.done.wait(every):
+            if self.status is not None:
+                self.status.update(self.line())
+            else:
+                note(f"[working] {self.line()}")
 
     def on_record(self, kind: str, record: Any) -> None:
         self.counts[kind] += 1
-        c = self.counts
-        line = (f"proofs {c['proof']}  analyses {c['analysis']}  meta {c['meta']}  "
-                f"({time.monotonic() - self.started:.0f} s)")
         if self.status is not None:
-            self.status.update(line)
+            self.status.update(self.line())
         elif not self.json_mode:
             score = getattr(record, "self_score", None) if kind == "proof" else (
                 getattr(record, "score", None) if kind == "analysis" else getattr(record, "rating", None))
-            note(f"[{kind}] status={record.status.value} score={score}  {line}")
+            note(f"[{kind}] status={record.status.value} score={score}  {self.line()}")
 
     def stop(self) -> None:
+        self.done.set()
         if self.status is not None:
             self.status.stop()
 

@@ -123,3 +123,17 @@ class Provider(Protocol):
     async def complete(self, messages: list[Message], sampling: Sampling, n: int) -> ProviderResponse:
         """One request for n completions. Raise a proofloop.errors.ModelError on failure."""
         ...
+
+
+@dataclass
+class Activity:
+    """What the model layer is doing right now, for progress displays: request attempts sent
+    and in flight, and streamed pieces received (about one token each on vLLM and SGLang)."""
+
+    sent: int = 0
+    in_flight: int = 0
+    streamed: int = 0
+
+
+ACTIVITY = Activity()  # one per process: the wrapper and the streaming provider count into it
+

@@ -48,7 +48,7 @@ from dotenv import load_dotenv
 from proofloop.errors import (AuthError, BadRequestError, ContextWindowError, EmptyResponseError, IncompatibleServer,
                               ModelConnectionError, ModelError, ModelNotFoundError, ModelTimeoutError,
                               RateLimitError, ServerError, UserInputError)
-from proofloop.models.base import Completion, Message, ProviderResponse, Sampling, Timeouts, Usage
+from proofloop.models.base import ACTIVITY, Completion, Message, ProviderResponse, Sampling, Timeouts, Usage
 
 log = logging.getLogger(__name__)
 
@@ -350,6 +350,7 @@ class OpenAIProvider:
                         raise ServerError(f"malformed response: choice index {choice.index} for n={n}")
                     delta = choice.delta
                     if delta is not None:
+                        ACTIVITY.streamed += 1
                         if delta.content:
                             text.setdefault(choice.index, []).append(delta.content)
                         piece = _reasoning_of(delta)
