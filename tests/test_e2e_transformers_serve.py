@@ -18,13 +18,10 @@ from proofloop.protocol.types import SCORES, ParseStatus
 from proofloop.store import Store
 from support.cli import cli_env, run_cli
 
-# Today the model layer sends n in one request and the server answers one choice, so each
-# multi-sample call fails ("stream ended before choices [1, 2, 3] finished"). With --max-n 1
-# all three pass (measured); drop the xfail once the model layer falls back by itself.
-# The xdist group keeps the three tests on one worker (`make test` runs --dist loadgroup), so
+# The server ignores n and answers one choice: the model layer finds that out on the first
+# response and asks for the rest one sample per request, with no --max-n flag. The xdist group keeps the three tests on one worker (`make test` runs --dist loadgroup), so
 # the model is converted and served once.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("transformers-serve"),
-              pytest.mark.xfail(strict=False, reason="needs n-fallback in the model layer")]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("transformers-serve")]
 
 PROBLEM = "Prove that the sum of two even integers is even."
 PROOF = "## Solution\n\nLet $a=2m$ and $b=2k$. Then $a+b=2(m+k)$, which is even.\n"
