@@ -77,7 +77,9 @@ def test_verify_n4(env, files, tmp_path: Path):
 
 def test_prove_pool(env, files, tmp_path: Path):
     out = _run(["prove", files["problem"], "--strategy", "pool", "-o", "initial=2", "-o", "verifications=2",
-                "-o", "top_k=1", "-o", "rounds=1", "--max-tokens", "64", "--seed", "1", *TOKENS], env)
+                "-o", "top_k=1", "-o", "rounds=1", "--max-tokens", "64", "--seed", "1", *TOKENS,
+                # 64 tokens cut every SmolLM2 proof off; keep them so that the loop verifies too
+                "-o", "keep_truncated=true"], env)
     store = Store(tmp_path / "runs.db")
     proofs = store.proofs(out["run_id"])
     assert len(proofs) >= 2
