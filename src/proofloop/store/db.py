@@ -115,7 +115,7 @@ class Store:
             self._create_schema()
         except DBAPIError as e:  # what the header check cannot see: damage inside the file
             self.engine.dispose()
-            raise StoreError(f"cannot open the run store {self.path}: {e.orig}") from None
+            raise StoreError(f"cannot open the run store {self.path}: {_one_line([e.orig])}") from None
         except BaseException:
             self.engine.dispose()
             raise
@@ -144,7 +144,7 @@ class Store:
             if str(self.path) != ":memory:" and self.path.stat().st_size <= QUICK_CHECK_MAX_BYTES:
                 problems = conn.exec_driver_sql("PRAGMA quick_check(3)").scalars().all()
                 if problems != ["ok"]:
-                    raise StoreError(f"the run store {self.path} is damaged ({problems[0]}); "
+                    raise StoreError(f"the run store {self.path} is damaged ({_one_line(problems)}); "
                                      f"restore a copy or start a new store")
             has_tables = conn.exec_driver_sql("SELECT count(*) FROM sqlite_master WHERE name = 'runs'").scalar_one()
             for v in range(max(version, 1) + 1, SCHEMA_VERSION + 1) if has_tables else ():
@@ -578,6 +578,11 @@ class Store:
         """SQLite's own check of the file: 'ok' when sound."""
         with self._read() as s:
             return "\n".join(s.execute(text("PRAGMA integrity_check")).scalars())
+
+
+def _one_line(messages: Sequence[object], limit: int = 200) -> str:
+    line = " ".join(" ".join(str(m).split()) for m in messages)
+    return line if len(line) <= limit else line[:limit] + " ..."
 
 
 def _run(row: RunRow, now: float) -> Run:
