@@ -76,6 +76,8 @@ def _aware(dt: datetime) -> datetime:
 
 def _plain(row: Any, model: type) -> Any:
     data = {name: getattr(row, name) for name in model.model_fields if hasattr(row, name)}
+    if isinstance(row, FailureRow) and row.keys is None:  # a v1 row: one row per key
+        data["keys"] = [row.key]
     for name in ("created_at", "updated_at"):
         if isinstance(data.get(name), float):  # epoch seconds (the call tables)
             data[name] = datetime.fromtimestamp(data[name], timezone.utc)
@@ -536,7 +538,7 @@ class Store:
             q = q.where(FailureRow.namespace == namespace)
         with self._read() as s:
             # v1 rows have no `keys`: each was one key.
-            return [_plain(r, Failure).model_copy(update={"keys": r.keys or [r.key]}) for r in s.scalars(q)]
+            return [_plain(r, Failure) for r in s.scalars(q)]
 
     def call_summaries(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Model, tokens, latency, cost and finish reason of the stored calls among `keys`
