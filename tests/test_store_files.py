@@ -126,3 +126,16 @@ def test_a_lock_released_while_waiting_lets_the_write_through(tmp_path):
             release.join()
             holder.close()
         assert s.get_run(run) is not None and len(notices) == 1
+
+
+def test_the_cli_prints_one_line_and_exits_2(tmp_path):
+    import subprocess
+    import sys
+
+    path = not_a_database(tmp_path)
+    done = subprocess.run([sys.executable, "-m", "proofloop.cli", "runs", "list", "--db", str(path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [f"proofloop: error: the run store {path} is not an SQLite "
+                                                f"database: point PROOFLOOP_DB or --db at a proofloop store, "
+                                                f"or move the file away"]

@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from proofloop.models.base import Completion, ProviderResponse, Sampling
-from proofloop.models.cache import CallRecord
+from proofloop.models.cache import CallRecord, InMemoryCallCache
 from proofloop.models.wrapper import Model
-from proofloop.search.base import SearchContext
+from proofloop.search.base import MemoryRecorder, SearchContext
 from proofloop.search.pool import Pool
 from proofloop.sim import make_problems
 from proofloop.sim.provider import SimProvider
@@ -57,12 +57,15 @@ class PaddedSim(SimProvider):
     def __init__(self, kb: float, **kw: Any):
         super().__init__(**kw)
         self.kb, self.count = kb, 0
+        self.rss_mb: list[tuple[int, float]] = []  # (outputs so far, current RSS) every 100 outputs
 
     async def complete(self, messages, sampling: Sampling, n: int) -> ProviderResponse:
         response = await super().complete(messages, sampling, n)
         padded = []
         for c in response.completions:
             self.count += 1
+            if self.count % 100 == 0:
+                self.rss_mb.append((self.count, current_rss_mb()))
             pad = filler(max(0.0, self.kb - len(c.text) / 1024), self.count)
             text = (c.text.replace("## Solution\n\n", f"## Solution\n\n{pad}\n\n", 1)
                     if c.text.startswith("## Solution") else f"{pad}\n\n{c.text}")
@@ -110,23 +113,39 @@ def use_legacy_storage() -> None:
     db.stored_fields = lambda kind, values, call: {**values, "from_call": False}
 
 
-def search(store: Store, run_id: str, *, initial: int, verifications: int, rounds: int, kb: float,
+def search(store: Store | None, run_id: str, *, initial: int, verifications: int, rounds: int, kb: float,
            problems: int = 1) -> tuple[Any, int]:
+    """A pool search recording into `store` (None: the in-memory cache and recorder)."""
     provider = PaddedSim(kb, seed=0)
-    model = Model(provider, namespace=run_id, cache=store, max_concurrency=64)
+    model = Model(provider, namespace=run_id, cache=store or InMemoryCallCache(), max_concurrency=64)
     sampling = Sampling(seed=0, max_tokens=200_000)
     ctx = SearchContext(model, gen_sampling=sampling, verify_sampling=sampling, meta_sampling=sampling,
-                        recorder=StoreRecorder(store, run_id))
+                        recorder=StoreRecorder(store, run_id) if store else MemoryRecorder())
     pool = Pool(preset="paper", initial=initial, verifications=verifications, rounds=rounds,
                 top_k=min(initial, 64), pass_min_valid=10**6)  # nothing passes: every round runs
 
     async def go():
         return [await pool.solve(p, ctx) for p in make_problems(problems, seed=4, mix="hard")]
 
-    return asyncio.run(go()), provider.count
+    return asyncio.run(go()), provider
 
 
 # ---- children: one measurement per process ----------------------------------------------------------
+
+
+def current_rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def growth_kb_per_call(samples: list[tuple[int, float]]) -> float | None:
+    """Least-squares slope of RSS over outputs, on the second half of the run (past warm-up)."""
+    half = samples[len(samples) // 2:]
+    if len(half) < 2:
+        return None
+    mx, my = sum(x for x, _ in half) / len(half), sum(y for _, y in half) / len(half)
+    var = sum((x - mx) ** 2 for x, _ in half)
+    return sum((x - mx) * (y - my) for x, y in half) / var * 1024 if var else None
 
 
 def peak_rss_mb() -> float:
@@ -147,16 +166,13 @@ def child_storage(a) -> dict[str, Any]:
                                     ("verifications", "coalesce(length(analysis), 0) + length(issues)"),
                                     ("meta_verifications", "coalesce(length(analysis), 0)")])
         prompts = q("SELECT sum(length(messages)) FROM prompts")
+        calls = q("SELECT count(*) FROM llm_calls")
         con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         con.close()
         size = (Path(tmp) / "s.db").stat().st_size
-        return {"calls": q_calls(store), "output_mb": outputs / 1e6, "record_text_mb": rows / 1e6,
+        return {"calls": calls, "output_mb": outputs / 1e6, "record_text_mb": rows / 1e6,
                 "prompt_mb": prompts / 1e6, "file_mb": size / 1e6,
                 "ratio_outputs_plus_records": (outputs + rows) / outputs, "ratio_file": size / outputs}
-
-
-def q_calls(store: Store) -> int:
-    return len(store.call_summaries(c.key for c in store.calls()))
 
 
 def build_large_run(path: Path, problems: int, proofs: int, verifications: int, kb: float) -> str:
@@ -218,11 +234,13 @@ def child_memory(a) -> dict[str, Any]:
         run = store.create_run("prove", {})
         base = peak_rss_mb()
         t0 = time.perf_counter()
-        results, calls = search(store, run, initial=a.initial, verifications=a.verifications, rounds=a.rounds,
-                                kb=a.output_kb)
-        out = {"calls": calls, "peak_rss_mb": peak_rss_mb(), "rss_at_start_mb": base,
-               "kb_per_call": (peak_rss_mb() - base) * 1024 / calls, "seconds": time.perf_counter() - t0}
+        results, sim = search(None if a.no_store else store, run, initial=a.initial, verifications=a.verifications,
+                              rounds=a.rounds, kb=a.output_kb)
+        out = {"calls": sim.count, "peak_rss_mb": peak_rss_mb(), "rss_at_start_mb": base,
+               "peak_growth_kb_per_call": (peak_rss_mb() - base) * 1024 / sim.count,
+               "rss_slope_kb_per_call": growth_kb_per_call(sim.rss_mb), "seconds": time.perf_counter() - t0}
         if a.trace:
+            out["traced_peak_mb"] = tracemalloc.get_traced_memory()[1] / 1e6
             snap = tracemalloc.take_snapshot()
             out["live_mb_after"] = sum(s.size for s in snap.statistics("filename")) / 1e6
             out["top_files"] = [(str(s.traceback[0].filename).split("site-packages/")[-1].split("src/")[-1],
@@ -248,6 +266,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--legacy", action="store_true")
     ap.add_argument("--trace", action="store_true")
+    ap.add_argument("--no-store", action="store_true", help="memory: in-memory cache and recorder instead")
     ap.add_argument("--initial", type=int, default=64)
     ap.add_argument("--verifications", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=4)
@@ -276,7 +295,8 @@ def main() -> None:
         quarter = ["--initial", "2", "--verifications", "4", "--rounds", "1"] if a.quick else \
             ["--initial", "16", "--verifications", "16", "--rounds", "4"]
         for args in (full, quarter):
-            print("memory", " ".join(args), run_child("memory", *args, *(["--trace"] if a.trace else [])), flush=True)
+            for store in ([], ["--no-store"]):
+                print("memory", " ".join(args + store), run_child("memory", *args, *store), flush=True)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,17 @@ Every `add_*` is idempotent: a resumed run re-records everything it replays from
 cache, and re-adding an id updates the row in place (never a duplicate, never an error).
 Queries return plain pydantic records (store/schema.py), never live ORM objects.
 
-`Store` is also the model layer's call cache (`get`, `put_many`, `record_failure`).
+`Store` is also the model layer's call cache (`get`, `put_many`, `record_failure`: one row
+per failed request attempt, with all its sample keys).
+
+Opening checks the file first (store/checks.py): a path that is not a usable store (not a
+database, truncated or damaged, read-only file or folder, a folder, under a file) raises
+StoreError, a UserInputError with one line; so does a write lock held by another process
+beyond `busy_timeout_s` (after `on_wait` was told once, at `wait_notice_s`).
+
+Runs are held by a lease while worked on (acquire_run / renew_lease / release_run; the
+handle and heartbeat are in store/lease.py): a run stored as running whose lease expired reads
+as `interrupted`. Each model output is stored once, in its call row (store/derive.py).
 
     >>> import tempfile, pathlib
     >>> store = Store(pathlib.Path(tempfile.mkdtemp()) / "p.db")
