@@ -66,12 +66,26 @@ class PaddedSim(SimProvider):
             self.count += 1
             if self.count % 100 == 0:
                 self.rss_mb.append((self.count, current_rss_mb()))
+            if self.count % 250 == 0 and tracemalloc.is_tracing():
+                self.snapshot_if_largest()
             pad = filler(max(0.0, self.kb - len(c.text) / 1024), self.count)
             text = (c.text.replace("## Solution\n\n", f"## Solution\n\n{pad}\n\n", 1)
                     if c.text.startswith("## Solution") else f"{pad}\n\n{c.text}")
             padded.append(Completion(text=text, reasoning=c.reasoning, finish_reason=c.finish_reason,
                                      completion_tokens=c.completion_tokens))
         return ProviderResponse(padded, response.usage)
+
+    largest: tuple[float, list] = (0.0, [])  # (traced MB, top files) of the largest snapshot
+
+    def snapshot_if_largest(self) -> None:
+        stats = tracemalloc.take_snapshot().statistics("filename")
+        total = sum(s.size for s in stats) / 1e6
+        if total > self.largest[0]:
+            self.largest = (total, [(short_name(s.traceback[0].filename), round(s.size / 1e6, 1)) for s in stats[:10]])
+
+
+def short_name(filename: str) -> str:
+    return filename.split("site-packages/")[-1].split("src/")[-1].split("/lib/python3")[-1]
 
 
 class StoreRecorder:
@@ -239,13 +253,9 @@ def child_memory(a) -> dict[str, Any]:
         out = {"calls": sim.count, "peak_rss_mb": peak_rss_mb(), "rss_at_start_mb": base,
                "peak_growth_kb_per_call": (peak_rss_mb() - base) * 1024 / sim.count,
                "rss_slope_kb_per_call": growth_kb_per_call(sim.rss_mb), "seconds": time.perf_counter() - t0}
-        if a.trace:
+        if a.trace:  # where the live memory was allocated, at the largest sampled moment
             out["traced_peak_mb"] = tracemalloc.get_traced_memory()[1] / 1e6
-            snap = tracemalloc.take_snapshot()
-            out["live_mb_after"] = sum(s.size for s in snap.statistics("filename")) / 1e6
-            out["top_files"] = [(str(s.traceback[0].filename).split("site-packages/")[-1].split("src/")[-1],
-                                 round(s.size / 1e6, 2)) for s in snap.statistics("filename")[:12]]
-            del results
+            out["largest_traced_mb"], out["top_files"] = sim.largest
         return out
 
 
