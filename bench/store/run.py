@@ -66,7 +66,7 @@ class PaddedSim(SimProvider):
             self.count += 1
             if self.count % 100 == 0:
                 self.rss_mb.append((self.count, current_rss_mb()))
-            if self.count % 250 == 0 and tracemalloc.is_tracing():
+            if tracemalloc.is_tracing() and tracemalloc.get_traced_memory()[0] / 1e6 > self.largest[0] + 2:
                 self.snapshot_if_largest()
             pad = filler(max(0.0, self.kb - len(c.text) / 1024), self.count)
             text = (c.text.replace("## Solution\n\n", f"## Solution\n\n{pad}\n\n", 1)

@@ -496,10 +496,16 @@ class Store:
     def put_many(self, records: Iterable[CallRecord]) -> None:
         """Store calls in one transaction. A key already stored keeps its first record: it may
         already have been used."""
+        # The n records of one request share one message list: hash and insert it once. The
+        # list is kept in the dict too, so its id cannot be reused by another list meanwhile.
+        seen: dict[int, tuple[Any, str]] = {}
         with self._write() as s:
             for r in records:
-                sha = messages_sha(r.messages)
-                s.execute(insert(PromptRow).values(sha=sha, messages=list(r.messages)).on_conflict_do_nothing())
+                _, sha = seen.get(id(r.messages), (None, None))
+                if sha is None:
+                    sha = messages_sha(r.messages)
+                    seen[id(r.messages)] = (r.messages, sha)
+                    s.execute(insert(PromptRow).values(sha=sha, messages=list(r.messages)).on_conflict_do_nothing())
                 s.execute(insert(CallRow).values(
                     key=r.key, namespace=r.namespace, model=r.model, provider=r.provider,
                     sampling=dict(r.sampling), prompt_sha=sha, sample_index=r.index,
