@@ -271,6 +271,7 @@ def test_export_asks_for_one_problem_at_a_time(store, monkeypatch):
         store.add_problem(run, name, name=name)
     asked: list = []
     original = Store.proofs
-    monkeypatch.setattr(Store, "proofs", lambda self, r, problem_id=None: asked.append(problem_id) or original(self, r, problem_id))
+    monkeypatch.setattr(Store, "proofs",
+                        lambda self, r, problem_id=None: asked.append(problem_id) or original(self, r, problem_id))
     assert export_run_jsonl(store, run, io.StringIO()) == 3
     assert None not in asked and len(asked) == 2

@@ -25,6 +25,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import tracemalloc
 from pathlib import Path
@@ -66,8 +67,6 @@ class PaddedSim(SimProvider):
             self.count += 1
             if self.count % 100 == 0:
                 self.rss_mb.append((self.count, current_rss_mb()))
-            if tracemalloc.is_tracing() and tracemalloc.get_traced_memory()[0] / 1e6 > self.largest[0] + 2:
-                self.snapshot_if_largest()
             pad = filler(max(0.0, self.kb - len(c.text) / 1024), self.count)
             text = (c.text.replace("## Solution\n\n", f"## Solution\n\n{pad}\n\n", 1)
                     if c.text.startswith("## Solution") else f"{pad}\n\n{c.text}")
@@ -75,13 +74,26 @@ class PaddedSim(SimProvider):
                                      completion_tokens=c.completion_tokens))
         return ProviderResponse(padded, response.usage)
 
-    largest: tuple[float, list] = (0.0, [])  # (traced MB, top files) of the largest snapshot
 
-    def snapshot_if_largest(self) -> None:
-        stats = tracemalloc.take_snapshot().statistics("filename")
-        total = sum(s.size for s in stats) / 1e6
-        if total > self.largest[0]:
-            self.largest = (total, [(short_name(s.traceback[0].filename), round(s.size / 1e6, 1)) for s in stats[:10]])
+
+class PeakSnapshots(threading.Thread):
+    """Every 20 ms: when traced memory is 2 MB above the largest snapshot so far, take a new
+    one. `largest` is (traced MB, top allocating files, top allocating lines) at that moment."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.largest: tuple[float, list, list] = (0.0, [], [])
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.02):
+            if tracemalloc.get_traced_memory()[0] / 1e6 > self.largest[0] + 2:
+                snap = tracemalloc.take_snapshot()
+                files, lines = snap.statistics("filename"), snap.statistics("lineno")
+                self.largest = (sum(s.size for s in files) / 1e6,
+                                [(short_name(s.traceback[0].filename), round(s.size / 1e6, 1)) for s in files[:8]],
+                                [(f"{short_name(s.traceback[0].filename)}:{s.traceback[0].lineno}", round(s.size / 1e6, 1))
+                                 for s in lines[:8]])
 
 
 def short_name(filename: str) -> str:
@@ -242,8 +254,10 @@ def child_export(a) -> dict[str, Any]:
 
 
 def child_memory(a) -> dict[str, Any]:
+    sampler = PeakSnapshots()
     if a.trace:
-        tracemalloc.start(8)
+        tracemalloc.start(1)
+        sampler.start()
     with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "s.db") as store:
         run = store.create_run("prove", {})
         base = peak_rss_mb()
@@ -255,7 +269,9 @@ def child_memory(a) -> dict[str, Any]:
                "rss_slope_kb_per_call": growth_kb_per_call(sim.rss_mb), "seconds": time.perf_counter() - t0}
         if a.trace:  # where the live memory was allocated, at the largest sampled moment
             out["traced_peak_mb"] = tracemalloc.get_traced_memory()[1] / 1e6
-            out["largest_traced_mb"], out["top_files"] = sim.largest
+            sampler.stop.set()
+            sampler.join()
+            out["largest_traced_mb"], out["top_files"], out["top_lines"] = sampler.largest
         return out
 
 

@@ -415,7 +415,8 @@ class Store:
                                         .order_by(RefinedFromRow.verification_id)):
                 shown.setdefault(child, []).append(vid)
             scope = {"run_id": run_id, "problem_id": problem_id}
-            return [p.model_copy(update={"parents": parents.get(p.id, []), "refined_from_analyses": shown.get(p.id, [])})
+            return [p.model_copy(update={"parents": parents.get(p.id, []),
+                                         "refined_from_analyses": shown.get(p.id, [])})
                     for p in self._records(s, ProofRow, Proof, "proof", scope)]
 
     @staticmethod
