@@ -77,7 +77,7 @@ class PaddedSim(SimProvider):
 
 
 class PeakSnapshots(threading.Thread):
-    """Every 20 ms: when traced memory is 2 MB above the largest snapshot so far, take a new
+    """Every millisecond: when traced memory is 2 MB above the largest snapshot so far, take a new
     one. `largest` is (traced MB, top allocating files, top allocating lines) at that moment."""
 
     def __init__(self):
@@ -86,7 +86,7 @@ class PeakSnapshots(threading.Thread):
         self.stop = threading.Event()
 
     def run(self) -> None:
-        while not self.stop.wait(0.02):
+        while not self.stop.wait(0.001):
             if tracemalloc.get_traced_memory()[0] / 1e6 > self.largest[0] + 2:
                 snap = tracemalloc.take_snapshot()
                 files, lines = snap.statistics("filename"), snap.statistics("lineno")
@@ -253,7 +253,20 @@ def child_export(a) -> dict[str, Any]:
                 "out_mb": Path(a.out).stat().st_size / 1e6}
 
 
+def use_short_result_repr() -> None:
+    """What search/base.py should do: a ProblemResult repr that does not print every record.
+    asyncio builds repr(task) (and so reprlib.repr of its result, which builds the dataclass's
+    full repr before cutting it to 30 characters) when the run's last task finishes: a string
+    of every output of the run, ~35 KB per output, alive for a moment."""
+    from proofloop.search.base import ProblemResult
+
+    ProblemResult.__repr__ = lambda self: (f"ProblemResult({self.strategy}, {len(self.proofs)} proofs, "
+                                           f"best={self.best.id if self.best else None})")
+
+
 def child_memory(a) -> dict[str, Any]:
+    if a.short_repr:
+        use_short_result_repr()
     sampler = PeakSnapshots()
     if a.trace:
         tracemalloc.start(1)
@@ -293,6 +306,7 @@ def main() -> None:
     ap.add_argument("--legacy", action="store_true")
     ap.add_argument("--trace", action="store_true")
     ap.add_argument("--no-store", action="store_true", help="memory: in-memory cache and recorder instead")
+    ap.add_argument("--short-repr", action="store_true", help="memory: a short ProblemResult repr (see above)")
     ap.add_argument("--initial", type=int, default=64)
     ap.add_argument("--verifications", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=4)
@@ -321,7 +335,7 @@ def main() -> None:
         quarter = ["--initial", "2", "--verifications", "4", "--rounds", "1"] if a.quick else \
             ["--initial", "16", "--verifications", "16", "--rounds", "4"]
         for args in (full, quarter):
-            for store in ([], ["--no-store"]):
+            for store in ([], ["--no-store"], ["--short-repr"]):
                 print("memory", " ".join(args + store), run_child("memory", *args, *store), flush=True)
 
 
