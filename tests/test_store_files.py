@@ -3,7 +3,10 @@ for visibly, then reported."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -116,10 +119,16 @@ def test_a_locked_store_is_waited_for_visibly_then_reported(tmp_path):
 
 def test_a_lock_released_while_waiting_lets_the_write_through(tmp_path):
     notices: list[str] = []
-    with Store(tmp_path / "s.db", on_wait=notices.append, busy_timeout_s=30, wait_notice_s=0.1) as s:
-        holder = _hold_write_lock(s.path)
-        release = threading.Timer(0.5, holder.rollback)
+    path = tmp_path / "s.db"
+    Store(path).close()
+    holder = _hold_write_lock(path)
+    release = threading.Timer(0.05, holder.rollback)  # the holder lets go once we say we wait
+
+    def on_wait(message: str) -> None:
+        notices.append(message)
         release.start()
+
+    with Store(path, on_wait=on_wait, busy_timeout_s=60, wait_notice_s=0.1) as s:
         try:
             run = s.create_run("prove", {})
         finally:
@@ -129,12 +138,9 @@ def test_a_lock_released_while_waiting_lets_the_write_through(tmp_path):
 
 
 def test_the_cli_prints_one_line_and_exits_2(tmp_path):
-    import subprocess
-    import sys
-
     path = not_a_database(tmp_path)
     done = subprocess.run([sys.executable, "-m", "proofloop.cli", "runs", "list", "--db", str(path)],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "500"})
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [f"proofloop: error: the run store {path} is not an SQLite "
                                                 f"database: point PROOFLOOP_DB or --db at a proofloop store, "
