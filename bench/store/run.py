@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import json
 import resource
 import subprocess
@@ -92,8 +91,8 @@ class PeakSnapshots(threading.Thread):
                 files, lines = snap.statistics("filename"), snap.statistics("lineno")
                 self.largest = (sum(s.size for s in files) / 1e6,
                                 [(short_name(s.traceback[0].filename), round(s.size / 1e6, 1)) for s in files[:8]],
-                                [(f"{short_name(s.traceback[0].filename)}:{s.traceback[0].lineno}", round(s.size / 1e6, 1))
-                                 for s in lines[:8]])
+                                [(f"{short_name(s.traceback[0].filename)}:{s.traceback[0].lineno}",
+                                  round(s.size / 1e6, 1)) for s in lines[:8]])
 
 
 def short_name(filename: str) -> str:
