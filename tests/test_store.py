@@ -260,19 +260,20 @@ def test_failures_and_run_usage(store):
     store.record_failure("y", namespace="other-run", attempt=1, error=ServerError("boom"))
 
     f = store.failures(run)
-    assert [(x.key, x.kind, x.status, x.retry_after, x.attempt, x.retryable) for x in f] == [
-        ("g3", "rate_limit", 429, 2.0, 1, True), ("g4", "rate_limit", 429, 2.0, 1, True),
-        ("v2", "server_error", 502, None, 3, True)]
+    # One row per failed request attempt, with every sample key it asked for.
+    assert [(x.keys, x.n_keys, x.key, x.kind, x.status, x.retry_after, x.attempt, x.retryable) for x in f] == [
+        (["g3", "g4"], 2, "g3", "rate_limit", 429, 2.0, 1, True),
+        (["v2"], 1, "v2", "server_error", 502, None, 3, True)]
     assert f[0].message == "slow down" and f[0].latency_s == 0.1
-    assert len(store.failures()) == 4
+    assert len(store.failures()) == 3
 
     usage = store.run_usage(run)
     assert (usage.calls, usage.prompt_tokens, usage.completion_tokens, usage.cached_prompt_tokens,
-            usage.failures) == (3, 30, 21, 12, 3)
+            usage.failures) == (3, 30, 21, 12, 2)  # failures count requests, not samples
     assert usage.latency_s == pytest.approx(1.5)
     assert (usage.cost_usd, usage.unpriced_calls) == (0.75, 1)  # an unknown price is not 0
     assert (usage.by_tag["generate"].calls, usage.by_tag["generate"].completion_tokens,
-            usage.by_tag["generate"].failures) == (2, 10, 2)
+            usage.by_tag["generate"].failures) == (2, 10, 1)
     assert (usage.by_tag["verify"].calls, usage.by_tag["verify"].failures) == (1, 1)
     assert store.run_usage("r-no-calls").calls == 0
 

@@ -10,7 +10,17 @@ Every `add_*` is idempotent: a resumed run re-records everything it replays from
 cache, and re-adding an id updates the row in place (never a duplicate, never an error).
 Queries return plain pydantic records (store/schema.py), never live ORM objects.
 
-`Store` is also the model layer's call cache (`get`, `put_many`, `record_failure`).
+`Store` is also the model layer's call cache (`get`, `put_many`, `record_failure`: one row
+per failed request attempt, with all its sample keys).
+
+Opening checks the file first (store/checks.py): a path that is not a usable store (not a
+database, truncated or damaged, read-only file or folder, a folder, under a file) raises
+StoreError, a UserInputError with one line; so does a write lock held by another process
+beyond `busy_timeout_s` (after `on_wait` was told once, at `wait_notice_s`).
+
+Runs are held by a lease while worked on (acquire_run / renew_lease / release_run; the
+handle and heartbeat are in store/lease.py): a run stored as running whose lease expired reads
+as `interrupted`. Each model output is stored once, in its call row (store/derive.py).
 
     >>> import tempfile, pathlib
     >>> store = Store(pathlib.Path(tempfile.mkdtemp()) / "p.db")
@@ -29,31 +39,31 @@ import os
 import secrets
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, delete, event, func, select, text
+from sqlalchemy import create_engine, delete, event, func, select, text, update
 from sqlalchemy.dialects.sqlite import insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
-from proofloop.errors import ProofloopError
 from proofloop.models.base import Completion
 from proofloop.models.cache import CallRecord
-from proofloop.store.schema import (SCHEMA_VERSION, Base, CallRow, Failure, FailureRow, Grade, GradeRow, LineageRow,
-                                    MetaVerification, MetaVerificationRow, Problem, ProblemRow, Proof,
-                                    ProofRow, PromptRow, RefinedFromRow, Run, RunRow, RunStatus,
-                                    RunUsage, UsageTotals, Verification, VerificationRow, utcnow)
+from proofloop.store.checks import QUICK_CHECK_MAX_BYTES, RunBusy, StoreError, check_path
+from proofloop.store.derive import derived_fields, stored_fields
+from proofloop.store.lease import Lease
+from proofloop.store.schema import (MIGRATIONS, SCHEMA_VERSION, Base, CallRow, Failure, FailureRow, Grade,
+                                    GradeRow, LineageRow, MetaVerification, MetaVerificationRow, Problem,
+                                    ProblemRow, Proof, ProofRow, PromptRow, RefinedFromRow, Run, RunRow,
+                                    RunStatus, RunUsage, UsageTotals, Verification, VerificationRow, utcnow)
 
-BUSY_TIMEOUT_MS = 30_000  # how long a writer waits for another writer's lock before failing
-
-
-class StoreError(ProofloopError):
-    """The store file cannot be used as it is (e.g. written by a newer proofloop)."""
+BUSY_TIMEOUT_S = 30.0  # how long a writer waits for another writer's lock before failing
+WAIT_NOTICE_S = 2.0  # after this long waiting for the lock, on_wait is told once
 
 
 def _sha(text_: str) -> str:
@@ -76,6 +86,8 @@ def _aware(dt: datetime) -> datetime:
 
 def _plain(row: Any, model: type) -> Any:
     data = {name: getattr(row, name) for name in model.model_fields if hasattr(row, name)}
+    if isinstance(row, FailureRow) and row.keys is None:  # a v1 row: one row per key
+        data["keys"] = [row.key]
     for name in ("created_at", "updated_at"):
         if isinstance(data.get(name), float):  # epoch seconds (the call tables)
             data[name] = datetime.fromtimestamp(data[name], timezone.utc)
@@ -87,24 +99,35 @@ def _plain(row: Any, model: type) -> Any:
 class Store:
     """A run store over one SQLite file. Open one per process (do not share across fork)."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, on_wait: Callable[[str], None] | None = None,
+                 busy_timeout_s: float = BUSY_TIMEOUT_S, wait_notice_s: float = WAIT_NOTICE_S):
         """Open (creating when needed) the store at `path`; ":memory:" gives a private
-        in-process store for doctests and throwaway use."""
+        in-process store for doctests and throwaway use.
+
+        A path that cannot hold a store raises StoreError with one line (see store/checks.py).
+        A write that waits for another process's write lock longer than `wait_notice_s` calls
+        `on_wait(message)` once (say, to print "waiting for ..."); after `busy_timeout_s` in all
+        it raises StoreError ("the run store X is locked by another process")."""
         # check_same_thread off: the pool hands a connection to one thread at a time, and the
         # model layer may call the cache from worker threads.
         args = {"check_same_thread": False, "isolation_level": None}
         self.path = Path(path)
+        self.on_wait = on_wait or (lambda message: None)
+        self.busy_timeout_s, self.wait_notice_s = busy_timeout_s, min(wait_notice_s, busy_timeout_s)
         if str(path) == ":memory:":
             # One shared connection: each new connection to :memory: would be an empty database.
             self.engine = create_engine("sqlite://", connect_args=args, poolclass=StaticPool)
         else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            check_path(self.path)
             self.engine = create_engine(f"sqlite:///{self.path}", connect_args=args)
-        event.listen(self.engine, "connect", _on_connect)
-        event.listen(self.engine, "begin", _on_begin)
+        event.listen(self.engine, "connect", self._on_connect)
+        event.listen(self.engine, "begin", self._on_begin)
         self._writer = self.engine.execution_options(immediate=True)
         try:
             self._create_schema()
+        except DBAPIError as e:  # what the header check cannot see: damage inside the file
+            self.engine.dispose()
+            raise StoreError(f"cannot open the run store {self.path}: {_one_line([e.orig])}") from None
         except BaseException:
             self.engine.dispose()
             raise
@@ -129,10 +152,49 @@ class Store:
             version = conn.exec_driver_sql("PRAGMA user_version").scalar_one()
             if version > SCHEMA_VERSION:
                 raise StoreError(f"{self.path} has store schema v{version}; this proofloop "
-                                   f"knows up to v{SCHEMA_VERSION}: upgrade proofloop")
+                                 f"knows up to v{SCHEMA_VERSION}: upgrade proofloop")
+            if str(self.path) != ":memory:" and self.path.stat().st_size <= QUICK_CHECK_MAX_BYTES:
+                problems = conn.exec_driver_sql("PRAGMA quick_check(3)").scalars().all()
+                if problems != ["ok"]:
+                    raise StoreError(f"the run store {self.path} is damaged ({_one_line(problems)}); "
+                                     f"restore a copy or start a new store")
+            has_tables = conn.exec_driver_sql("SELECT count(*) FROM sqlite_master WHERE name = 'runs'").scalar_one()
+            for v in range(max(version, 1) + 1, SCHEMA_VERSION + 1) if has_tables else ():
+                for ddl in MIGRATIONS[v]:
+                    conn.exec_driver_sql(ddl)
             Base.metadata.create_all(conn)
             if version < SCHEMA_VERSION:
                 conn.exec_driver_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _on_connect(self, dbapi_conn: sqlite3.Connection, _record: object) -> None:
+        # busy_timeout first: switching to WAL needs a lock another process may hold.
+        for pragma in (f"busy_timeout = {int(self.busy_timeout_s * 1000)}", "journal_mode = WAL",
+                       "synchronous = NORMAL", "foreign_keys = ON"):
+            dbapi_conn.execute(f"PRAGMA {pragma}")
+
+    def _on_begin(self, conn: Any) -> None:
+        # The driver runs in autocommit (isolation_level=None), so we open transactions ourselves:
+        # IMMEDIATE for writes (take the lock now), deferred for reads (a WAL snapshot, no lock).
+        if not conn.get_execution_options().get("immediate"):
+            conn.exec_driver_sql("BEGIN")
+            return
+        # Wait for the write lock in two steps, so that a long wait is seen while it happens.
+        steps = [self.wait_notice_s, self.busy_timeout_s - self.wait_notice_s]
+        try:
+            for i, wait_s in enumerate(steps):
+                conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(wait_s * 1000)}")
+                try:
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                    return
+                except DBAPIError as e:
+                    if "locked" not in str(e.orig) and "busy" not in str(e.orig):
+                        raise
+                    if i == 0 and steps[1] > 0:
+                        self.on_wait(f"waiting for the run store {self.path}: another process is writing to it")
+            raise StoreError(f"the run store {self.path} is locked by another process "
+                             f"(waited {self.busy_timeout_s:g} s)")
+        finally:
+            conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
 
     @contextmanager
     def _write(self) -> Iterator[Session]:
@@ -166,17 +228,59 @@ class Store:
         raise RuntimeError("could not pick a free run id")  # 10 collisions in 16M: not chance
 
     def get_run(self, run_id: str) -> Run | None:
+        """The run; status `interrupted` when it says running but its lease has expired."""
         with self._read() as s:
             row = s.get(RunRow, run_id)
-            return _plain(row, Run) if row else None
+            return _run(row, time.time()) if row else None
 
     def list_runs(self, limit: int = 50, kind: str | None = None) -> list[Run]:
-        """Newest first."""
+        """Newest first (statuses computed as in get_run)."""
         q = select(RunRow).order_by(RunRow.created_at.desc(), RunRow.id.desc()).limit(limit)
         if kind:
             q = q.where(RunRow.kind == kind)
+        now = time.time()
         with self._read() as s:
-            return [_plain(r, Run) for r in s.scalars(q)]
+            return [_run(r, now) for r in s.scalars(q)]
+
+    # ---- leases (store/lease.py) -------------------------------------------------------------
+
+    def acquire_run(self, run_id: str, owner: str, ttl_s: float) -> Lease:
+        """Take the run's lease for `ttl_s` seconds and set it running. One compare-and-set in
+        one IMMEDIATE transaction: it succeeds when nobody holds the lease, `owner` already does,
+        or the holder's lease has expired; else RunBusy. KeyError for an unknown run."""
+        now = time.time()
+        with self._write() as s:
+            taken = s.execute(update(RunRow).where(
+                RunRow.id == run_id,
+                (RunRow.owner.is_(None)) | (RunRow.owner == owner) | (RunRow.expires_at < now))
+                .values(owner=owner, expires_at=now + ttl_s, status=RunStatus.RUNNING.value,
+                        updated_at=utcnow())).rowcount
+            if not taken:
+                row = self._run_row(s, run_id)
+                raise RunBusy(f"run {run_id} is in use by {row.owner} (its lease runs "
+                              f"{max(0.0, (row.expires_at or now) - now):.0f} s more); wait for it or stop it")
+        return Lease(self, run_id, owner, ttl_s, now + ttl_s)
+
+    def renew_lease(self, run_id: str, owner: str, ttl_s: float) -> float:
+        """Extend `owner`'s lease to now + ttl_s; returns the new expiry. RunBusy when lost."""
+        expires = time.time() + ttl_s
+        with self._write() as s:
+            if not s.execute(update(RunRow).where(RunRow.id == run_id, RunRow.owner == owner)
+                             .values(expires_at=expires)).rowcount:
+                raise RunBusy(f"run {run_id}: {owner} lost its lease (it expired and another process took the run)")
+        return expires
+
+    def release_run(self, run_id: str, owner: str, status: RunStatus | str,
+                    summary: dict[str, Any] | None = None, error: str | None = None) -> None:
+        """Set the final status (as set_run_status) and drop `owner`'s lease, in one
+        transaction. RunBusy when `owner` no longer holds it (nothing is changed then)."""
+        values: dict[str, Any] = dict(status=RunStatus(status).value, owner=None, expires_at=None,
+                                      updated_at=utcnow())
+        values.update({k: v for k, v in (("summary", summary), ("error", error)) if v is not None})
+        with self._write() as s:
+            if not s.execute(update(RunRow).where(RunRow.id == run_id, RunRow.owner == owner)
+                             .values(**values)).rowcount:
+                raise RunBusy(f"run {run_id}: {owner} no longer holds its lease; its status was not changed")
 
     def _run_row(self, s: Session, run_id: str) -> RunRow:
         row = s.get(RunRow, run_id)
@@ -241,7 +345,7 @@ class Store:
                       self_score=self_score, cause=cause, finish_reason=finish_reason, round=round,
                       thread=thread, attempt=attempt, meta=dict(meta or {}), created_at=utcnow())
         with self._write() as s:
-            self._upsert(s, ProofRow, values, ["run_id", "id"])
+            self._upsert(s, ProofRow, stored_fields("proof", values, self._call_of(s, id)), ["run_id", "id"])
             self._link(s, run_id, id, parents, refined_from_analyses)
 
     def add_verification(self, run_id: str, id: str, *, proof_id: str, raw: str, status: str,
@@ -254,7 +358,8 @@ class Store:
                       reasoning=reasoning, analysis=analysis, score=score, cause=cause,
                       issues=list(issues), meta=dict(meta or {}), created_at=utcnow())
         with self._write() as s:
-            self._upsert(s, VerificationRow, values, ["run_id", "id"])
+            self._upsert(s, VerificationRow, stored_fields("verification", values, self._call_of(s, id)),
+                         ["run_id", "id"])
 
     def add_meta_verification(self, run_id: str, id: str, *, verification_id: str,
                               raw: str, status: str, reasoning: str | None = None,
@@ -265,7 +370,15 @@ class Store:
                       status=_value(status), reasoning=reasoning, analysis=analysis, rating=rating,
                       cause=cause, meta=dict(meta or {}), created_at=utcnow())
         with self._write() as s:
-            self._upsert(s, MetaVerificationRow, values, ["run_id", "id"])
+            self._upsert(s, MetaVerificationRow, stored_fields("meta", values, self._call_of(s, id)),
+                         ["run_id", "id"])
+
+    @staticmethod
+    def _call_of(s: Session, key: str) -> tuple[str, str | None, str | None] | None:
+        """(text, reasoning, finish_reason) of the stored call `key`, or None."""
+        row = s.execute(select(CallRow.text, CallRow.reasoning, CallRow.finish_reason)
+                        .where(CallRow.key == key)).one_or_none()
+        return tuple(row) if row else None
 
     def link_lineage(self, run_id: str, proof_id: str, parents: Iterable[str] = (),
                      analyses: Iterable[str] = ()) -> None:
@@ -286,42 +399,74 @@ class Store:
     # ---- record queries ----------------------------------------------------------------------
 
     def proofs(self, run_id: str, problem_id: int | None = None) -> list[Proof]:
-        """The run's proofs in the order first recorded, with their lineage."""
-        q = select(ProofRow).where(ProofRow.run_id == run_id)
+        """The run's proofs (or one problem's) in the order first recorded, with their lineage."""
+        mine = select(ProofRow.id).where(ProofRow.run_id == run_id)
         if problem_id is not None:
-            q = q.where(ProofRow.problem_id == problem_id)
+            mine = mine.where(ProofRow.problem_id == problem_id)
         with self._read() as s:
-            rows = s.scalars(q.order_by(ProofRow.created_at, ProofRow.id)).all()
             parents: dict[str, list[str]] = {}
-            for link in s.scalars(select(LineageRow).where(LineageRow.run_id == run_id)
-                                  .order_by(LineageRow.parent_proof_id)):
-                parents.setdefault(link.proof_id, []).append(link.parent_proof_id)
+            for child, parent in s.execute(select(LineageRow.proof_id, LineageRow.parent_proof_id)
+                                           .where(LineageRow.run_id == run_id, LineageRow.proof_id.in_(mine))
+                                           .order_by(LineageRow.parent_proof_id)):
+                parents.setdefault(child, []).append(parent)
             shown: dict[str, list[str]] = {}
-            for link in s.scalars(select(RefinedFromRow).where(RefinedFromRow.run_id == run_id)
-                                  .order_by(RefinedFromRow.verification_id)):
-                shown.setdefault(link.proof_id, []).append(link.verification_id)
-            return [_plain(r, Proof).model_copy(update={"parents": parents.get(r.id, []),
-                                                        "refined_from_analyses": shown.get(r.id, [])})
-                    for r in rows]
+            for child, vid in s.execute(select(RefinedFromRow.proof_id, RefinedFromRow.verification_id)
+                                        .where(RefinedFromRow.run_id == run_id, RefinedFromRow.proof_id.in_(mine))
+                                        .order_by(RefinedFromRow.verification_id)):
+                shown.setdefault(child, []).append(vid)
+            scope = {"run_id": run_id, "problem_id": problem_id}
+            return [p.model_copy(update={"parents": parents.get(p.id, []),
+                                         "refined_from_analyses": shown.get(p.id, [])})
+                    for p in self._records(s, ProofRow, Proof, "proof", scope)]
 
-    def _rows(self, row: type, record: type, scope: dict[str, Any], **also: Any) -> list:
+    @staticmethod
+    def _records(s: Session, row: type, record: type, kind: str | None, where: dict[str, Any],
+                 *joins: Any) -> list:
+        """Records of `row` matching `where` (None values ignored), in recorded order, with
+        the text of rows stored from their call re-derived (store/derive.py)."""
+        conditions = [getattr(row, k) == v for k, v in where.items() if v is not None]
+        if kind is None:
+            q = select(row)
+        else:
+            q = (select(row, CallRow.text, CallRow.reasoning, CallRow.finish_reason)
+                 .outerjoin(CallRow, (CallRow.key == row.id) & row.from_call))
+        for target, on in joins:
+            q = q.join(target, on)
+        out = []
+        for found in s.execute(q.where(*conditions).order_by(row.created_at, row.id)):
+            plain = _plain(found[0], record)
+            if kind is not None and found[0].from_call and found[1] is not None:
+                plain = plain.model_copy(update=derived_fields(kind, *found[1:]))
+            out.append(plain)
+        return out
+
+    def _rows(self, row: type, record: type, scope: dict[str, Any], *joins: Any, **also: Any) -> list:
         """Records of `row` matching `scope` (at least one given) and `also`, in recorded order."""
-        given = {k: v for k, v in scope.items() if v is not None}
-        if not given:
+        if not any(v is not None for v in scope.values()):
             raise ValueError(f"give at least one of {', '.join(scope)}")
-        q = select(row).where(*(getattr(row, k) == v for k, v in {**given, **also}.items() if v is not None))
+        kind = {VerificationRow: "verification", MetaVerificationRow: "meta"}.get(row)
         with self._read() as s:
-            return [_plain(r, record) for r in s.scalars(q.order_by(row.created_at, row.id))]
+            return self._records(s, row, record, kind, {**scope, **also}, *joins)
 
-    def verifications(self, run_id: str | None = None, proof_id: str | None = None) -> list[Verification]:
-        """Analyses of one proof, or of a whole run (give at least one of the two)."""
-        return self._rows(VerificationRow, Verification, {"run_id": run_id, "proof_id": proof_id})
+    def verifications(self, run_id: str | None = None, proof_id: str | None = None, *,
+                      problem_id: int | None = None) -> list[Verification]:
+        """Analyses of one proof, or of a whole run (give at least one of the two), optionally
+        only those of the proofs of one problem."""
+        joins = [] if problem_id is None else [(ProofRow, (ProofRow.run_id == VerificationRow.run_id)
+                                                & (ProofRow.id == VerificationRow.proof_id)
+                                                & (ProofRow.problem_id == problem_id))]
+        return self._rows(VerificationRow, Verification, {"run_id": run_id, "proof_id": proof_id}, *joins)
 
-    def meta_verifications(self, run_id: str | None = None,
-                           verification_id: str | None = None) -> list[MetaVerification]:
-        """Meta-verifications of one analysis, or of a whole run (give at least one)."""
-        return self._rows(MetaVerificationRow, MetaVerification,
-                          {"run_id": run_id, "verification_id": verification_id})
+    def meta_verifications(self, run_id: str | None = None, verification_id: str | None = None, *,
+                           problem_id: int | None = None) -> list[MetaVerification]:
+        """Meta-verifications of one analysis, or of a whole run (give at least one),
+        optionally only those of the analyses of one problem's proofs."""
+        M, V = MetaVerificationRow, VerificationRow
+        joins = [] if problem_id is None else [
+            (V, (V.run_id == M.run_id) & (V.id == M.verification_id)),
+            (ProofRow, (ProofRow.run_id == V.run_id) & (ProofRow.id == V.proof_id)
+             & (ProofRow.problem_id == problem_id))]
+        return self._rows(M, MetaVerification, {"run_id": run_id, "verification_id": verification_id}, *joins)
 
     def add_grade(self, run_id: str, id: str, *, proof_id: str, grader: str, raw: str | None,
                   grade: float | None, max_grade: float, normalised: float | None, status: str,
@@ -352,10 +497,16 @@ class Store:
     def put_many(self, records: Iterable[CallRecord]) -> None:
         """Store calls in one transaction. A key already stored keeps its first record: it may
         already have been used."""
+        # The n records of one request share one message list: hash and insert it once. The
+        # list is kept in the dict too, so its id cannot be reused by another list meanwhile.
+        seen: dict[int, tuple[Any, str]] = {}
         with self._write() as s:
             for r in records:
-                sha = messages_sha(r.messages)
-                s.execute(insert(PromptRow).values(sha=sha, messages=list(r.messages)).on_conflict_do_nothing())
+                _, sha = seen.get(id(r.messages), (None, None))
+                if sha is None:
+                    sha = messages_sha(r.messages)
+                    seen[id(r.messages)] = (r.messages, sha)
+                    s.execute(insert(PromptRow).values(sha=sha, messages=list(r.messages)).on_conflict_do_nothing())
                 s.execute(insert(CallRow).values(
                     key=r.key, namespace=r.namespace, model=r.model, provider=r.provider,
                     sampling=dict(r.sampling), prompt_sha=sha, sample_index=r.index,
@@ -366,22 +517,23 @@ class Store:
                     cost_usd=r.cost_usd, attempt=r.attempt, request_size=r.request_size,
                     created_at=r.created_at).on_conflict_do_nothing())
 
-    def record_failure(self, key_or_keys: str | Iterable[str], *, namespace: str, model: str | None = None,
+    def record_failure(self, keys: str | Iterable[str], *, namespace: str, model: str | None = None,
                        tag: str | None = None, attempt: int, error: BaseException,
                        latency_s: float | None = None) -> None:
-        """One row per key for one failed attempt (a failed n-sample request fails n keys).
-        `error` is normally a ModelError; any other exception is kept by its class name."""
-        keys = [key_or_keys] if isinstance(key_or_keys, str) else list(key_or_keys)
-        kind = getattr(error, "kind", type(error).__name__)
-        message = getattr(error, "message", None) or str(error)
-        now = time.time()
+        """One row for one failed attempt of one request, with all the sample keys it asked
+        for (`keys`; a single key may be given as a str). `error` is normally a ModelError; any
+        other exception is kept by its class name."""
+        keys = [keys] if isinstance(keys, str) else list(keys)
+        if not keys:
+            raise ValueError("record_failure needs the key(s) of the failed request")
         with self._write() as s:
-            s.add_all(FailureRow(key=k, namespace=namespace, model=model, tag=tag, attempt=attempt, kind=kind,
-                                 status=getattr(error, "status", None), message=message,
-                                 retryable=getattr(error, "retryable", None),
-                                 retry_after=getattr(error, "retry_after", None), latency_s=latency_s,
-                                 created_at=now)
-                      for k in keys)
+            s.add(FailureRow(key=keys[0], keys=keys, n_keys=len(keys), namespace=namespace, model=model,
+                             tag=tag, attempt=attempt, kind=getattr(error, "kind", type(error).__name__),
+                             status=getattr(error, "status", None),
+                             message=getattr(error, "message", None) or str(error),
+                             retryable=getattr(error, "retryable", None),
+                             retry_after=getattr(error, "retry_after", None), latency_s=latency_s,
+                             created_at=time.time()))
 
     def calls(self, namespace: str | None = None, *, keys: Iterable[str] | None = None) -> list[CallRecord]:
         """Stored calls, oldest first: all, one namespace's, or those with the given keys."""
@@ -402,7 +554,21 @@ class Store:
         if namespace is not None:
             q = q.where(FailureRow.namespace == namespace)
         with self._read() as s:
+            # v1 rows have no `keys`: each was one key.
             return [_plain(r, Failure) for r in s.scalars(q)]
+
+    def call_summaries(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Model, tokens, latency, cost and finish reason of the stored calls among `keys`
+        (those with no stored call are left out); reads no text."""
+        wanted, out = list(keys), {}
+        columns = (CallRow.key, CallRow.model, CallRow.provider, CallRow.namespace, CallRow.prompt_tokens,
+                   CallRow.completion_tokens, CallRow.cached_prompt_tokens, CallRow.latency_s, CallRow.cost_usd,
+                   CallRow.finish_reason)
+        with self._read() as s:
+            for i in range(0, len(wanted), 500):  # SQLite caps bound parameters per statement
+                for key, *values in s.execute(select(*columns).where(CallRow.key.in_(wanted[i:i + 500]))):
+                    out[key] = dict(zip([c.key for c in columns[1:]], values))
+        return out
 
     def run_usage(self, run_id: str) -> RunUsage:
         """Token, call and failure totals for calls made under namespace == run_id (calls a run
@@ -445,6 +611,19 @@ class Store:
             return "\n".join(s.execute(text("PRAGMA integrity_check")).scalars())
 
 
+def _one_line(messages: Sequence[object], limit: int = 200) -> str:
+    line = " ".join(" ".join(str(m).split()) for m in messages)
+    return line if len(line) <= limit else line[:limit] + " ..."
+
+
+def _run(row: RunRow, now: float) -> Run:
+    run = _plain(row, Run)
+    expired = row.expires_at is not None and row.expires_at < now
+    status = RunStatus.INTERRUPTED if run.status is RunStatus.RUNNING and expired else run.status
+    lease_end = datetime.fromtimestamp(row.expires_at, timezone.utc) if row.expires_at is not None else None
+    return run.model_copy(update={"status": status, "lease_expires_at": lease_end})
+
+
 def _call_record(row: CallRow, messages: list[dict[str, str]]) -> CallRecord:
     return CallRecord(key=row.key, namespace=row.namespace, model=row.model, provider=row.provider,
                       sampling=row.sampling, messages=messages, index=row.sample_index,
@@ -456,15 +635,3 @@ def _call_record(row: CallRow, messages: list[dict[str, str]]) -> CallRecord:
                       cost_usd=row.cost_usd, attempt=row.attempt, request_size=row.request_size,
                       created_at=row.created_at)
 
-
-def _on_connect(dbapi_conn: sqlite3.Connection, _record: object) -> None:
-    # busy_timeout first: switching to WAL needs a lock another process may hold.
-    for pragma in (f"busy_timeout = {BUSY_TIMEOUT_MS}", "journal_mode = WAL", "synchronous = NORMAL",
-                   "foreign_keys = ON"):
-        dbapi_conn.execute(f"PRAGMA {pragma}")
-
-
-def _on_begin(conn: Any) -> None:
-    # The driver runs in autocommit (isolation_level=None), so we open transactions ourselves:
-    # IMMEDIATE for writes (take the lock now), deferred for reads (a WAL snapshot, no lock).
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("immediate") else "BEGIN")

@@ -27,27 +27,26 @@ from typing import IO, Any
 from proofloop.store.db import Store
 
 
-def _call_usage(record: Any) -> dict[str, Any]:
-    return {"model": record.model, "provider": record.provider, "namespace": record.namespace,
-            "prompt_tokens": record.prompt_tokens, "completion_tokens": record.completion_tokens,
-            "cached_prompt_tokens": record.cached_prompt_tokens, "latency_s": record.latency_s, "cost_usd": record.cost_usd,
-            "finish_reason": record.completion.finish_reason}
-
-
 def export_run(store: Store, run_id: str) -> Iterator[dict[str, Any]]:
-    """The run's JSONL records (see the module docstring). Raises KeyError for an unknown run."""
+    """The run's JSONL records (see the module docstring). Raises KeyError for an unknown run.
+    One problem at a time: memory holds one problem's records, never the whole run."""
     run = store.get_run(run_id)
     if run is None:
         raise KeyError(f"no run {run_id!r} in {store.path}")
-    yield {"type": "run", **run.model_dump(mode="json"), "usage": store.run_usage(run_id).model_dump(mode="json")}
+    # The lease fields are live state, not part of what the run produced.
+    header = run.model_dump(mode="json", exclude={"owner", "lease_expires_at"})
+    yield {"type": "run", **header, "usage": store.run_usage(run_id).model_dump(mode="json")}
+    for problem in store.problems(run_id):
+        yield {"type": "problem", **problem.model_dump(mode="json"), "proofs": _proofs(store, run_id, problem.id)}
 
-    proofs = store.proofs(run_id)
-    verifications = store.verifications(run_id=run_id)
-    metas = store.meta_verifications(run_id=run_id)
-    # Proof ids are usually call keys; look up whichever of them have a stored call.
-    ids = [p.id for p in proofs] + [v.id for v in verifications] + [m.id for m in metas]
-    calls = {c.key: _call_usage(c) for c in store.calls(keys=ids)}
 
+def _proofs(store: Store, run_id: str, problem_id: int) -> list[dict[str, Any]]:
+    """One problem's proofs, each with its call and its verifications (with theirs)."""
+    proofs = store.proofs(run_id, problem_id)
+    verifications = store.verifications(run_id=run_id, problem_id=problem_id)
+    metas = store.meta_verifications(run_id=run_id, problem_id=problem_id)
+    # Ids are usually call keys; look up whichever of them have a stored call.
+    calls = store.call_summaries([p.id for p in proofs] + [v.id for v in verifications] + [m.id for m in metas])
     metas_of: dict[str, list[dict[str, Any]]] = {}
     for m in metas:
         metas_of.setdefault(m.verification_id, []).append({**m.model_dump(mode="json"), "call": calls.get(m.id)})
@@ -55,13 +54,8 @@ def export_run(store: Store, run_id: str) -> Iterator[dict[str, Any]]:
     for v in verifications:
         verifications_of.setdefault(v.proof_id, []).append(
             {**v.model_dump(mode="json"), "call": calls.get(v.id), "meta_verifications": metas_of.get(v.id, [])})
-    proofs_of: dict[int, list[dict[str, Any]]] = {}
-    for p in proofs:
-        proofs_of.setdefault(p.problem_id, []).append(
-            {**p.model_dump(mode="json"), "call": calls.get(p.id), "verifications": verifications_of.get(p.id, [])})
-
-    for problem in store.problems(run_id):
-        yield {"type": "problem", **problem.model_dump(mode="json"), "proofs": proofs_of.get(problem.id, [])}
+    return [{**p.model_dump(mode="json"), "call": calls.get(p.id), "verifications": verifications_of.get(p.id, [])}
+            for p in proofs]
 
 
 def export_run_jsonl(store: Store, run_id: str, path_or_stream: str | Path | IO[str]) -> int:

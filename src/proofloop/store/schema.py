@@ -25,7 +25,22 @@ from sqlalchemy import (JSON, DateTime, Float, ForeignKey, ForeignKeyConstraint,
                         String, Text, UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 1  # kept in PRAGMA user_version; bump with a migration when tables change
+SCHEMA_VERSION = 2  # kept in PRAGMA user_version; bump with a migration when tables change
+
+# What turns a file of version v-1 into version v (run in the write transaction that opens the
+# store; create_all then adds any new table). SQLite's ALTER TABLE can only add columns, so a
+# migration only ever adds columns with defaults: older rows stay valid as they are.
+MIGRATIONS: dict[int, list[str]] = {
+    2: [  # run leases; one failure row per request; rows whose text lives in their call
+        "ALTER TABLE runs ADD COLUMN owner VARCHAR(200)",
+        "ALTER TABLE runs ADD COLUMN expires_at FLOAT",
+        "ALTER TABLE call_failures ADD COLUMN keys JSON",
+        "ALTER TABLE call_failures ADD COLUMN n_keys INTEGER NOT NULL DEFAULT 1",
+        "ALTER TABLE proofs ADD COLUMN from_call BOOLEAN NOT NULL DEFAULT 0",
+        "ALTER TABLE verifications ADD COLUMN from_call BOOLEAN NOT NULL DEFAULT 0",
+        "ALTER TABLE meta_verifications ADD COLUMN from_call BOOLEAN NOT NULL DEFAULT 0",
+    ],
+}
 
 
 def utcnow() -> datetime:
@@ -54,6 +69,9 @@ class RunRow(Base):
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)  # all that resume needs
     summary: Mapped[dict[str, Any] | None]
     error: Mapped[str | None] = mapped_column(Text)
+    # The lease (v2): who runs it now and until when (epoch seconds); both None when nobody does.
+    owner: Mapped[str | None] = mapped_column(String(200))
+    expires_at: Mapped[float | None] = mapped_column(Float)
 
 
 class ProblemRow(Base):
@@ -87,6 +105,9 @@ class ProofRow(Base):
     round: Mapped[int | None]
     thread: Mapped[int | None]
     attempt: Mapped[int | None]
+    # v2: True when the text fields live in the llm_calls row whose key is this id: raw is ""
+    # and the parsed text fields are NULL here, re-derived from the call text on every query.
+    from_call: Mapped[bool] = mapped_column(default=False, server_default="0")
     meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -137,6 +158,9 @@ class VerificationRow(Base):
     status: Mapped[str] = mapped_column(String(40))
     cause: Mapped[str | None] = mapped_column(Text)
     issues: Mapped[list[str]] = mapped_column(default=list)
+    # v2: True when the text fields live in the llm_calls row whose key is this id: raw is ""
+    # and the parsed text fields are NULL here, re-derived from the call text on every query.
+    from_call: Mapped[bool] = mapped_column(default=False, server_default="0")
     meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -158,6 +182,9 @@ class MetaVerificationRow(Base):
     rating: Mapped[float | None] = mapped_column(Float)
     status: Mapped[str] = mapped_column(String(40))
     cause: Mapped[str | None] = mapped_column(Text)
+    # v2: True when the text fields live in the llm_calls row whose key is this id: raw is ""
+    # and the parsed text fields are NULL here, re-derived from the call text on every query.
+    from_call: Mapped[bool] = mapped_column(default=False, server_default="0")
     meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -226,7 +253,9 @@ class CallRow(Base):
 
 
 class FailureRow(Base):
-    """One failed attempt of an LLM call (append-only: each retry is its own row)."""
+    """One failed attempt of one LLM request (append-only: each retry is its own row). A
+    request for n samples fails all n keys at once: one row, `keys` lists them (v2; rows
+    written by v1 have keys NULL and one row per key), `key` is the first of them."""
 
     __tablename__ = "call_failures"
 
@@ -235,6 +264,8 @@ class FailureRow(Base):
     namespace: Mapped[str] = mapped_column(String(200), index=True)
     model: Mapped[str | None] = mapped_column(String(200))
     tag: Mapped[str | None] = mapped_column(String(200))
+    keys: Mapped[list[str] | None] = mapped_column(JSON)
+    n_keys: Mapped[int] = mapped_column(default=1, server_default="1")
     attempt: Mapped[int]
     kind: Mapped[str] = mapped_column(String(40))
     status: Mapped[int | None]
@@ -257,6 +288,11 @@ class Run(BaseModel):
     config: dict[str, Any]
     summary: dict[str, Any] | None = None
     error: str | None = None
+    # The lease: the owner running it now and until when. `status` is computed: a run stored
+    # as running whose lease has expired (its process died without releasing) reads as
+    # interrupted. Not part of `runs export`.
+    owner: str | None = None
+    lease_expires_at: datetime | None = None
 
 
 class Problem(BaseModel):
@@ -333,8 +369,12 @@ class Grade(BaseModel):
 
 
 class Failure(BaseModel):
+    """One failed request attempt; `keys` are the samples it asked for, `key` the first."""
+
     id: int
     key: str
+    keys: list[str] = Field(default_factory=list)
+    n_keys: int = 1
     namespace: str
     model: str | None
     tag: str | None
@@ -356,7 +396,7 @@ class UsageTotals(BaseModel):
     latency_s: float = 0.0  # summed over calls (not wall time: calls overlap)
     cost_usd: float = 0.0  # over the calls with a known price
     unpriced_calls: int = 0  # calls whose price is unknown (their cost is not in cost_usd)
-    failures: int = 0
+    failures: int = 0  # failed request attempts (v1 files: one per failed sample)
 
 
 class RunUsage(UsageTotals):

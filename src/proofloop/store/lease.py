@@ -1,0 +1,97 @@
+"""Run leases: a run being worked on is held by one owner until an expiry time, renewed by a
+heartbeat. A process killed mid-run stops renewing, its lease expires, and the run then reads
+as `interrupted` (a computed status: the row still says running) until someone resumes it.
+
+How a runner uses it (in place of `set_run_status(run_id, "running")` ... `set_run_status(...)`):
+
+    lease = store.acquire_run(run_id, owner=default_owner(), ttl_s=60)  # RunBusy: someone runs it
+    with Heartbeat(lease, on_lost=lambda e: notice(f"warning: {e}")):
+        try:
+            summary = asyncio.run(work())
+        except KeyboardInterrupt:
+            lease.release("interrupted", error="interrupted by the user")
+            raise
+        except BaseException as e:
+            lease.release("failed", error=str(e) or type(e).__name__)
+            raise
+    lease.release("finished", summary=summary)
+
+The store does the compare-and-set (Store.acquire_run, renew_lease, release_run, each one
+IMMEDIATE transaction); this module holds the caller's handle and the heartbeat thread.
+
+    >>> from proofloop.store import Store
+    >>> store = Store(":memory:")
+    >>> run = store.create_run("prove", {})
+    >>> lease = store.acquire_run(run, owner="host:123", ttl_s=30)
+    >>> with Heartbeat(lease):
+    ...     store.get_run(run).owner
+    'host:123'
+    >>> lease.release("finished")
+    >>> store.get_run(run).status.value, store.get_run(run).owner
+    ('finished', None)
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+def default_owner() -> str:
+    """host:pid, so the holder of a run can be found."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class Lease:
+    """A held lease on one run. `renew` and `release` raise RunBusy when it was lost (it
+    expired and another owner took the run)."""
+
+    store: Any  # the Store (typed loosely: db.py imports this module)
+    run_id: str
+    owner: str
+    ttl_s: float
+    expires_at: float
+
+    def renew(self) -> None:
+        """Push the expiry to now + ttl_s (the heartbeat)."""
+        self.expires_at = self.store.renew_lease(self.run_id, self.owner, self.ttl_s)
+
+    def release(self, status: str, summary: dict[str, Any] | None = None, error: str | None = None) -> None:
+        """Set the run's final status (finished, failed, interrupted) and let go of it."""
+        self.store.release_run(self.run_id, self.owner, status, summary=summary, error=error)
+
+
+class Heartbeat:
+    """A daemon thread renewing `lease` every ttl/3 while the `with` block runs. A failed
+    renewal (lost lease, locked store) is kept in `error` and passed to `on_lost`; the thread
+    then stops: the caller decides whether to abort the run."""
+
+    def __init__(self, lease: Lease, *, every_s: float | None = None,
+                 on_lost: Callable[[BaseException], None] | None = None):
+        self.lease, self.every_s = lease, every_s or lease.ttl_s / 3
+        self.on_lost = on_lost or (lambda error: None)
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"lease-{lease.run_id}", daemon=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                self.lease.renew()
+            except Exception as e:  # noqa: BLE001 - reported to the caller, not lost
+                self.error = e
+                self.on_lost(e)
+                return
+
+    def __enter__(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
