@@ -34,8 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from proofloop.errors import BudgetExceeded
-from proofloop.models.base import Sampling
-from proofloop.models.pricing import cost_usd
+from proofloop.models.base import FREE, Sampling, Usage
 from proofloop.roles import generate, meta_verify, refine, verify
 from proofloop.roles.records import AnalysisRecord, MetaRecord, ProofRecord, Verification
 from proofloop.search.base import SearchContext, StopReason, all_failed, usable
@@ -98,31 +97,48 @@ class StopSearch(Exception):
 
 
 @dataclass
+class TagUsage:
+    """What one role tag of one problem spent: samples (replayed ones from the call cache and
+    failed ones included) and the sum of their `Sample.usage`."""
+
+    samples: int = 0
+    replayed: int = 0
+    failed: int = 0
+    usage: Usage = FREE
+
+    def __add__(self, other: "TagUsage") -> "TagUsage":
+        return TagUsage(self.samples + other.samples, self.replayed + other.replayed, self.failed + other.failed,
+                        self.usage + other.usage)
+
+    def as_dict(self) -> dict[str, Any]:
+        u = self.usage
+        return {"samples": self.samples, "replayed": self.replayed, "failed": self.failed,
+                "prompt_tokens": u.prompt_tokens, "cached_prompt_tokens": u.cached_prompt_tokens,
+                "completion_tokens": u.completion_tokens, "cost_usd": u.cost_usd}
+
+
+@dataclass
 class Meter:
-    """Tokens and cost one problem spent, per role tag. Samples replayed from the call cache
-    count too (they were spent, by an earlier process of the same run), so a resumed run
-    reports and budgets the same totals as an uninterrupted one."""
+    """Tokens and cost one problem spent, per role tag: the sum of its samples' `usage` (the
+    wrapper's priced share of each request). Samples replayed from the call cache count too
+    (they were spent, by an earlier process of the same run), so a resumed run reports and
+    budgets the same totals as an uninterrupted one."""
 
-    by_tag: dict[str, dict[str, Any]] = field(default_factory=dict)
+    by_tag: dict[str, TagUsage] = field(default_factory=dict)
 
-    def add(self, tag: str, *, samples: int, replayed: int, prompt_tokens: int, completion_tokens: int,
-            cost: float | None, failed: int) -> None:
-        t = self.by_tag.setdefault(tag, {"samples": 0, "replayed": 0, "failed": 0, "prompt_tokens": 0,
-                                         "completion_tokens": 0, "cost_usd": 0.0})
-        t["samples"] += samples
-        t["replayed"] += replayed
-        t["failed"] += failed
-        t["prompt_tokens"] += prompt_tokens
-        t["completion_tokens"] += completion_tokens
-        t["cost_usd"] = None if cost is None or t["cost_usd"] is None else t["cost_usd"] + cost
+    def add(self, tag: str, samples: Sequence[Any]) -> Usage:
+        """Meter `samples` (models.wrapper.Sample) under `tag`; returns what they spent."""
+        spent = sum((s.usage for s in samples), FREE)
+        self.by_tag[tag] = self.by_tag.get(tag, TagUsage()) + TagUsage(
+            len(samples), sum(1 for s in samples if s.cached), sum(1 for s in samples if not s.ok), spent)
+        return spent
 
-    def total(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"samples": 0, "replayed": 0, "failed": 0, "prompt_tokens": 0,
-                               "completion_tokens": 0, "cost_usd": 0.0}
-        for t in self.by_tag.values():
-            for k in out:
-                out[k] = None if out[k] is None or t[k] is None else out[k] + t[k]
-        return out
+    def total(self) -> TagUsage:
+        return sum(self.by_tag.values(), TagUsage())
+
+    def as_dict(self) -> dict[str, Any]:
+        """The report's `usage`: per role and in total."""
+        return {"by_role": {tag: t.as_dict() for tag, t in self.by_tag.items()}, "total": self.total().as_dict()}
 
 
 class ProblemModel:
@@ -141,29 +157,8 @@ class ProblemModel:
         else:
             async with self._limiter:
                 samples = await self._model.sample(messages, sampling, n, start=start, tag=tag)
-        self._charge(samples, tag)
+        self._budget.charge(self._meter.add(tag, samples))
         return samples
-
-    def _charge(self, samples, tag: str) -> None:
-        cache = getattr(self._model, "cache", None)
-        price = getattr(self._model, "price", None)
-        prompt = completion = 0
-        cost: float | None = 0.0
-        for s in samples:
-            if s.completion is None:
-                continue
-            rec = cache.get(s.key) if cache is not None else None
-            if rec is not None:  # the wrapper's exact per-sample share of its request
-                p, c, sample_cost = rec.prompt_tokens, rec.completion_tokens, rec.cost_usd
-            else:  # no cache: only the completion's own count is known
-                p, c = 0, s.completion.completion_tokens or 0
-                sample_cost = cost_usd(price, prompt_tokens=0, cached_prompt_tokens=0, completion_tokens=c)
-            prompt, completion = prompt + p, completion + c
-            cost = None if cost is None or sample_cost is None else cost + sample_cost
-        self._meter.add(tag, samples=len(samples), replayed=sum(1 for s in samples if s.cached),
-                        failed=sum(1 for s in samples if s.completion is None), prompt_tokens=prompt,
-                        completion_tokens=completion, cost=cost)
-        self._budget.charge(tokens=prompt + completion, cost=cost)
 
 
 # ---- the pool -----------------------------------------------------------------------------
