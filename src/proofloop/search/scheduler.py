@@ -37,7 +37,7 @@ from proofloop.errors import BudgetExceeded
 from proofloop.models.base import FREE, Sampling, Usage
 from proofloop.roles import generate, meta_verify, refine, verify
 from proofloop.roles.records import AnalysisRecord, MetaRecord, ProofRecord, Verification
-from proofloop.search.base import SearchContext, StopReason, all_failed, usable
+from proofloop.search.base import SearchContext, StopReason, all_failed, shown_text, slim, usable
 from proofloop.search.budget import Budget
 from proofloop.search.decisions import (Candidate, Judged, PoolParams, analysis_rng, finds_issues, meta_index,
                                         meta_rejected, prompt_choice, slot_of, verify_index)
@@ -175,6 +175,7 @@ class Entry:
     ratings: dict[str, list[MetaRecord]] = field(default_factory=dict)
     requested: int = 0  # verifications asked for
     finished: int = 0  # verifications returned (scored or failed), their meta ratings included
+    texted: set[str] = field(default_factory=set)  # analyses with a text a refinement prompt can show
 
     def rejected(self) -> set[str]:
         return {aid for aid, rs in self.ratings.items() if meta_rejected([r.rating if r.ok else None for r in rs])}
@@ -192,7 +193,7 @@ class Entry:
 
     def judged(self) -> list[Judged]:
         """Analyses that can be shown in a refinement prompt (scored, not rejected, with text)."""
-        return [Judged(a.id, j, a.score) for j, a in self.usable() if (a.analysis or a.raw or "").strip()]
+        return [Judged(a.id, j, a.score) for j, a in self.usable() if a.id in self.texted]
 
     def verification(self) -> Verification:
         return Verification(proof_id=self.proof.id, analyses=[a for _, a in sorted(self.analyses.items())])
@@ -217,12 +218,17 @@ class ProblemSearch:
 
     # -- proofs --
 
+    def _kept(self, record: T) -> T:
+        """What the working state keeps of a recorded record: all of it, or (when the context
+        can read texts back) the record without its texts (base.slim)."""
+        return record if self.ctx.analysis_texts is None else slim(record)
+
     def _add(self, records: list[ProofRecord], round_: int, first_slot: int) -> list[Entry]:
         entries = []
         for i, record in enumerate(records):
-            entry = Entry(record, first_slot + i, round_)
+            self.ctx.recorder.proof(self.problem, record, round=round_, thread=first_slot + i, attempt=0)
+            entry = Entry(self._kept(record), first_slot + i, round_)
             self.entries[entry.slot] = entry
-            self.ctx.recorder.proof(self.problem, record, round=round_, thread=entry.slot, attempt=0)
             entries.append(entry)
         return entries
 
@@ -238,12 +244,24 @@ class ProblemSearch:
         rng = analysis_rng(self.ctx.seed, self.problem, round_, entry.slot)
         return [entry.analyses[j.index] for j in prompt_choice(self.params, entry.judged(), rng)]
 
+    def with_texts(self, proof_id: str, analyses: list[AnalysisRecord]) -> list[AnalysisRecord]:
+        """`analyses` (of proof `proof_id`) with their texts, read back through the context's
+        `analysis_texts` when the working state dropped them."""
+        if self.ctx.analysis_texts is None or not analyses:
+            return analyses
+        texts = self.ctx.analysis_texts(proof_id, [a.id for a in analyses])
+        missing = [a.id for a in analyses if a.id not in texts]
+        if missing:
+            raise LookupError(f"no recorded text for analyses {missing} of proof {proof_id}")
+        return [a.model_copy(update={"analysis": texts[a.id]}) for a in analyses]
+
     async def refine(self, round_: int, prompt: int, parent: Entry, analyses: list[AnalysisRecord],
                      lo: int = 0, hi: int | None = None, priority: int | None = None) -> list[Entry]:
         """Samples [lo, hi) of refinement prompt `prompt` of round `round_`."""
         hi = self.params.samples_per_prompt if hi is None else hi
         first = slot_of(self.params, round_, prompt, lo)
-        records = await refine(self.gen, self.problem, [(parent.proof, analyses)],
+        shown = self.with_texts(parent.proof.id, analyses)
+        records = await refine(self.gen, self.problem, [(parent.proof, shown)],
                                sampling=with_priority(self.ctx.gen_sampling, priority), n=hi - lo, start=first,
                                templates=self.ctx.templates)
         return self._add(records, round_, first)
@@ -265,11 +283,13 @@ class ProblemSearch:
         v = await verify(self.ver, self.problem, entry.proof, sampling=sampling, n=hi - lo,
                          start=verify_index(self.params, entry.slot, lo), templates=self.ctx.templates)
         for k, a in enumerate(v.analyses):
-            entry.analyses[lo + k] = a
             self.ctx.recorder.analysis(self.problem, a)
-        if self.params.meta:
+            entry.analyses[lo + k] = self._kept(a)
+            if shown_text(a).strip():
+                entry.texted.add(a.id)
+        if self.params.meta:  # rated from the whole records, before they are let go
             metas = [(lo + k, a) for k, a in enumerate(v.analyses) if a.ok and finds_issues(a.score)
-                     and (a.analysis or a.raw or "").strip()]
+                     and shown_text(a).strip()]
             async with asyncio.TaskGroup() as tg:
                 for j, a in metas:
                     tg.create_task(self._meta(entry, j, a, priority))
@@ -282,7 +302,7 @@ class ProblemSearch:
                                     templates=self.ctx.templates)
         for r in ratings:
             self.ctx.recorder.meta(self.problem, r)
-        entry.ratings[analysis.id] = ratings
+        entry.ratings[analysis.id] = [self._kept(r) for r in ratings]
 
     # -- views --
 
