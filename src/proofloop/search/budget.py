@@ -57,10 +57,6 @@ class Budget:
     def spent_cost(self) -> float | None:
         return self.spent.cost_usd
 
-    @property
-    def cost_known(self) -> bool:
-        return self.spent.cost_usd is not None
-
     def charge(self, usage: Usage) -> None:
         self.spent = self.spent + usage
         if self.parent is not None:
