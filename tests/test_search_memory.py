@@ -78,3 +78,17 @@ def test_the_store_recorder_reads_a_runs_analysis_texts(tmp_path):
     stored = store.verifications(run_id, proof_id=proof.id)
     texts = ctx.recorder.analysis_texts(proof.id, [v.id for v in stored[:3]] + ["no-such-id"])
     assert texts == {v.id: v.analysis or v.raw for v in stored[:3]}
+
+
+def test_the_released_scheme_reads_texts_back_the_same():
+    from proofloop.search.decisions import params_from
+    from proofloop.search.release import run_release
+
+    params = params_from("release", **{k: v for k, v in NO_ACCEPT.items() if k != "preset"})
+    problems = make_problems(2, seed=3, mix="hard")
+    whole, lean = context(read_back=False), context(read_back=True)
+    a = asyncio.run(run_release(problems, whole, params))
+    b = asyncio.run(run_release(problems, lean, params))
+    assert [[p.id for p in r.proofs] for r in a] == [[p.id for p in r.proofs] for r in b]
+    assert any(p.analyses_used for r in b for p in r.proofs)
+    assert [r.best.id for r in a] == [r.best.id for r in b]

@@ -6,7 +6,7 @@ own. Every answer of the simulator is padded to about 8 KB of text (the simulato
 are short: its `pad=` markers stand for the tokens, SimConfig lengths set token counts only),
 so the run holds what a real one would: 8 KB proofs and analyses.
 
-    python bench/memory/run.py                     # both sizes, a table (about 2 minutes)
+    python bench/memory/run.py                     # both sizes, a table (about a minute)
     python bench/memory/run.py --size quarter      # one size
     python bench/memory/run.py --child full --tracemalloc 15   # top allocations by file:line
 
