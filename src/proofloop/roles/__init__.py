@@ -34,10 +34,10 @@ from proofloop.protocol import (
     verification_messages,
 )
 from proofloop.protocol.types import ParseStatus
-from proofloop.roles.records import AnalysisRecord, MetaRecord, ProofRecord, Verification
+from proofloop.roles.records import AnalysisRecord, MetaRecord, ProofRecord, RoleRecord, Verification
 
 __all__ = ["generate", "verify", "meta_verify", "refine", "text_id",
-           "ProofRecord", "AnalysisRecord", "MetaRecord", "Verification", "Sampling"]
+           "RoleRecord", "ProofRecord", "AnalysisRecord", "MetaRecord", "Verification", "Sampling"]
 
 DEFAULT_SAMPLING = Sampling()
 
@@ -51,11 +51,12 @@ def _fields(sample: Sample, parse) -> dict:
     """The record fields of one sample: a failed call keeps its cause (status CALL_ERROR, no
     score); a finished one its raw text and what `parse` reads from it."""
     if sample.error is not None:
-        return {"id": sample.key, "status": ParseStatus.CALL_ERROR, "cause": str(sample.error)}
+        return {"id": sample.key, "status": ParseStatus.CALL_ERROR, "cause": str(sample.error),
+                "usage": sample.usage}
     c = sample.completion
     parsed = parse(c.text, reasoning=c.reasoning, finish_reason=c.finish_reason)
     return {"id": sample.key, "raw": c.text, "finish_reason": c.finish_reason,
-            "completion_tokens": c.completion_tokens, **parsed.model_dump()}
+            "completion_tokens": c.completion_tokens, "usage": sample.usage, **parsed.model_dump()}
 
 
 def _proof_records(problem: str, samples: list[Sample], parents: list[str], analyses: list[str]):

@@ -1,6 +1,7 @@
 """Typed records the roles return. Each keeps the raw model text next to what was parsed
 from it, and the id of the LLM call that produced it (the call-cache key), so a record can be
-traced to its request and re-derived on resume.
+traced to its request and re-derived on resume. What every record of a call has (id, status,
+cause, raw text, reasoning, finish reason, tokens, the sample's usage) lives on `RoleRecord`.
 
     >>> a = AnalysisRecord(id="k1", proof_id="p", status="ok", score=1.0)
     >>> b = AnalysisRecord(id="k2", proof_id="p", status="call_error", cause="timeout: ...")
@@ -12,29 +13,39 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from proofloop.models.base import Usage
 from proofloop.protocol.types import ParseStatus
 
 
-class ProofRecord(BaseModel):
-    """A generator (or refinement) output: proof plus self evaluation."""
+class RoleRecord(BaseModel):
+    """What every record of one model sample has. `id` is the call key of its sample (or a
+    text id for text the user gave); a failed call has status CALL_ERROR, its `cause`, and no
+    text. `usage` is the sample's share of its request (models.wrapper.Sample.usage; None for
+    a record not made by a call)."""
 
     id: str
-    problem: str
     status: ParseStatus
     cause: str | None = None
     raw: str | None = None
     reasoning: str | None = None
-    solution: str | None = None
-    self_evaluation: str | None = None
-    self_score: float | None = None
     finish_reason: str | None = None
-    parents: list[str] = Field(default_factory=list)        # proofs this one was refined from
-    analyses_used: list[str] = Field(default_factory=list)  # analyses shown to the refiner
     completion_tokens: int | None = None
+    usage: Usage | None = None
 
     @property
     def ok(self) -> bool:
         return self.status is ParseStatus.OK
+
+
+class ProofRecord(RoleRecord):
+    """A generator (or refinement) output: proof plus self evaluation."""
+
+    problem: str
+    solution: str | None = None
+    self_evaluation: str | None = None
+    self_score: float | None = None
+    parents: list[str] = Field(default_factory=list)        # proofs this one was refined from
+    analyses_used: list[str] = Field(default_factory=list)  # analyses shown to the refiner
 
     @property
     def verifiable(self) -> bool:
@@ -42,24 +53,13 @@ class ProofRecord(BaseModel):
         return bool(self.solution and self.solution.strip())
 
 
-class AnalysisRecord(BaseModel):
+class AnalysisRecord(RoleRecord):
     """One verifier analysis of one proof."""
 
-    id: str
     proof_id: str
-    status: ParseStatus
-    cause: str | None = None
-    raw: str | None = None
-    reasoning: str | None = None
     analysis: str | None = None
     score: float | None = None
     issues: list[str] = Field(default_factory=list)
-    finish_reason: str | None = None
-    completion_tokens: int | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status is ParseStatus.OK
 
 
 class Verification(BaseModel):
@@ -86,20 +86,9 @@ class Verification(BaseModel):
         return list(seen)
 
 
-class MetaRecord(BaseModel):
+class MetaRecord(RoleRecord):
     """One meta-verifier rating of one analysis (1: its claimed issues are real)."""
 
-    id: str
     analysis_id: str
-    status: ParseStatus
-    cause: str | None = None
-    raw: str | None = None
-    reasoning: str | None = None
     analysis: str | None = None
     rating: float | None = None
-    finish_reason: str | None = None
-    completion_tokens: int | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status is ParseStatus.OK

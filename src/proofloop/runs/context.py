@@ -156,6 +156,14 @@ class StoreRecorder:
         self.recorded["analysis"].add(record.id)
         self.on_record("analysis", record)
 
+    def analysis_texts(self, proof_id: str, ids: list[str]) -> dict[str, str]:
+        """Recorded analysis texts of one proof (search.base.AnalysisTexts): the search reads
+        them back for a refinement prompt instead of holding every analysis in memory."""
+        wanted = set(ids)
+        texts = {v.id: v.analysis or v.raw for v in self.store.verifications(self.run_id, proof_id=proof_id)
+                 if v.id in wanted}
+        return {i: t for i, t in texts.items() if t.strip()}
+
     def meta(self, problem: str, record: MetaRecord) -> None:
         self.store.add_meta_verification(
             id=record.id, run_id=self.run_id, verification_id=record.analysis_id, raw=record.raw or "",
@@ -188,7 +196,7 @@ class RunContext:
         # A run budget is shared by all problems of the run (each problem may have its own too).
         budget = Budget(scope="run", **config["run_budget"]) if config.get("run_budget") else None
         search = SearchContext(generator=model, templates=setup.templates, recorder=recorder,
-                               seed=config.get("seed", 0), budget=budget,
+                               seed=config.get("seed", 0), budget=budget, analysis_texts=recorder.analysis_texts,
                                **{f"{role}_sampling": s for role, s in setup.sampling.items()})
         return cls(store, run_id, config, search, recorder, setup, notice)
 

@@ -6,12 +6,23 @@ Strategies never touch the store directly: they hand every record to `ctx.record
 as it exists (the CLI passes a recorder that writes to the run store; tests may pass
 `MemoryRecorder`). Replaying a strategy over the call cache re-records the same ids, and the
 store makes that a no-op, which is how `resume` works.
+
+Memory: a long search holds thousands of analyses. When the context has `analysis_texts`
+(a lookup of recorded analysis texts: the runner reads them from the run store), a pool-style
+search keeps only what it decides on (ids, scores, statuses, issues) once a record is
+recorded, and reads the texts back when a refinement prompt shows them; without it, records
+stay whole in memory (library use, MemoryRecorder).
+
+    >>> texts = MemoryRecorder().analysis_texts   # what a runner provides, here from memory
+    >>> texts("p1", ["a1"])
+    {}
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from proofloop.models.base import Sampling
@@ -61,6 +72,26 @@ def all_failed(records) -> bool:
     return bool(records) and all(r.status is ParseStatus.CALL_ERROR for r in records)
 
 
+# (proof id, analysis ids of that proof) -> {analysis id: its text as a refinement prompt shows
+# it (the analysis, else the raw output)}; an id whose record has no text may be left out.
+AnalysisTexts = Callable[[str, list[str]], dict[str, str]]
+
+
+def shown_text(record: AnalysisRecord) -> str:
+    """What a prompt shows of an analysis: its parsed analysis, else its raw output."""
+    return record.analysis or record.raw or ""
+
+
+def slim(record: Any) -> Any:
+    """A record without its texts (raw output, reasoning, parsed analysis), for a search's
+    working state once the record is recorded. A proof keeps its solution and self evaluation
+    (verification and refinement prompts show the solution; the result shows both)."""
+    drop = {"raw": None, "reasoning": None}
+    if isinstance(record, (AnalysisRecord, MetaRecord)):
+        drop["analysis"] = None
+    return record.model_copy(update=drop)
+
+
 class Recorder(Protocol):
     def proof(self, problem: str, record: ProofRecord, **where: Any) -> None: ...
     def analysis(self, problem: str, record: AnalysisRecord) -> None: ...
@@ -84,6 +115,11 @@ class MemoryRecorder:
     def meta(self, problem, record):
         self.metas.append(record)
 
+    def analysis_texts(self, proof_id: str, ids: list[str]) -> dict[str, str]:
+        """An AnalysisTexts lookup over the analyses recorded here."""
+        wanted = set(ids)
+        return {a.id: shown_text(a) for a in self.analyses if a.id in wanted and shown_text(a).strip()}
+
 
 @dataclass
 class SearchContext:
@@ -98,6 +134,9 @@ class SearchContext:
     recorder: Recorder = field(default_factory=MemoryRecorder)
     seed: int = 0
     budget: Any = None  # a search.budget.Budget shared by every problem of a run (None: no run budget)
+    # Where recorded analysis texts can be read back (see the module docstring). Given, a
+    # search drops texts from its working state once recorded; None: it keeps whole records.
+    analysis_texts: AnalysisTexts | None = None
 
     def __post_init__(self):
         if self.verifier is None:

@@ -6,14 +6,19 @@ the problem's scope (scheduler.py) cancels its outstanding work. Calls already i
 a budget runs out are cancelled, not waited for, so a budget is overshot by at most the
 calls that finished in the same instant; tokens of a call are known only once it finished.
 
-    >>> import asyncio
+Spending is a models.base.Usage (a sample's `usage`, as the wrapper priced it) and is summed
+with Usage's `+`: once any part's cost is unknown, the spent cost is unknown, and a cost
+budget cannot be kept.
+
     >>> run = Budget(tokens=100, scope="run")
     >>> problem = Budget(tokens=1000, parent=run)
-    >>> problem.charge(tokens=150, cost=None)
+    >>> problem.charge(Usage(100, 50))
     >>> problem.exhausted()
     'run token budget of 100 spent (150)'
     >>> problem.exhausted_why()[0]
     'budget_tokens'
+    >>> run.spent.cost_usd is None   # a price was unknown
+    True
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 
 from proofloop.errors import BudgetExceeded
+from proofloop.models.base import FREE, Usage
 
 
 @dataclass
@@ -32,9 +38,7 @@ class Budget:
     wall_s: float | None = None
     parent: "Budget | None" = None
     scope: str = "problem"
-    spent_tokens: int = 0
-    spent_cost: float = 0.0
-    cost_known: bool = True
+    spent: Usage = FREE  # everything charged so far (cost None once a price was unknown)
     _started: float | None = field(default=None, repr=False)
     _event: asyncio.Event | None = field(default=None, repr=False)
 
@@ -45,14 +49,18 @@ class Budget:
         if self.parent is not None:
             self.parent.start()
 
-    def charge(self, *, tokens: int, cost: float | None) -> None:
-        self.spent_tokens += tokens
-        if cost is None:
-            self.cost_known = False
-        else:
-            self.spent_cost += cost
+    @property
+    def spent_tokens(self) -> int:
+        return self.spent.tokens
+
+    @property
+    def spent_cost(self) -> float | None:
+        return self.spent.cost_usd
+
+    def charge(self, usage: Usage) -> None:
+        self.spent = self.spent + usage
         if self.parent is not None:
-            self.parent.charge(tokens=tokens, cost=cost)
+            self.parent.charge(usage)
         if self._own_exhausted() and self._event is not None:
             self._event.set()
 
@@ -70,7 +78,7 @@ class Budget:
         if self.tokens is not None and self.spent_tokens >= self.tokens:
             return "budget_tokens", f"{self.scope} token budget of {self.tokens} spent ({self.spent_tokens})"
         if self.cost_usd is not None:
-            if not self.cost_known:
+            if self.spent_cost is None:
                 return "budget_cost", f"{self.scope} cost budget cannot be kept: the model's price is unknown"
             if self.spent_cost >= self.cost_usd:
                 return "budget_cost", f"{self.scope} cost budget of ${self.cost_usd} spent (${self.spent_cost:.4f})"

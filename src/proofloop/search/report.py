@@ -55,7 +55,7 @@ def build_report(search, chosen: Candidate | None, how: str, stop: str) -> dict[
         "analyses": sum(len(e.analyses) for e in entries.values()),
         "failed_analyses": sum(1 for e in entries.values() for a in e.analyses.values() if not a.ok),
         "meta_rejected": sum(len(e.rejected()) for e in entries.values()),
-        "usage": {"by_role": search.meter.by_tag, "total": search.meter.total()},
+        "usage": search.meter.as_dict(),
     }
     if chosen is None:
         return {**report, "chosen": None}

@@ -34,11 +34,10 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from proofloop.errors import BudgetExceeded
-from proofloop.models.base import Sampling
-from proofloop.models.pricing import cost_usd
+from proofloop.models.base import FREE, Sampling, Usage
 from proofloop.roles import generate, meta_verify, refine, verify
 from proofloop.roles.records import AnalysisRecord, MetaRecord, ProofRecord, Verification
-from proofloop.search.base import SearchContext, StopReason, all_failed, usable
+from proofloop.search.base import SearchContext, StopReason, all_failed, shown_text, slim, usable
 from proofloop.search.budget import Budget
 from proofloop.search.decisions import (Candidate, Judged, PoolParams, analysis_rng, finds_issues, meta_index,
                                         meta_rejected, prompt_choice, slot_of, verify_index)
@@ -98,31 +97,48 @@ class StopSearch(Exception):
 
 
 @dataclass
+class TagUsage:
+    """What one role tag of one problem spent: samples (replayed ones from the call cache and
+    failed ones included) and the sum of their `Sample.usage`."""
+
+    samples: int = 0
+    replayed: int = 0
+    failed: int = 0
+    usage: Usage = FREE
+
+    def __add__(self, other: "TagUsage") -> "TagUsage":
+        return TagUsage(self.samples + other.samples, self.replayed + other.replayed, self.failed + other.failed,
+                        self.usage + other.usage)
+
+    def as_dict(self) -> dict[str, Any]:
+        u = self.usage
+        return {"samples": self.samples, "replayed": self.replayed, "failed": self.failed,
+                "prompt_tokens": u.prompt_tokens, "cached_prompt_tokens": u.cached_prompt_tokens,
+                "completion_tokens": u.completion_tokens, "cost_usd": u.cost_usd}
+
+
+@dataclass
 class Meter:
-    """Tokens and cost one problem spent, per role tag. Samples replayed from the call cache
-    count too (they were spent, by an earlier process of the same run), so a resumed run
-    reports and budgets the same totals as an uninterrupted one."""
+    """Tokens and cost one problem spent, per role tag: the sum of its samples' `usage` (the
+    wrapper's priced share of each request). Samples replayed from the call cache count too
+    (they were spent, by an earlier process of the same run), so a resumed run reports and
+    budgets the same totals as an uninterrupted one."""
 
-    by_tag: dict[str, dict[str, Any]] = field(default_factory=dict)
+    by_tag: dict[str, TagUsage] = field(default_factory=dict)
 
-    def add(self, tag: str, *, samples: int, replayed: int, prompt_tokens: int, completion_tokens: int,
-            cost: float | None, failed: int) -> None:
-        t = self.by_tag.setdefault(tag, {"samples": 0, "replayed": 0, "failed": 0, "prompt_tokens": 0,
-                                         "completion_tokens": 0, "cost_usd": 0.0})
-        t["samples"] += samples
-        t["replayed"] += replayed
-        t["failed"] += failed
-        t["prompt_tokens"] += prompt_tokens
-        t["completion_tokens"] += completion_tokens
-        t["cost_usd"] = None if cost is None or t["cost_usd"] is None else t["cost_usd"] + cost
+    def add(self, tag: str, samples: Sequence[Any]) -> Usage:
+        """Meter `samples` (models.wrapper.Sample) under `tag`; returns what they spent."""
+        spent = sum((s.usage for s in samples), FREE)
+        self.by_tag[tag] = self.by_tag.get(tag, TagUsage()) + TagUsage(
+            len(samples), sum(1 for s in samples if s.cached), sum(1 for s in samples if not s.ok), spent)
+        return spent
 
-    def total(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"samples": 0, "replayed": 0, "failed": 0, "prompt_tokens": 0,
-                               "completion_tokens": 0, "cost_usd": 0.0}
-        for t in self.by_tag.values():
-            for k in out:
-                out[k] = None if out[k] is None or t[k] is None else out[k] + t[k]
-        return out
+    def total(self) -> TagUsage:
+        return sum(self.by_tag.values(), TagUsage())
+
+    def as_dict(self) -> dict[str, Any]:
+        """The report's `usage`: per role and in total."""
+        return {"by_role": {tag: t.as_dict() for tag, t in self.by_tag.items()}, "total": self.total().as_dict()}
 
 
 class ProblemModel:
@@ -141,29 +157,8 @@ class ProblemModel:
         else:
             async with self._limiter:
                 samples = await self._model.sample(messages, sampling, n, start=start, tag=tag)
-        self._charge(samples, tag)
+        self._budget.charge(self._meter.add(tag, samples))
         return samples
-
-    def _charge(self, samples, tag: str) -> None:
-        cache = getattr(self._model, "cache", None)
-        price = getattr(self._model, "price", None)
-        prompt = completion = 0
-        cost: float | None = 0.0
-        for s in samples:
-            if s.completion is None:
-                continue
-            rec = cache.get(s.key) if cache is not None else None
-            if rec is not None:  # the wrapper's exact per-sample share of its request
-                p, c, sample_cost = rec.prompt_tokens, rec.completion_tokens, rec.cost_usd
-            else:  # no cache: only the completion's own count is known
-                p, c = 0, s.completion.completion_tokens or 0
-                sample_cost = cost_usd(price, prompt_tokens=0, cached_prompt_tokens=0, completion_tokens=c)
-            prompt, completion = prompt + p, completion + c
-            cost = None if cost is None or sample_cost is None else cost + sample_cost
-        self._meter.add(tag, samples=len(samples), replayed=sum(1 for s in samples if s.cached),
-                        failed=sum(1 for s in samples if s.completion is None), prompt_tokens=prompt,
-                        completion_tokens=completion, cost=cost)
-        self._budget.charge(tokens=prompt + completion, cost=cost)
 
 
 # ---- the pool -----------------------------------------------------------------------------
@@ -180,6 +175,7 @@ class Entry:
     ratings: dict[str, list[MetaRecord]] = field(default_factory=dict)
     requested: int = 0  # verifications asked for
     finished: int = 0  # verifications returned (scored or failed), their meta ratings included
+    texted: set[str] = field(default_factory=set)  # analyses with a text a refinement prompt can show
 
     def rejected(self) -> set[str]:
         return {aid for aid, rs in self.ratings.items() if meta_rejected([r.rating if r.ok else None for r in rs])}
@@ -197,7 +193,7 @@ class Entry:
 
     def judged(self) -> list[Judged]:
         """Analyses that can be shown in a refinement prompt (scored, not rejected, with text)."""
-        return [Judged(a.id, j, a.score) for j, a in self.usable() if (a.analysis or a.raw or "").strip()]
+        return [Judged(a.id, j, a.score) for j, a in self.usable() if a.id in self.texted]
 
     def verification(self) -> Verification:
         return Verification(proof_id=self.proof.id, analyses=[a for _, a in sorted(self.analyses.items())])
@@ -222,12 +218,17 @@ class ProblemSearch:
 
     # -- proofs --
 
+    def _kept(self, record: T) -> T:
+        """What the working state keeps of a recorded record: all of it, or (when the context
+        can read texts back) the record without its texts (base.slim)."""
+        return record if self.ctx.analysis_texts is None else slim(record)
+
     def _add(self, records: list[ProofRecord], round_: int, first_slot: int) -> list[Entry]:
         entries = []
         for i, record in enumerate(records):
-            entry = Entry(record, first_slot + i, round_)
+            self.ctx.recorder.proof(self.problem, record, round=round_, thread=first_slot + i, attempt=0)
+            entry = Entry(self._kept(record), first_slot + i, round_)
             self.entries[entry.slot] = entry
-            self.ctx.recorder.proof(self.problem, record, round=round_, thread=entry.slot, attempt=0)
             entries.append(entry)
         return entries
 
@@ -243,12 +244,24 @@ class ProblemSearch:
         rng = analysis_rng(self.ctx.seed, self.problem, round_, entry.slot)
         return [entry.analyses[j.index] for j in prompt_choice(self.params, entry.judged(), rng)]
 
+    def with_texts(self, proof_id: str, analyses: list[AnalysisRecord]) -> list[AnalysisRecord]:
+        """`analyses` (of proof `proof_id`) with their texts, read back through the context's
+        `analysis_texts` when the working state dropped them."""
+        if self.ctx.analysis_texts is None or not analyses:
+            return analyses
+        texts = self.ctx.analysis_texts(proof_id, [a.id for a in analyses])
+        missing = [a.id for a in analyses if a.id not in texts]
+        if missing:
+            raise LookupError(f"no recorded text for analyses {missing} of proof {proof_id}")
+        return [a.model_copy(update={"analysis": texts[a.id]}) for a in analyses]
+
     async def refine(self, round_: int, prompt: int, parent: Entry, analyses: list[AnalysisRecord],
                      lo: int = 0, hi: int | None = None, priority: int | None = None) -> list[Entry]:
         """Samples [lo, hi) of refinement prompt `prompt` of round `round_`."""
         hi = self.params.samples_per_prompt if hi is None else hi
         first = slot_of(self.params, round_, prompt, lo)
-        records = await refine(self.gen, self.problem, [(parent.proof, analyses)],
+        shown = self.with_texts(parent.proof.id, analyses)
+        records = await refine(self.gen, self.problem, [(parent.proof, shown)],
                                sampling=with_priority(self.ctx.gen_sampling, priority), n=hi - lo, start=first,
                                templates=self.ctx.templates)
         return self._add(records, round_, first)
@@ -270,11 +283,13 @@ class ProblemSearch:
         v = await verify(self.ver, self.problem, entry.proof, sampling=sampling, n=hi - lo,
                          start=verify_index(self.params, entry.slot, lo), templates=self.ctx.templates)
         for k, a in enumerate(v.analyses):
-            entry.analyses[lo + k] = a
             self.ctx.recorder.analysis(self.problem, a)
-        if self.params.meta:
+            entry.analyses[lo + k] = self._kept(a)
+            if shown_text(a).strip():
+                entry.texted.add(a.id)
+        if self.params.meta:  # rated from the whole records, before they are let go
             metas = [(lo + k, a) for k, a in enumerate(v.analyses) if a.ok and finds_issues(a.score)
-                     and (a.analysis or a.raw or "").strip()]
+                     and shown_text(a).strip()]
             async with asyncio.TaskGroup() as tg:
                 for j, a in metas:
                     tg.create_task(self._meta(entry, j, a, priority))
@@ -287,7 +302,7 @@ class ProblemSearch:
                                     templates=self.ctx.templates)
         for r in ratings:
             self.ctx.recorder.meta(self.problem, r)
-        entry.ratings[analysis.id] = ratings
+        entry.ratings[analysis.id] = [self._kept(r) for r in ratings]
 
     # -- views --
 

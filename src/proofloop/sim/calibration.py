@@ -38,8 +38,8 @@ from pathlib import Path
 from proofloop.extras import require
 
 np = require("numpy", "sim", "the proofloop simulator")
-optimize = require("scipy.optimize", "sim", "the proofloop simulator")
-stats = require("scipy.stats", "sim", "the proofloop simulator")
+# scipy.stats and scipy.optimize are imported where they are used (fitting, the precision
+# estimates): they weigh ~50 MB that a simulated run, which reads the committed table, never needs.
 _special = require("scipy.special", "sim", "the proofloop simulator")
 betaln, expit, gammaln = _special.betaln, _special.expit, _special.gammaln
 
@@ -69,6 +69,8 @@ class Calibration:
 
     def accept_prob_incorrect(self, threshold: float = 0.75) -> float:
         """P(64-sample mean >= threshold | expert-incorrect) under the fitted model."""
+        from scipy import stats
+
         k0 = math.ceil(threshold * HALF_POINTS - 1e-9)
         ks = np.arange(k0, HALF_POINTS + 1)
         fooled = stats.binom.sf(k0 - 1, HALF_POINTS, self.correct_mu)
@@ -77,6 +79,8 @@ class Calibration:
 
     def precision_at(self, threshold: float = 0.75) -> float:
         """Expected precision with the data's mix of correct and incorrect proofs."""
+        from scipy import stats
+
         acc_c = float(stats.binom.sf(math.ceil(threshold * HALF_POINTS - 1e-9) - 1, HALF_POINTS,
                                      self.correct_mu))
         tp = self.n_correct * acc_c
@@ -124,6 +128,8 @@ def _log_beta_binom(k, a: float, b: float, n: int = HALF_POINTS):
 
 def fit(data_dir: str | Path) -> Calibration:
     """Fit the calibration from the released outputs (see the module docstring)."""
+    from scipy import optimize, stats
+
     rows = read_outputs(data_dir)
     k = np.array([round(mean * HALF_POINTS) for _, mean, _, _ in rows])
     correct = np.array([grade >= CORRECT_FRACTION - 1e-9 for _, _, grade, _ in rows])

@@ -186,7 +186,10 @@ def markers(text: str, kind: str | None = None) -> list[dict[str, str]]:
     return [dict(d) for d in _all_markers(text or "") if kind is None or d["_kind"] == kind]
 
 
-@lru_cache(maxsize=4096)  # a prompt is read once per sample: parse it once
+# A prompt is read several times per sample, all within one synchronous `respond`: a few
+# entries suffice, and more would hold thousands of long prompts (a refinement prompt with its
+# analyses runs to tens of KB) for the whole run.
+@lru_cache(maxsize=64)
 def _all_markers(text: str) -> tuple[dict[str, Any], ...]:
     found = []
     for m in _MARKER.finditer(text):
