@@ -83,7 +83,7 @@ def test_kill_9_mid_round_then_resume(tmp_path: Path, problem_file):
 
         store = Store(db)
         run = store.list_runs()[0]
-        assert run.status.value == "running"  # killed mid-run: nobody marked it finished
+        assert run.status.value == "interrupted"  # killed mid-run: its process is gone, so the lease is void
         stored_before = _stored(store, run.id)
         store.close()
         resumed = run_json(["resume", run.id], env)

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 def open_store(db: Path | None) -> "Store":
     from proofloop.store import Store
 
-    return Store(db or Store.default_path())
+    return Store(db or Store.default_path(), on_wait=lambda message: note(f"proofloop: {message}"))
 
 
 def read_input(path: Path | str, what: str) -> str:

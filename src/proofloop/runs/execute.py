@@ -10,6 +10,10 @@ Resume policy: `resume` finishes unfinished work. A call that failed (after its 
 not stored as a finished call, so resuming sends it again, and everything decided from it is
 decided again from the new answer: a resumed run is the same as a run that never failed.
 
+A run holds a lease while it executes (renewed every 20 s): a second process cannot execute it
+at the same time, and a run whose process was killed reads as `interrupted` once the lease
+expires (after at most a minute), never `running` forever.
+
 Server settings may change on resume (base URL, key, concurrency, timeouts): none of them is
 part of a call key, so a run can be finished on a server that moved. The model name and the
 sampling are part of the keys and cannot change.
@@ -26,9 +30,9 @@ from typing import Any
 from proofloop.errors import ProofloopError, UserInputError
 from proofloop.runs.context import RunContext
 from proofloop.runs.registry import get_kind
-from proofloop.store import Store
+from proofloop.store import Heartbeat, Store, default_owner
 
-RESUMABLE_SERVER_FIELDS = ("base_url", "max_n", "stream")
+LEASE_TTL_S = 60.0  # a run whose process stopped renewing for this long reads as interrupted
 
 
 class AllCallsFailed(ProofloopError):
@@ -44,22 +48,24 @@ def execute(store: Store, run_id: str, *, api_key: str | None = None,
     if run is None:
         raise UserInputError(f"no run {run_id!r} in {store.path}")
     kind = get_kind(run.kind)
-    ctx = RunContext.build(store, run_id, run.config, api_key=api_key, on_record=on_record, notice=notice)
-    notice(ctx.setup.describe())
-    store.set_run_status(run_id, "running")
-    try:
-        with _sigterm_as_interrupt():
-            summary = asyncio.run(_execute_and_close(kind.execute, ctx))
-        _check_some_call_succeeded(store, run_id)
-        prune_orphans(store, run_id, ctx.recorder.recorded)
-    except KeyboardInterrupt:
-        store.set_run_status(run_id, "interrupted", error="interrupted (Ctrl-C or SIGTERM)")
-        raise
-    except BaseException as e:
-        store.set_run_status(run_id, "failed", error=str(e) or type(e).__name__)
-        raise
+    # One process at a time: a second `resume` of a running run stops here (RunBusy, one line).
+    lease = store.acquire_run(run_id, owner=default_owner(), ttl_s=LEASE_TTL_S)
+    with Heartbeat(lease, on_lost=lambda e: notice(f"proofloop: warning: {e}")):
+        try:
+            ctx = RunContext.build(store, run_id, run.config, api_key=api_key, on_record=on_record, notice=notice)
+            notice(ctx.setup.describe())
+            with _sigterm_as_interrupt():
+                summary = asyncio.run(_execute_and_close(kind.execute, ctx))
+            _check_some_call_succeeded(store, run_id)
+            prune_orphans(store, run_id, ctx.recorder.recorded)
+        except KeyboardInterrupt:
+            lease.release("interrupted", error="interrupted (Ctrl-C or SIGTERM)")
+            raise
+        except BaseException as e:
+            lease.release("failed", error=str(e) or type(e).__name__)
+            raise
     summary = {"run_id": run_id, **summary, "usage": run_usage(store, run_id)}
-    store.set_run_status(run_id, "finished", summary=summary)
+    lease.release("finished", summary=summary)
     return summary
 
 

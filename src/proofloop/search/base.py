@@ -152,10 +152,12 @@ class ProblemResult:
     best: ProofRecord | None
     score: float | None             # the score the choice was made on
     score_kind: str                 # "self" (self evaluation) or "verification" (mean verifier score)
-    proofs: list[ProofRecord] = field(default_factory=list)
-    verifications: dict[str, Verification] = field(default_factory=dict)
+    # Out of the repr: asyncio formats a finished task's result, and a repr with every record's
+    # text made a string of hundreds of MB at the end of a paper-sized search.
+    proofs: list[ProofRecord] = field(default_factory=list, repr=False)
+    verifications: dict[str, Verification] = field(default_factory=dict, repr=False)
     stop_reason: str = StopReason.COMPLETED.value  # a StopReason value
-    meta: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict, repr=False)
     stop_detail: str | None = None  # e.g. which budget ran out and how much was spent
 
     def summary(self) -> dict[str, Any]:

@@ -56,7 +56,7 @@ from proofloop.models.base import Completion
 from proofloop.models.cache import CallRecord
 from proofloop.store.checks import QUICK_CHECK_MAX_BYTES, RunBusy, StoreError, check_path
 from proofloop.store.derive import derived_fields, stored_fields
-from proofloop.store.lease import Lease
+from proofloop.store.lease import Lease, owner_is_gone
 from proofloop.store.schema import (MIGRATIONS, SCHEMA_VERSION, Base, CallRow, Failure, FailureRow, Grade,
                                     GradeRow, LineageRow, MetaVerification, MetaVerificationRow, Problem,
                                     ProblemRow, Proof, ProofRow, PromptRow, RefinedFromRow, Run, RunRow,
@@ -257,6 +257,11 @@ class Store:
                         updated_at=utcnow())).rowcount
             if not taken:
                 row = self._run_row(s, run_id)
+                if owner_is_gone(row.owner):  # its process died on this host: no need to wait
+                    s.execute(update(RunRow).where(RunRow.id == run_id, RunRow.owner == row.owner)
+                              .values(owner=owner, expires_at=now + ttl_s, status=RunStatus.RUNNING.value,
+                                      updated_at=utcnow()))
+                    return Lease(self, run_id, owner, ttl_s, now + ttl_s)
                 raise RunBusy(f"run {run_id} is in use by {row.owner} (its lease runs "
                               f"{max(0.0, (row.expires_at or now) - now):.0f} s more); wait for it or stop it")
         return Lease(self, run_id, owner, ttl_s, now + ttl_s)
@@ -618,7 +623,7 @@ def _one_line(messages: Sequence[object], limit: int = 200) -> str:
 
 def _run(row: RunRow, now: float) -> Run:
     run = _plain(row, Run)
-    expired = row.expires_at is not None and row.expires_at < now
+    expired = (row.expires_at is not None and row.expires_at < now) or owner_is_gone(row.owner)
     status = RunStatus.INTERRUPTED if run.status is RunStatus.RUNNING and expired else run.status
     lease_end = datetime.fromtimestamp(row.expires_at, timezone.utc) if row.expires_at is not None else None
     return run.model_copy(update={"status": status, "lease_expires_at": lease_end})

@@ -46,6 +46,21 @@ def default_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def owner_is_gone(owner: str | None) -> bool:
+    """True when `owner` is a process of this host that no longer exists (killed with -9, say):
+    its lease need not be waited out. An owner on another host is never judged from here."""
+    host, _, pid = (owner or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, owned by someone else
+        return False
+    return False
+
+
 @dataclass
 class Lease:
     """A held lease on one run. `renew` and `release` raise RunBusy when it was lost (it
