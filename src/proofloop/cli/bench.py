@@ -97,7 +97,7 @@ def run(
         run_budget={"tokens": budget_tokens, "cost_usd": budget_cost, "wall_s": budget_wall_s})
     if not json_out:
         note(f"run {run_id}")
-    run_and_render(store, run_id, api_key=model_options.api_key, json_mode=json_out)
+    run_and_render(store, run_id, api_key=model_options.api_key, json_mode=json_out, verbose=verbose)
 
 
 @app.command()
@@ -134,7 +134,7 @@ def grade(
     if grader == "human":  # nothing to call: the grades were imported with the proofs
         render({"run_id": run_id, **(store.get_run(run_id).summary or {})}, json_out, render_grades)  # type: ignore[union-attr]
     else:
-        run_and_render(store, run_id, api_key=model_options.api_key, json_mode=json_out)
+        run_and_render(store, run_id, api_key=model_options.api_key, json_mode=json_out, verbose=verbose)
 
 
 @app.command()

@@ -7,11 +7,13 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from proofloop.cli.console import note, say
-from proofloop.errors import UserInputError
+from proofloop.errors import ProofloopError, UserInputError
 
 if TYPE_CHECKING:
     from proofloop.store import Store
@@ -64,9 +66,13 @@ class Progress:
     """Counts records as they are stored: a live line on a terminal, a plain line per record
     on a pipe (stderr), nothing with --json."""
 
-    def __init__(self, json_mode: bool):
+    def __init__(self, json_mode: bool, verbose: bool = False):
         self.counts = {"proof": 0, "analysis": 0, "meta": 0}
         self.json_mode, self.started = json_mode, time.monotonic()
+        # Notes (settings, retries, failed calls) wait for the first answer that is not a failed
+        # call, then print; with --verbose they print at once. A run that fails before any
+        # answer came back is told in its one error line.
+        self.held: list[str] | None = None if verbose else []
         self.status = None
         if not json_mode and sys.stderr.isatty():
             from rich.console import Console
@@ -74,7 +80,22 @@ class Progress:
             self.status = Console(stderr=True).status("working: requests sent, waiting for the first answer...")
             self.status.start()
 
+    def notice(self, line: str) -> None:
+        if self.held is None:
+            note(line)
+        else:
+            self.held.append(line)
+
+    def release(self) -> None:
+        """Print the notes held so far; later ones print at once."""
+        for line in self.held or []:
+            note(line)
+        self.held = None
+
     def on_record(self, kind: str, record: Any) -> None:
+        failed = record.status.value == "call_error"
+        if not failed:
+            self.release()
         self.counts[kind] += 1
         c = self.counts
         line = (f"proofs {c['proof']}  analyses {c['analysis']}  meta {c['meta']}  "
@@ -84,26 +105,56 @@ class Progress:
         elif not self.json_mode:
             score = getattr(record, "self_score", None) if kind == "proof" else (
                 getattr(record, "score", None) if kind == "analysis" else getattr(record, "rating", None))
-            note(f"[{kind}] status={record.status.value} score={score}  {line}")
+            self.notice(f"[{kind}] status={record.status.value} score={score}  {line}")
+
+    @contextmanager
+    def logging_held(self) -> Iterator[None]:
+        """Log lines (retry warnings) go through `notice` while the run works, so they wait too."""
+        root = logging.getLogger()
+        saved = root.handlers[:]
+        held = _NoticeHandler(self.notice)
+        held.setFormatter(saved[0].formatter if saved else None)
+        root.handlers = [held]
+        try:
+            yield
+        finally:
+            root.handlers = saved
 
     def stop(self) -> None:
         if self.status is not None:
             self.status.stop()
 
 
-def run_and_render(store: "Store", run_id: str, *, api_key: str | None, json_mode: bool) -> dict[str, Any]:
-    """Execute (or resume) a stored run, then print its summary."""
+class _NoticeHandler(logging.Handler):
+    def __init__(self, notice: Callable[[str], None]):
+        super().__init__()
+        self.notice_line = notice
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.notice_line(self.format(record))
+
+
+def run_and_render(store: "Store", run_id: str, *, api_key: str | None, json_mode: bool,
+                   verbose: bool = False, announce: str | None = None) -> dict[str, Any]:
+    """Execute (or resume) a stored run, then print its summary. `announce`: a first note
+    (e.g. the run id), held like the settings line until the run has produced something."""
     from proofloop.runs import execute, get_kind
 
-    progress = Progress(json_mode)
+    progress = Progress(json_mode, verbose)
+    if announce:
+        progress.notice(announce)
     try:
-        summary = execute(store, run_id, api_key=api_key, on_record=progress.on_record, notice=note)
+        with progress.logging_held():
+            summary = execute(store, run_id, api_key=api_key, on_record=progress.on_record, notice=progress.notice)
     except KeyboardInterrupt:
         progress.stop()
         note(f"interrupted; resume with `proofloop resume {run_id}`")
         raise SystemExit(130) from None
+    except ProofloopError as e:  # the one error line names the run the failure is stored on
+        raise ProofloopError(f"{e} (run {run_id}, stored as failed: `proofloop resume {run_id}` finishes it)") from None
     finally:
         progress.stop()
+    progress.release()
     render(summary, json_mode, get_kind(summary["kind"]).render)
     return summary
 

@@ -53,4 +53,4 @@ def label(
                               source=str(proofs))
     if not json_out:
         note(f"run {run_id}: labelling {len(items)} proofs (n={n}, m={m}, k={k})")
-    run_and_render(store, run_id, api_key=model_options.api_key, json_mode=json_out)
+    run_and_render(store, run_id, api_key=model_options.api_key, json_mode=json_out, verbose=verbose)

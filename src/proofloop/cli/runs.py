@@ -128,4 +128,4 @@ def resume(
     stored_run(store, run_id)
     update_server(store, run_id, base_url=base_url, max_n=max_n, max_concurrency=max_concurrency,
                   attempt_timeout=attempt_timeout)
-    run_and_render(store, run_id, api_key=api_key, json_mode=json_out)
+    run_and_render(store, run_id, api_key=api_key, json_mode=json_out, verbose=verbose)
