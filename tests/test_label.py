@@ -635,8 +635,8 @@ def test_votes_of_turns_unparsed_records_into_failures():
 
 
 @pytest.mark.slow
-def test_label_runs_end_to_end_on_the_embedded_smollm2(tmp_path):
-    pytest.importorskip("proofloop.models.local")
+@pytest.mark.xdist_group("smollm2")  # with the other users of the `smollm2` fixture (conftest.py)
+def test_label_runs_end_to_end_on_the_embedded_smollm2(smollm2, tmp_path):
     src = _write_jsonl(tmp_path / "in.jsonl", [{"id": "s1", "problem": "Prove that 2 + 2 = 4.",
                                                 "proof": "By definition 2 + 2 = 4."}])
     out, db = tmp_path / "l.jsonl", tmp_path / "p.db"
@@ -647,10 +647,7 @@ def test_label_runs_end_to_end_on_the_embedded_smollm2(tmp_path):
     [analysis] = row["analyses"]
     stored = Store(db).verifications(row["provenance"]["run_id"])
     assert [v.id for v in stored] == [analysis["id"]]
-    assert stored[0].status == analysis["status"]
-    if analysis["status"] != "ok":  # the expected case: 24 tokens cannot hold a verdict
-        assert row["status"] == "error" and row["score"] is None and "0 of 1" in row["reason"]
-        assert analysis["cause"] and stored[0].cause == analysis["cause"]
-    else:  # a verdict in 24 tokens: then it must be labelled by the rule like any other
-        votes = [Vote(analysis["score"], tuple(x["rating"] for x in analysis["meta"]))]
-        assert outcome(votes, LabelRule(m=1, k=1)) == (row["status"], row["score"])
+    # 24 tokens cannot hold a verdict (seeded, reproducible): a typed failure with its cause, no score
+    assert (analysis["status"], stored[0].status) == ("truncated", "truncated")
+    assert row["status"] == "error" and row["score"] is None and "0 of 1" in row["reason"]
+    assert analysis["cause"].startswith("finish_reason=length") and stored[0].cause == analysis["cause"]

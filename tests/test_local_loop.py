@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from proofloop.cli import app
 from proofloop.store import Store
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("smollm2")]  # one worker loads the model
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,8 @@ def cli():
     return CliRunner()
 
 
-def test_prove_verify_meta_verify_on_smollm2(cli, tmp_path, monkeypatch):
+def test_prove_verify_meta_verify_on_smollm2(cli, smollm2, tmp_path, monkeypatch):
+    # `smollm2`: the weights are loaded once per process and the CLI reuses them (conftest.py)
     for var in ("PROOFLOOP_BASE_URL", "OPENAI_BASE_URL", "PROOFLOOP_MODEL", "PROOFLOOP_API_KEY"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.chdir(tmp_path)  # no .env here
@@ -36,15 +37,17 @@ def test_prove_verify_meta_verify_on_smollm2(cli, tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     assert "embedded SmolLM2" in r.stderr
     proved = json.loads(r.stdout)
-    assert proved["proofs"] >= 1 and proved["usage"]["calls"] >= 1
+    # 1 thread x 2 attempts, 16 tokens each: both cut off at the limit (seeded, reproducible)
+    assert (proved["proofs"], proved["statuses"]) == (2, {"truncated": 2})
+    assert (proved["usage"]["calls"], proved["usage"]["completion_tokens"]) == (2, 2 * 16)
 
     r = cli.invoke(app, ["verify", "--problem", "p.md", "--proof", "f.md", "-n", "2", "--verify-max-tokens", "12",
                          "--json", *common])
     assert r.exit_code == 0, r.output
     verified = json.loads(r.stdout)
     assert len(verified["analyses"]) == 2
-    for a in verified["analyses"]:  # a 135M model rarely follows the protocol: then a typed status, no score
-        assert (a["status"] == "ok") == (a["score"] is not None)
+    # 12 tokens cannot hold a verdict (seeded, reproducible): a typed status and no score, never a 0
+    assert [(a["status"], a["score"]) for a in verified["analyses"]] == [("truncated", None)] * 2
 
     r = cli.invoke(app, ["meta-verify", "--problem", "p.md", "--proof", "f.md", "--analysis", "a.md", "-m", "1",
                          "--verify-max-tokens", "12", "--json", *common])
@@ -54,5 +57,4 @@ def test_prove_verify_meta_verify_on_smollm2(cli, tmp_path, monkeypatch):
     assert [run.status.value for run in store.list_runs()] == ["finished"] * 3
     proofs = store.proofs(proved["run_id"])
     assert proofs and all(p.raw for p in proofs)
-    assert all(p.status in {"ok", "truncated", "no_solution", "no_self_evaluation", "no_final_phrase",
-                            "no_boxed_score", "invalid_score", "empty"} for p in proofs)
+    assert [p.status for p in proofs] == ["truncated", "truncated"]  # recorded with its cause, not dropped

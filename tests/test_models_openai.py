@@ -54,7 +54,7 @@ async def test_slow_response_past_attempt_timeout_is_retried(msgs):
         t0 = time.monotonic()
         [s] = await fast_model(server.base_url, timeouts=timeouts, cache=cache).sample(msgs, Sampling())
         elapsed = time.monotonic() - t0
-    assert s.ok and elapsed < 3
+    assert s.ok and elapsed < 4.5  # retried after 0.5 s instead of waiting out the 5 s (slack for a loaded machine)
     assert [(f.kind, f.attempt) for f in cache.failures] == [("timeout", 1)]
 
 
@@ -69,7 +69,7 @@ async def test_total_timeout_ends_the_call(msgs):
         [s] = await model.sample(msgs, Sampling())
         elapsed = time.monotonic() - t0
     assert isinstance(s.error, ModelTimeoutError) and "total timeout" in s.error.message
-    assert 0.9 < elapsed < 3.0
+    assert 0.9 < elapsed < 4.5  # ended near total_s = 1, well before one 5 s answer (slack for a loaded machine)
     assert len(cache.failures) >= 2 and all(f.kind == "timeout" for f in cache.failures)
 
 

@@ -119,7 +119,7 @@ def test_options_help_lists_keys_defaults_and_presets():
     (["--strategy", "pool", "-o", "rounds=abc"], "bad option rounds=abc"),
     (["--strategy", "pool", "-o", "stop_early=maybe"], "expected true or false"),
     (["--strategy", "pool", "-o", "verifications=16", "-o", "pass_min_valid=17"], "pass_min_valid must be"),
-    (["--strategy", "sequential", "--threads", "-2"], "bad option threads=-2"),
+    (["--strategy", "sequential", "--threads", "-2"], "Invalid value for '--threads'"),
 ])
 def test_cli_rejects_bad_options_before_a_run_exists(tmp_path, args, needle):
     from proofloop.store import Store

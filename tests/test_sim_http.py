@@ -14,7 +14,7 @@ from proofloop.sim import http as serving
 from proofloop.protocol.parsers import parse_proof
 from proofloop.protocol.templates import generation_messages
 from proofloop.cli.sim import app as sim_cli
-from proofloop.sim.model import make_problems, true_quality
+from proofloop.sim.model import SimModel, make_problems, true_quality
 from proofloop.sim.server import ServerModel
 from proofloop.sim.app import build_faults, make_sim_app
 
@@ -34,7 +34,8 @@ def test_non_streaming_and_streaming_with_n_and_usage():
         assert all(parse_proof(ch.message.content).status.value == "ok" for ch in r.choices)
         assert all(true_quality(ch.message.content) is not None for ch in r.choices)
         assert r.choices[0].message.model_extra.get("reasoning_content", "").startswith("[sim]")
-        assert r.usage.prompt_tokens > 0 and r.usage.prompt_tokens_details.cached_tokens == 0
+        assert r.usage.prompt_tokens == SimModel(seed=1).prompt_tokens(MSGS)  # billed once for n = 3
+        assert r.usage.prompt_tokens_details.cached_tokens == 0
 
         chunks = c.chat.completions.create(model="sim-1", messages=MSGS, n=3, max_tokens=10**6, seed=0,
                                            stream=True, stream_options={"include_usage": True})

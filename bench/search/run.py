@@ -39,7 +39,6 @@ import dataclasses
 import datetime as _dt
 import json
 import os
-import selectors
 import statistics
 import subprocess
 import sys
@@ -60,55 +59,13 @@ from proofloop.search.pool import Pool
 from proofloop.search.release import run_release
 from proofloop.sim import SimProvider, make_problems, true_grade, true_quality
 from proofloop.sim.model import markers
-from proofloop.sim.server import ServerModel, Work
+from proofloop.sim.server import ServerModel, Work, run_virtual  # the virtual-clock event loop
 
 HERE = Path(__file__).resolve().parent
 NAMESPACE = "bench-search"  # one namespace for every scheme: same call keys, same proof ids
 SCHEMES = ("release", "pool", "adaptive", "pool+meta")
 RATIO_NAMES = ("makespan_ratio_streaming_vs_release", "verif_token_ratio_adaptive_vs_pool",
                "quality_delta_adaptive_vs_pool", "prompt_token_ratio_n_vs_release", "makespan_ratio_to_lower_bound")
-
-
-# ---- virtual clock ------------------------------------------------------------------------
-
-
-class _JumpSelector(selectors.DefaultSelector):
-    """Polls real I/O without waiting; when the loop would sleep until its next timer, the
-    virtual clock jumps there instead."""
-
-    loop: "VirtualClockLoop"
-
-    def select(self, timeout: float | None = None):
-        events = super().select(0)
-        if events or timeout == 0:
-            return events
-        if timeout is None:  # nothing scheduled: only real I/O (another thread) can wake us
-            return super().select(None)
-        self.loop._virtual_now += timeout
-        return []
-
-
-class VirtualClockLoop(asyncio.SelectorEventLoop):
-    """An event loop whose `time()` is virtual: it advances only while every task waits on a
-    timer. Sleeps, timeouts and ServerModel timers then take no real time, and CPU work takes
-    no virtual time (a discrete-event simulation of the asyncio program)."""
-
-    def __init__(self) -> None:
-        selector = _JumpSelector()
-        self._virtual_now = 0.0
-        super().__init__(selector)
-        selector.loop = self
-
-    def time(self) -> float:
-        return self._virtual_now
-
-
-def run_virtual(coro) -> tuple[Any, float]:
-    """Run `coro` on a fresh VirtualClockLoop; returns (its result, virtual seconds it took)."""
-    with asyncio.Runner(loop_factory=VirtualClockLoop) as runner:
-        start = runner.get_loop().time()
-        result = runner.run(coro)
-        return result, runner.get_loop().time() - start
 
 
 # ---- configuration ------------------------------------------------------------------------

@@ -19,8 +19,10 @@ class UserInputError(ProofloopError):
     """Bad input from the user (missing file, empty problem, bad template): one clear line."""
 
 
-class MissingExtra(UserInputError):
-    """A command needs an optional part of proofloop that is not installed."""
+class MissingExtra(UserInputError, ImportError):
+    """An optional part of proofloop was used without its extra installed (see extras.py).
+    Also an ImportError, so that code probing for an optional module (and pytest.importorskip)
+    treats it as "not installed"."""
 
 
 class ModelError(ProofloopError):

@@ -75,6 +75,7 @@ from pathlib import Path
 from typing import Any
 
 from proofloop.errors import UserInputError
+from proofloop.rows import read_rows
 from proofloop.models.base import Sampling
 from proofloop.models.wrapper import Model
 from proofloop.protocol import Templates
@@ -362,8 +363,6 @@ def rows_to_items(rows: Sequence[Mapping[str, Any]], fields: Iterable[str] | Map
 
 def load_items(path: str | Path, fields: Iterable[str] | Mapping[str, str] | None = None) -> list[LabelItem]:
     """Proofs from a JSONL / JSON / CSV / parquet file."""
-    from proofloop.bench.datasets import read_rows
-
     if not Path(path).is_file():
         raise UserInputError(f"proofs file not found: {path}")
     return rows_to_items(read_rows(path), fields, origin=str(path))

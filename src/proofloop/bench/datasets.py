@@ -20,8 +20,6 @@ Each dataset's grade scale is written down once in GRADE_SCALES and turned into 
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -31,6 +29,8 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError, computed_field, model_validator
 
 from proofloop.errors import UserInputError
+from proofloop.extras import require
+from proofloop.rows import read_rows
 
 # Maximum points per problem for every dataset we know. IMO-ProofBench and the IMO use 0-7,
 # the Chinese MO 0-21 and the Putnam 0-10 (the scales of the experts' grades in dsm2/outputs).
@@ -121,47 +121,6 @@ def default_data_dir() -> Path:
 
 def _resolve(data_dir: str | os.PathLike[str] | None) -> Path:
     return Path(data_dir) if data_dir is not None else default_data_dir()
-
-
-def _need(path: Path) -> Path:
-    if not path.is_file():
-        raise UserInputError(f"data file not found: {path} (pass --data-dir or set PROOFLOOP_DATA_DIR)")
-    return path
-
-
-def read_rows(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Rows of a .jsonl, .json (a list of objects), .csv or .parquet file, as dicts."""
-    p = _need(Path(path))
-    suffix = p.suffix.lower()
-    try:
-        if suffix == ".jsonl":
-            rows = []
-            with p.open(encoding="utf-8") as fh:
-                for lineno, line in enumerate(fh, 1):
-                    if line.strip():
-                        try:
-                            rows.append(json.loads(line))
-                        except json.JSONDecodeError as e:
-                            raise UserInputError(f"{p}:{lineno}: invalid JSON ({e.msg})") from e
-        elif suffix == ".json":
-            rows = json.loads(p.read_text(encoding="utf-8"))
-            if not isinstance(rows, list):
-                raise UserInputError(f"{p}: expected a JSON list of objects")
-        elif suffix == ".csv":
-            with p.open(encoding="utf-8", newline="") as fh:
-                rows = list(csv.DictReader(fh))
-        elif suffix == ".parquet":
-            import pyarrow.parquet as pq  # imported here: only parquet users pay for it
-
-            rows = pq.read_table(p).to_pylist()
-        else:
-            raise UserInputError(f"{p}: unsupported file type {suffix!r} (use .jsonl, .json, .csv or .parquet)")
-    except json.JSONDecodeError as e:
-        raise UserInputError(f"{p}: invalid JSON ({e.msg})") from e
-    for i, row in enumerate(rows, 1):
-        if not isinstance(row, dict):
-            raise UserInputError(f"{p}: row {i} is not an object")
-    return rows
 
 
 def _text(value: Any) -> str | None:
@@ -360,10 +319,7 @@ def load_hf_dataset(
 ) -> list[Problem]:
     """Problems from a Hugging Face dataset: a directory written by `save_to_disk` (offline), or a
     Hub name, which needs a pinned `revision` (commit hash or tag) so results are reproducible."""
-    try:
-        import datasets as hf  # optional dependency: proofloop[data]
-    except ImportError:
-        raise UserInputError("the 'datasets' package is needed: pip install 'proofloop[data]'") from None
+    hf = require("datasets", "bench", "loading a Hugging Face dataset")
     local = Path(name_or_path)
     if local.is_dir():
         try:

@@ -23,9 +23,13 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from fractions import Fraction
 from typing import Any
 
-import numpy as np
 from pydantic import BaseModel
-from scipy.stats import rankdata
+
+from proofloop.extras import lazy
+
+# Imported on first use: `proofloop bench --help` works without the bench extra.
+np = lazy("numpy", "bench", "proofloop bench metrics")
+scipy_stats = lazy("scipy.stats", "bench", "proofloop bench metrics")
 
 # Grades are compared with a small tolerance so that 18/21 counts as 6/7 despite rounding.
 EPS = 1e-9
@@ -262,7 +266,7 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
     """Spearman rho (Pearson on average ranks); None where it is undefined."""
     if len(x) < 2:
         return None
-    return pearson(rankdata(x), rankdata(y))
+    return pearson(scipy_stats.rankdata(x), scipy_stats.rankdata(y))
 
 
 def cohen_kappa(a: Sequence[Hashable], b: Sequence[Hashable], labels: Sequence[Hashable] | None = None) -> float | None:

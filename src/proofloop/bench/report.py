@@ -26,16 +26,22 @@ import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
+from proofloop.bench.runs import run_metrics
+from proofloop.errors import UserInputError
+from proofloop.extras import require
+from proofloop.store import Store
 
-matplotlib.use("Agg")  # never a display: reports are written by servers and CI too
-from matplotlib.figure import Figure  # noqa: E402  (after choosing the backend)
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
-from proofloop.bench.runs import run_metrics  # noqa: E402
-from proofloop.errors import UserInputError  # noqa: E402
-from proofloop.store import Store  # noqa: E402
+
+def new_figure(**kw: Any) -> "Figure":
+    """A matplotlib Figure on the Agg backend (never a display: servers and CI write reports);
+    matplotlib is imported here, on first use, so the bench commands load without it."""
+    require("matplotlib", "bench", "proofloop bench report").use("Agg")  # before anything draws
+    return require("matplotlib.figure", "bench", "proofloop bench report").Figure(**kw)
 
 __all__ = ["Report", "build_report", "write_report"]
 
@@ -86,7 +92,7 @@ def _histograms(m: dict[str, Any]) -> bytes | None:
     graders = [(g, [s["score"] for s in v["scores"]]) for g, v in m["graders"].items() if v["scores"]]
     if not graders:
         return None
-    fig = Figure(figsize=(4.2 * len(graders), 3.2))
+    fig = new_figure(figsize=(4.2 * len(graders), 3.2))
     for i, (name, scores) in enumerate(graders):
         ax = fig.add_subplot(1, len(graders), i + 1)
         ax.hist(scores, bins=[k / 14 for k in range(15)], range=(0, 1), color="#4477aa", edgecolor="white")
@@ -102,7 +108,7 @@ def _calibration(m: dict[str, Any]) -> bytes | None:
     reps = [(g, rep) for g, rep in m["agreement"].items() if rep.get("pairs")]
     if not reps:
         return None
-    fig = Figure(figsize=(4.4 * len(reps), 4.0))
+    fig = new_figure(figsize=(4.4 * len(reps), 4.0))
     for i, (name, rep) in enumerate(reps):
         ax = fig.add_subplot(1, len(reps), i + 1)
         pred = [p["pred"] for p in rep["pairs"]]
@@ -135,7 +141,7 @@ def _by_group(m: dict[str, Any], key: str) -> bytes | None:
     if not graders:
         return None
     groups = sorted({name for _, table in graders for name in table})
-    fig = Figure(figsize=(max(5.0, 1.3 * len(groups) * len(graders)), 3.6))
+    fig = new_figure(figsize=(max(5.0, 1.3 * len(groups) * len(graders)), 3.6))
     ax = fig.add_subplot(1, 1, 1)
     width = 0.8 / len(graders)
     for i, (name, table) in enumerate(graders):
@@ -161,7 +167,7 @@ def _by_group(m: dict[str, Any], key: str) -> bytes | None:
 def _best_at_k_plot(m: dict[str, Any]) -> bytes | None:
     if not m["best_at_k"]:
         return None
-    fig = Figure(figsize=(5.0, 3.4))
+    fig = new_figure(figsize=(5.0, 3.4))
     ax = fig.add_subplot(1, 1, 1)
     for name, bk in m["best_at_k"].items():
         ks = sorted(int(k) for k in bk["best_at_k"])
@@ -183,6 +189,12 @@ def _best_at_k_plot(m: dict[str, Any]) -> bytes | None:
 def _sections(store: Store, run_id: str, m: dict[str, Any], figures: dict[str, bytes]) -> list[Section]:
     run = store.get_run(run_id)
     assert run is not None
+    parts = [_overview(run, m), _scores(m, figures), *_by_groups(m, figures), _best_at_k_section(m, figures),
+             _agreement_section(m, figures), _not_graded(m)]
+    return [section for section in parts if section is not None]
+
+
+def _overview(run: Any, m: dict[str, Any]) -> Section:
     cfg = run.config
     overview = Section("Run")
     rows = [["kind", run.kind], ["status", run.status.value], ["created", f"{run.created_at:%Y-%m-%d %H:%M:%S} UTC"]]
@@ -204,8 +216,10 @@ def _sections(store: Store, run_id: str, m: dict[str, Any], figures: dict[str, b
     overview.text.append(f"Intervals: {m['bootstrap']['method']}, {m['bootstrap']['n_resamples']} resamples, "
                          f"seed {m['bootstrap']['seed']}, 95% confidence. Scores are normalised to [0, 1]; "
                          "the percentage is points over the maximum (the IMO-ProofBench figure).")
-    sections = [overview]
+    return overview
 
+
+def _scores(m: dict[str, Any], figures: dict[str, bytes]) -> Section:
     scores = Section("Scores")
     rows = []
     for name, v in m["graders"].items():
@@ -213,8 +227,11 @@ def _sections(store: Store, run_id: str, m: dict[str, Any], figures: dict[str, b
     scores.tables.append((["grader", "graded", "mean score [95% CI]", "percent [95% CI]"], rows))
     if "histogram" in figures:
         scores.figures.append(("histogram", "Score histograms per grader"))
-    sections.append(scores)
+    return scores
 
+
+def _by_groups(m: dict[str, Any], figures: dict[str, bytes]) -> list[Section]:
+    sections = []
     for key in ("category", "level", "set"):
         tables = [(name, v[f"by_{key}"]) for name, v in m["graders"].items() if v.get(f"by_{key}")]
         if not tables:
@@ -227,57 +244,66 @@ def _sections(store: Store, run_id: str, m: dict[str, Any], figures: dict[str, b
         if f"by_{key}" in figures:
             sec.figures.append((f"by_{key}", f"Points percentage by {key}"))
         sections.append(sec)
-
-    if m["best_at_k"]:
-        sec = Section("pass@1 and best@k by self score")
-        rows = []
-        for name, bk in m["best_at_k"].items():
-            rows.append([name, "pass@1", _with_ci(bk["pass_at_1"])])
-            rows += [[name, f"best@{k}", _with_ci(iv)] for k, iv in bk["best_at_k"].items()]
-        sec.tables.append((["grader", "metric", "estimate [95% CI]"], rows))
-        sec.text.append(f"Over {next(iter(m['best_at_k'].values()))['problems']} problems; best@k is the expected "
-                        "grade of the proof with the highest self score among k of the sampled proofs "
-                        "(unbiased over all subsets, ties averaged).")
-        if "best_at_k" in figures:
-            sec.figures.append(("best_at_k", "best@k by self score"))
-        sections.append(sec)
-
-    if m["agreement"]:
-        sec = Section("Agreement with human grades")
-        rows = []
-        for name, rep in m["agreement"].items():
-            for scope, s in [("overall", rep["overall"])] + list(rep["groups"].items()):
-                c = s["confusion"]
-                ci = s["ci"]
-                rows.append([name, scope, str(s["n"]), f"{c['tp']}/{c['fp']}/{c['fn']}/{c['tn']}",
-                             _with_ci({"estimate": s["precision"], **ci["precision"]}, 2),
-                             _with_ci({"estimate": s["recall"], **ci["recall"]}, 2),
-                             _with_ci({"estimate": s["accuracy"], **ci["accuracy"]}, 2),
-                             _f(s["pearson"], 2), _f(s["kappa_3level"], 2)])
-        sec.tables.append((["grader", "scope", "n", "TP/FP/FN/TN", "precision", "recall", "accuracy",
-                            "pearson r", "kappa (3 levels)"], rows))
-        rep0 = next(iter(m["agreement"].values()))
-        sec.text.append(f"Accepted: {rep0['rules']['predicted_accept']}; experts: {rep0['rules']['human_accept']}.")
-        for name, rep in m["agreement"].items():
-            if rep["false_accepts"]:
-                sec.text.append(f"{name} false accepts: " + ", ".join(
-                    f"{x['id']} ({_f(x['pred'], 2)} vs {_f(x['human'], 2)})" for x in rep["false_accepts"]))
-            if rep["false_rejects"]:
-                sec.text.append(f"{name} false rejects: " + ", ".join(
-                    f"{x['id']} ({_f(x['pred'], 2)} vs {_f(x['human'], 2)})" for x in rep["false_rejects"]))
-        if "calibration" in figures:
-            sec.figures.append(("calibration", "Calibration: automatic score against the human grade"))
-        sections.append(sec)
-
-    missing = [(name, u) for name, v in m["graders"].items() for u in v["ungraded"]]
-    if missing:
-        sec = Section("Not graded")
-        sec.text.append("These items count in no metric above; each has its cause.")
-        sec.tables.append((["grader", "problem", "proof", "cause"],
-                           [[name, str(u["problem_id"]), str(u["proof_id"] or "-")[:16], u["cause"][:300]]
-                            for name, u in missing]))
-        sections.append(sec)
     return sections
+
+
+def _best_at_k_section(m: dict[str, Any], figures: dict[str, bytes]) -> Section | None:
+    if not m["best_at_k"]:
+        return None
+    sec = Section("pass@1 and best@k by self score")
+    rows = []
+    for name, bk in m["best_at_k"].items():
+        rows.append([name, "pass@1", _with_ci(bk["pass_at_1"])])
+        rows += [[name, f"best@{k}", _with_ci(iv)] for k, iv in bk["best_at_k"].items()]
+    sec.tables.append((["grader", "metric", "estimate [95% CI]"], rows))
+    sec.text.append(f"Over {next(iter(m['best_at_k'].values()))['problems']} problems; best@k is the expected "
+                    "grade of the proof with the highest self score among k of the sampled proofs "
+                    "(unbiased over all subsets, ties averaged).")
+    if "best_at_k" in figures:
+        sec.figures.append(("best_at_k", "best@k by self score"))
+    return sec
+
+
+def _agreement_section(m: dict[str, Any], figures: dict[str, bytes]) -> Section | None:
+    if not m["agreement"]:
+        return None
+    sec = Section("Agreement with human grades")
+    rows = []
+    for name, rep in m["agreement"].items():
+        for scope, s in [("overall", rep["overall"])] + list(rep["groups"].items()):
+            c = s["confusion"]
+            ci = s["ci"]
+            rows.append([name, scope, str(s["n"]), f"{c['tp']}/{c['fp']}/{c['fn']}/{c['tn']}",
+                         _with_ci({"estimate": s["precision"], **ci["precision"]}, 2),
+                         _with_ci({"estimate": s["recall"], **ci["recall"]}, 2),
+                         _with_ci({"estimate": s["accuracy"], **ci["accuracy"]}, 2),
+                         _f(s["pearson"], 2), _f(s["kappa_3level"], 2)])
+    sec.tables.append((["grader", "scope", "n", "TP/FP/FN/TN", "precision", "recall", "accuracy",
+                        "pearson r", "kappa (3 levels)"], rows))
+    rep0 = next(iter(m["agreement"].values()))
+    sec.text.append(f"Accepted: {rep0['rules']['predicted_accept']}; experts: {rep0['rules']['human_accept']}.")
+    for name, rep in m["agreement"].items():
+        if rep["false_accepts"]:
+            sec.text.append(f"{name} false accepts: " + ", ".join(
+                f"{x['id']} ({_f(x['pred'], 2)} vs {_f(x['human'], 2)})" for x in rep["false_accepts"]))
+        if rep["false_rejects"]:
+            sec.text.append(f"{name} false rejects: " + ", ".join(
+                f"{x['id']} ({_f(x['pred'], 2)} vs {_f(x['human'], 2)})" for x in rep["false_rejects"]))
+    if "calibration" in figures:
+        sec.figures.append(("calibration", "Calibration: automatic score against the human grade"))
+    return sec
+
+
+def _not_graded(m: dict[str, Any]) -> Section | None:
+    missing = [(name, u) for name, v in m["graders"].items() for u in v["ungraded"]]
+    if not missing:
+        return None
+    sec = Section("Not graded")
+    sec.text.append("These items count in no metric above; each has its cause.")
+    sec.tables.append((["grader", "problem", "proof", "cause"],
+                       [[name, str(u["problem_id"]), str(u["proof_id"] or "-")[:16], u["cause"][:300]]
+                        for name, u in missing]))
+    return sec
 
 
 # ---------------------------------------------------------------------------- rendering

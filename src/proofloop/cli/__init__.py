@@ -80,10 +80,10 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: one clear line and exit code 2 for errors a user can fix."""
     args = sys.argv[1:] if argv is None else argv
     first = next((a for a in args if not a.startswith("-")), None)
-    _mount(first if first in SUB_APPS else None)
-    if first == "prove" and ("--help" in args or "-h" in args):
-        _full_prove_help()
     try:
+        _mount(first if first in SUB_APPS else None)
+        if first == "prove" and ("--help" in args or "-h" in args):
+            _full_prove_help()
         code = app(args=args, prog_name="proofloop", standalone_mode=False)
     except UsageError as e:  # click's own checks: unknown option, number out of range, ...
         if type(e).__name__ == "NoArgsIsHelpError":  # bare `proofloop` or `proofloop runs`: help shown

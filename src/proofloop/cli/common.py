@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -63,49 +64,70 @@ def set_verbosity(verbose: bool) -> None:
 
 
 class Progress:
-    """Counts records as they are stored: a live line on a terminal, a plain line per record
-    on a pipe (stderr), nothing with --json."""
+    """What a running command is doing: records stored, requests sent and in flight, pieces
+    streamed so far. A live line on a terminal (refreshed every second, so a long call shows
+    it is alive), a line every 30 s and one per record on a pipe (stderr), nothing with --json.
+
+    Notes (settings, retries, failed calls) wait for the first answer that is not a failed
+    call, or for the first 30 s line, then print; with --verbose they print at once. So a run
+    that fails quickly, before any answer came back, is told in its one error line."""
 
     def __init__(self, json_mode: bool, verbose: bool = False):
         self.counts = {"proof": 0, "analysis": 0, "meta": 0}
         self.json_mode, self.started = json_mode, time.monotonic()
-        # Notes (settings, retries, failed calls) wait for the first answer that is not a failed
-        # call, then print; with --verbose they print at once. A run that fails before any
-        # answer came back is told in its one error line.
         self.held: list[str] | None = None if verbose else []
+        self.lock = threading.Lock()  # notes come from the run and from the ticking thread
         self.status = None
-        if not json_mode and sys.stderr.isatty():
+        self.done = threading.Event()
+        if json_mode:
+            return
+        if sys.stderr.isatty():
             from rich.console import Console
 
-            self.status = Console(stderr=True).status("working: requests sent, waiting for the first answer...")
+            self.status = Console(stderr=True).status(self.line())
             self.status.start()
+        threading.Thread(target=self.tick, args=(1.0 if self.status else 30.0,), daemon=True).start()
+
+    def line(self) -> str:
+        from proofloop.models.base import ACTIVITY
+
+        c = self.counts
+        return (f"proofs {c['proof']}  analyses {c['analysis']}  meta {c['meta']}  |  requests sent "
+                f"{ACTIVITY.sent}, in flight {ACTIVITY.in_flight}, ~{ACTIVITY.streamed} tokens streamed  "
+                f"({time.monotonic() - self.started:.0f} s)")
+
+    def tick(self, every: float) -> None:
+        while not self.done.wait(every):
+            if self.status is not None:
+                self.status.update(self.line())
+            else:
+                self.release()
+                note(f"[working] {self.line()}")
 
     def notice(self, line: str) -> None:
-        if self.held is None:
-            note(line)
-        else:
-            self.held.append(line)
+        with self.lock:
+            if self.held is not None:
+                self.held.append(line)
+                return
+        note(line)
 
     def release(self) -> None:
         """Print the notes held so far; later ones print at once."""
-        for line in self.held or []:
+        with self.lock:
+            held, self.held = self.held or [], None
+        for line in held:
             note(line)
-        self.held = None
 
     def on_record(self, kind: str, record: Any) -> None:
-        failed = record.status.value == "call_error"
-        if not failed:
+        if record.status.value != "call_error":
             self.release()
         self.counts[kind] += 1
-        c = self.counts
-        line = (f"proofs {c['proof']}  analyses {c['analysis']}  meta {c['meta']}  "
-                f"({time.monotonic() - self.started:.0f} s)")
         if self.status is not None:
-            self.status.update(line)
+            self.status.update(self.line())
         elif not self.json_mode:
             score = getattr(record, "self_score", None) if kind == "proof" else (
                 getattr(record, "score", None) if kind == "analysis" else getattr(record, "rating", None))
-            self.notice(f"[{kind}] status={record.status.value} score={score}  {line}")
+            self.notice(f"[{kind}] status={record.status.value} score={score}  {self.line()}")
 
     @contextmanager
     def logging_held(self) -> Iterator[None]:
@@ -121,6 +143,7 @@ class Progress:
             root.handlers = saved
 
     def stop(self) -> None:
+        self.done.set()
         if self.status is not None:
             self.status.stop()
 

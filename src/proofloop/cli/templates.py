@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from proofloop.errors import UserInputError
+from proofloop.cli.common import read_input
 from proofloop.protocol.dsm2 import import_dsm2_templates, write_template_folder
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
@@ -36,11 +36,6 @@ def import_dsm2(
     force: Annotated[bool, typer.Option("--force", help="replace template files already in the folder")] = False,
 ) -> None:
     """Write DeepSeekMath-V2's released prompts as a template folder (use it with --templates)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserInputError(f"file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserInputError(f"cannot read {path}: {e}") from None
+    text = read_input(path, "prompt")
     written = write_template_folder(import_dsm2_templates(text, source=str(path)), out, overwrite=force)
     typer.echo(f"wrote {', '.join(p.name for p in written)} to {out}")

@@ -19,7 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": "..."}
+from proofloop.protocol.types import Message  # the chat message the protocol renders
+
 
 
 @dataclass(frozen=True)
@@ -122,3 +123,17 @@ class Provider(Protocol):
     async def complete(self, messages: list[Message], sampling: Sampling, n: int) -> ProviderResponse:
         """One request for n completions. Raise a proofloop.errors.ModelError on failure."""
         ...
+
+
+@dataclass
+class Activity:
+    """What the model layer is doing right now, for progress displays: request attempts sent
+    and in flight, and streamed pieces received (about one token each on vLLM and SGLang)."""
+
+    sent: int = 0
+    in_flight: int = 0
+    streamed: int = 0
+
+
+ACTIVITY = Activity()  # one per process: the wrapper and the streaming provider count into it
+

@@ -20,7 +20,7 @@ the rest).
     >>> import asyncio
     >>> with ServerThread(make_sim_app(seed=1)) as server:
     ...     model = Model(OpenAIProvider("sim-1", base_url=server.base_url))
-    ...     [s] = asyncio.run(model.sample([{"role": "user", "content": "Prove 1+1=2."}], Sampling()))
+    ...     [s] = asyncio.run(model.sample([{"role": "user", "content": "Prove 1+1=2."}], Sampling(max_tokens=10**6)))
     >>> s.completion.text.startswith("## Solution"), s.completion.reasoning is not None
     (True, True)
 """
@@ -48,7 +48,7 @@ from dotenv import load_dotenv
 from proofloop.errors import (AuthError, BadRequestError, ContextWindowError, EmptyResponseError, IncompatibleServer,
                               ModelConnectionError, ModelError, ModelNotFoundError, ModelTimeoutError,
                               RateLimitError, ServerError, UserInputError)
-from proofloop.models.base import Completion, Message, ProviderResponse, Sampling, Timeouts, Usage
+from proofloop.models.base import ACTIVITY, Completion, Message, ProviderResponse, Sampling, Timeouts, Usage
 
 log = logging.getLogger(__name__)
 
@@ -350,6 +350,7 @@ class OpenAIProvider:
                         raise ServerError(f"malformed response: choice index {choice.index} for n={n}")
                     delta = choice.delta
                     if delta is not None:
+                        ACTIVITY.streamed += 1
                         if delta.content:
                             text.setdefault(choice.index, []).append(delta.content)
                         piece = _reasoning_of(delta)

@@ -53,7 +53,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 from proofloop.errors import (EmptyResponseError, EndpointUnreachable, ModelConnectionError, ModelError,
                               ModelTimeoutError, ServerError)
-from proofloop.models.base import (FREE, Completion, Message, Provider, ProviderResponse, RetryPolicy, Sampling,
+from proofloop.models.base import (ACTIVITY, FREE, Completion, Message, Provider, ProviderResponse, RetryPolicy, Sampling,
                                    Timeouts, Usage)
 from proofloop.models.cache import CallCache, CallRecord, call_key
 from proofloop.models.pricing import Price, Pricing, price_for, priced
@@ -313,6 +313,8 @@ class Model:
             async with endpoint_limiter(self.endpoint, self.max_concurrency):
                 attempt_no += 1  # counted once it holds a slot, i.e. once it is really sent
                 t0 = time.monotonic()
+                ACTIVITY.sent += 1
+                ACTIVITY.in_flight += 1
                 try:
                     resp = await self._complete(messages, sent, len(indices))
                 except ModelError as e:
@@ -323,6 +325,8 @@ class Model:
                                 "%s (attempt %d/%d on %s), retrying", e, attempt_no, self.retry.max_attempts,
                                 self.endpoint)
                     raise
+                finally:
+                    ACTIVITY.in_flight -= 1
                 return resp, time.monotonic() - t0
 
         try:

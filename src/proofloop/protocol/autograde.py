@@ -26,8 +26,8 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from proofloop.errors import UserInputError
-from proofloop.models.base import Message
-from proofloop.protocol.parsers import _boxed, _phrase_regex, _quoted, split_reasoning
+from proofloop.protocol.types import Message
+from proofloop.protocol.parsers import boxed_after, phrase_regex, is_quoted, split_reasoning
 from proofloop.protocol.templates import render
 from proofloop.protocol.types import ParseStatus
 
@@ -135,12 +135,12 @@ def parse_autograde(text: str | None, *, reasoning: str | None = None,
                            cause="finish_reason=length: the output was cut off at the token limit", **base)
     if not answer:
         return ParsedGrade(status=ParseStatus.EMPTY, cause="no answer text after the reasoning", **base)
-    hits = list(_phrase_regex(AUTOGRADE_FINAL_PHRASE).finditer(answer))
+    hits = list(phrase_regex(AUTOGRADE_FINAL_PHRASE).finditer(answer))
     if not hits:
         return ParsedGrade(status=ParseStatus.NO_FINAL_PHRASE,
                            cause=f"the phrase {AUTOGRADE_FINAL_PHRASE!r} is missing", **base)
-    own = [h for h in hits if not _quoted(answer, h.start())] or hits
-    raw, cause = _boxed(answer, own[-1].end())
+    own = [h for h in hits if not is_quoted(answer, h.start())] or hits
+    raw, cause = boxed_after(answer, own[-1].end())
     if raw is None:
         return ParsedGrade(status=ParseStatus.NO_BOXED_SCORE, cause=cause, **base)
     points = _points(raw)

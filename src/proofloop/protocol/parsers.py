@@ -71,7 +71,7 @@ def split_reasoning(text: str | None, reasoning: str | None = None) -> SplitReas
 # ---------------------------------------------------------------- scores
 
 
-def _phrase_regex(phrase: str) -> re.Pattern[str]:
+def phrase_regex(phrase: str) -> re.Pattern[str]:
     """A tolerant pattern for a contract phrase: any case, any whitespace or markdown emphasis
     between words, any quote style, optional punctuation, and each doubled letter may be single
     (the "overal" typo seen in real outputs)."""
@@ -89,7 +89,7 @@ _PHRASES: dict[str, re.Pattern[str]] = {}
 _FENCE = re.compile(r"^\s*(```|~~~)", re.MULTILINE)
 
 
-def _quoted(text: str, pos: int) -> bool:
+def is_quoted(text: str, pos: int) -> bool:
     """Is `pos` on a blockquote line or inside a code fence? Fences count only when they pair
     up over the whole text: one stray fence must not turn the verdict into a "quotation"."""
     line_start = text.rfind("\n", 0, pos) + 1
@@ -104,7 +104,7 @@ _BOX = re.compile(r"\\boxed\s*\{")
 _MAX_GAP = 80  # characters allowed between the phrase and its \boxed (": **", "\n\n$$", ...)
 
 
-def _boxed(text: str, start: int) -> tuple[str | None, str | None]:
+def boxed_after(text: str, start: int) -> tuple[str | None, str | None]:
     r"""The content of the first `\boxed{...}` at or after `start` (nested and escaped braces
     handled), or (None, cause)."""
     m = _BOX.search(text, start)
@@ -148,12 +148,12 @@ def _value(raw: str) -> float | None:
 def parse_score(answer: str, phrase: str = FINAL_SCORE_PHRASE) -> ParsedScore:
     r"""The score in the first `\boxed{}` after the last occurrence of `phrase` (see module doc)."""
     answer = answer or ""
-    pattern = _PHRASES.get(phrase) or _PHRASES.setdefault(phrase, _phrase_regex(phrase))
+    pattern = _PHRASES.get(phrase) or _PHRASES.setdefault(phrase, phrase_regex(phrase))
     hits = list(pattern.finditer(answer))
     if not hits:
         return ParsedScore(status=ParseStatus.NO_FINAL_PHRASE, cause=f"the phrase {phrase!r} is missing")
-    own = [h for h in hits if not _quoted(answer, h.start())] or hits
-    raw, cause = _boxed(answer, own[-1].end())
+    own = [h for h in hits if not is_quoted(answer, h.start())] or hits
+    raw, cause = boxed_after(answer, own[-1].end())
     if raw is None:
         return ParsedScore(status=ParseStatus.NO_BOXED_SCORE, cause=cause)
     value = _value(raw)

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from proofloop.errors import UserInputError
-from proofloop.models.base import Message
+from proofloop.protocol.types import Message
 
 # The contract: phrases and headers the model was trained to produce (DESIGN.md §1).
 EVAL_START = "Here is my evaluation of the solution:"

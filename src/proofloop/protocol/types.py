@@ -14,6 +14,7 @@ from enum import Enum
 from pydantic import BaseModel
 
 SCORES = (0.0, 0.5, 1.0)  # the rubric's three scores, shared by all three roles
+Message = dict[str, str]  # one chat message: {"role": "system"|"user"|"assistant", "content": "..."}
 
 
 class ParseStatus(str, Enum):

@@ -8,9 +8,11 @@ keeps the raw text. A failed call becomes a record with status CALL_ERROR and it
     >>> from proofloop.models.wrapper import Model
     >>> from proofloop.sim.provider import SimProvider
     >>> model = Model(SimProvider(seed=1))
-    >>> proof = asyncio.run(generate(model, "Prove that 1 + 1 = 2.", sampling=Sampling(max_tokens=4000)))[0]
-    >>> v = asyncio.run(verify(model, "Prove that 1 + 1 = 2.", proof, n=4))
-    >>> len(v.analyses), v.mean_score is not None
+    >>> proof = asyncio.run(generate(model, "Prove that 1 + 1 = 2.", sampling=Sampling(max_tokens=200_000)))[0]
+    >>> proof.status.value, proof.self_score in (0.0, 0.5, 1.0)
+    ('ok', True)
+    >>> v = asyncio.run(verify(model, "Prove that 1 + 1 = 2.", proof, n=4, sampling=Sampling(max_tokens=200_000)))
+    >>> len(v.valid), all(a.score in (0.0, 0.5, 1.0) for a in v.valid)
     (4, True)
 """
 

@@ -120,6 +120,9 @@ class ModelSetup:
                      max_concurrency=self.max_concurrency, endpoint=self.settings.endpoint)
 
 
+DERIVED = {"derived": True}  # a record an execution derives (not an input stored at creation)
+
+
 class StoreRecorder:
     """Writes every record to the run store the moment a strategy hands it over. A failed
     call has no text: it is stored with raw "" and its status and cause."""
@@ -129,6 +132,9 @@ class StoreRecorder:
         self.store, self.run_id = store, run_id
         self.on_record = on_record or (lambda kind, record: None)
         self.problem_ids: dict[str, int] = {}
+        # What this execution derived: after it finishes, derived records outside these sets
+        # are orphans of an earlier execution's decisions (runs/execute.py prunes them).
+        self.recorded: dict[str, set[str]] = {"proof": set(), "analysis": set(), "meta": set()}
 
     def problem_id(self, problem: str, **meta: Any) -> int:
         if problem not in self.problem_ids:
@@ -141,7 +147,9 @@ class StoreRecorder:
             reasoning=record.reasoning, solution=record.solution, self_evaluation=record.self_evaluation,
             self_score=record.self_score, status=record.status.value, cause=record.cause,
             finish_reason=record.finish_reason, round=where.get("round"), thread=where.get("thread"),
-            attempt=where.get("attempt"), parents=record.parents, refined_from_analyses=record.analyses_used)
+            attempt=where.get("attempt"), parents=record.parents, refined_from_analyses=record.analyses_used,
+            meta=DERIVED)
+        self.recorded["proof"].add(record.id)
         if not given:  # a proof the user supplied is no progress
             self.on_record("proof", record)
 
@@ -149,7 +157,8 @@ class StoreRecorder:
         self.store.add_verification(
             id=record.id, run_id=self.run_id, proof_id=record.proof_id, raw=record.raw or "",
             reasoning=record.reasoning, analysis=record.analysis, score=record.score,
-            status=record.status.value, cause=record.cause, issues=record.issues)
+            status=record.status.value, cause=record.cause, issues=record.issues, meta=DERIVED)
+        self.recorded["analysis"].add(record.id)
         if not given:
             self.on_record("analysis", record)
 
@@ -157,7 +166,8 @@ class StoreRecorder:
         self.store.add_meta_verification(
             id=record.id, run_id=self.run_id, verification_id=record.analysis_id, raw=record.raw or "",
             reasoning=record.reasoning, analysis=record.analysis, rating=record.rating,
-            status=record.status.value, cause=record.cause)
+            status=record.status.value, cause=record.cause, meta=DERIVED)
+        self.recorded["meta"].add(record.id)
         self.on_record("meta", record)
 
 

@@ -51,6 +51,7 @@ def execute(store: Store, run_id: str, *, api_key: str | None = None,
         with _sigterm_as_interrupt():
             summary = asyncio.run(_execute_and_close(kind.execute, ctx))
         _check_some_call_succeeded(store, run_id)
+        prune_orphans(store, run_id, ctx.recorder.recorded)
     except KeyboardInterrupt:
         store.set_run_status(run_id, "interrupted", error="interrupted (Ctrl-C or SIGTERM)")
         raise
@@ -88,6 +89,19 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def prune_orphans(store: Store, run_id: str, recorded: dict[str, set[str]]) -> None:
+    """Delete the derived records this (finished) execution did not derive again: on a resume
+    after failed calls the decisions are made again, and what the earlier decisions produced
+    (a refinement of a proof that is no longer chosen, a call error since answered) would
+    otherwise stay in the store beside the run's summary."""
+    def orphans(records: list, kind: str) -> list[str]:
+        return [r.id for r in records if (r.meta or {}).get("derived") and r.id not in recorded[kind]]
+
+    store.delete_records(run_id, proofs=orphans(store.proofs(run_id), "proof"),
+                         verifications=orphans(store.verifications(run_id=run_id), "analysis"),
+                         meta_verifications=orphans(store.meta_verifications(run_id=run_id), "meta"))
 
 
 def _check_some_call_succeeded(store: Store, run_id: str) -> None:

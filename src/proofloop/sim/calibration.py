@@ -35,9 +35,13 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-from scipy import optimize, stats
-from scipy.special import betaln, expit, gammaln
+from proofloop.extras import require
+
+np = require("numpy", "sim", "the proofloop simulator")
+optimize = require("scipy.optimize", "sim", "the proofloop simulator")
+stats = require("scipy.stats", "sim", "the proofloop simulator")
+_special = require("scipy.special", "sim", "the proofloop simulator")
+betaln, expit, gammaln = _special.betaln, _special.expit, _special.gammaln
 
 HALF_POINTS = 128  # 64 samples x 2 half-points: the mean x 128 is an integer in the data
 CORRECT_FRACTION = 6 / 7  # expert grade >= 6/7 of the scale counts as correct (DESIGN.md §3)

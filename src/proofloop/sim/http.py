@@ -48,9 +48,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Literal
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, Field
+from proofloop.extras import require
+
+require("fastapi", "sim", "the proofloop simulator's server")  # one line, not a traceback, without it
+from fastapi import FastAPI, Request  # noqa: E402
+from fastapi.responses import JSONResponse, Response, StreamingResponse  # noqa: E402
+from pydantic import BaseModel, Field  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +211,17 @@ def _error(status: int, message: str, etype: str, retry_after: Any = None) -> JS
                         status_code=status, headers=headers)
 
 
+# Faults answered with an HTTP error: status, message, error type.
+_ERROR_FAULTS = {
+    "rate_limit": (429, "rate limit reached", "rate_limit_error"),
+    "server_error": (500, "injected server error", "server_error"),
+    "auth": (401, "invalid api key", "authentication_error"),
+    "bad_request": (400, "injected bad request: unsupported parameter", "invalid_request_error"),
+    "context_window": (400, "This model's maximum context length is 16 tokens; your request has more. "
+                            "Please reduce the length of the messages.", "invalid_request_error"),
+}
+
+
 def make_app(responder: Responder, *, faults: Faults | None = None,
              request_log: list | str | Path | None = None, models: list[str] | None = None,
              api_key: str | None = None, stream_chunk_chars: int = 64,
@@ -220,25 +234,10 @@ def make_app(responder: Responder, *, faults: Faults | None = None,
     stream). `app.state.stats` holds requests / in_flight / max_in_flight counters.
     """
     app = FastAPI(title="proofloop test server")
-    faults = faults or Faults()
-    rlog = RequestLog(request_log)
-    state_lock = threading.Lock()
-    stats = {"requests": 0, "in_flight": 0, "max_in_flight": 0}
-    app.state.stats = stats
-    app.state.request_log = rlog
-
-    def begin() -> int:
-        with state_lock:
-            stats["requests"] += 1
-            stats["in_flight"] += 1
-            stats["max_in_flight"] = max(stats["max_in_flight"], stats["in_flight"])
-            return stats["requests"]
-
-    def end(entry: dict[str, Any], outcome: str) -> None:
-        with state_lock:
-            stats["in_flight"] -= 1
-        entry.update(outcome=outcome, t_end=time.time())
-        rlog.write(entry)
+    server = _ChatServer(responder, faults or Faults(), RequestLog(request_log), api_key,
+                         stream_chunk_chars, stream_delay_s)
+    app.state.stats = server.stats
+    app.state.request_log = server.rlog
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -249,71 +248,97 @@ def make_app(responder: Responder, *, faults: Faults | None = None,
         return {"object": "list", "data": [{"id": m, "object": "model", "created": 0,
                                             "owned_by": "proofloop"} for m in (models or ["scripted"])]}
 
-    @app.post("/v1/chat/completions")
-    async def chat(request: Request) -> Response:
-        t_start = time.time()
-        number = begin()
-        entry: dict[str, Any] = {"number": number, "t_start": t_start}
+    app.post("/v1/chat/completions")(server.chat)
+    return app
+
+
+class _ChatServer:
+    """The chat-completions endpoint: parse, log, inject the request's fault, answer."""
+
+    def __init__(self, responder: Responder, faults: Faults, rlog: RequestLog, api_key: str | None,
+                 chunk_chars: int, delay_s: float):
+        self.responder, self.faults, self.rlog, self.api_key = responder, faults, rlog, api_key
+        self.chunk_chars, self.delay_s = chunk_chars, delay_s
+        self.lock = threading.Lock()
+        self.stats = {"requests": 0, "in_flight": 0, "max_in_flight": 0}
+
+    def begin(self) -> int:
+        with self.lock:
+            self.stats["requests"] += 1
+            self.stats["in_flight"] += 1
+            self.stats["max_in_flight"] = max(self.stats["max_in_flight"], self.stats["in_flight"])
+            return self.stats["requests"]
+
+    def end(self, entry: dict[str, Any], outcome: str) -> None:
+        with self.lock:
+            self.stats["in_flight"] -= 1
+        entry.update(outcome=outcome, t_end=time.time())
+        self.rlog.write(entry)
+
+    async def chat(self, request: Request) -> Response:
+        number = self.begin()
+        entry: dict[str, Any] = {"number": number, "t_start": time.time()}
         try:
             body = json.loads(await request.body())
             assert isinstance(body, dict) and isinstance(body.get("messages"), list)
         except Exception:
-            end(entry, "invalid_request")
+            self.end(entry, "invalid_request")
             return _error(400, "request body is not a chat-completions JSON object", "invalid_request_error")
         req = _parse_request(body, number)
         # messages_sha + seed name the samples a request asks for (with the client's per-request
         # seed offset), so a test can tell whether an already stored call was sent again.
         entry.update(fingerprint=req.fingerprint, model=req.model, n=req.n, stream=req.stream, seed=req.seed,
                      messages_sha=fingerprint({"messages": req.messages}))
-        if api_key is not None and request.headers.get("authorization") != f"Bearer {api_key}":
-            end(entry, "auth")
+        if self.api_key is not None and request.headers.get("authorization") != f"Bearer {self.api_key}":
+            self.end(entry, "auth")
             return _error(401, "invalid api key", "authentication_error")
-        fault = faults.pick(number)
+        fault = self.faults.pick(number)
         kind = fault.kind if fault else None
-        if kind == "rate_limit":
-            end(entry, kind)
-            return _error(429, "rate limit reached", "rate_limit_error",
-                          fault.retry_after if fault.retry_after is not None else 1)
-        if kind == "server_error":
-            end(entry, kind)
-            return _error(500, "injected server error", "server_error", fault.retry_after)
-        if kind == "auth":
-            end(entry, kind)
-            return _error(401, "invalid api key", "authentication_error")
-        if kind == "bad_request":
-            end(entry, kind)
-            return _error(400, "injected bad request: unsupported parameter", "invalid_request_error")
-        if kind == "context_window":
-            end(entry, kind)
-            return _error(400, "This model's maximum context length is 16 tokens; your request "
-                               "has more. Please reduce the length of the messages.", "invalid_request_error")
-        if kind == "slow":
+        early = await self.fault_before_reply(request, req, fault, entry)
+        if early is not None:
+            return early
+        try:
+            reply = await self.responder(req)
+        except Exception as exc:  # a broken responder is a 500, with the cause in the log
+            log.exception("responder failed")
+            entry["error"] = repr(exc)
+            self.end(entry, "responder_error")
+            return _error(500, f"responder failed: {exc!r}", "server_error")
+        if len(reply.choices) != req.n:
+            self.end(entry, "responder_error")
+            return _error(500, f"responder returned {len(reply.choices)} choices for n={req.n}", "server_error")
+        return self.answer(req, reply, kind, entry)
+
+    async def fault_before_reply(self, request: Request, req: ChatRequest, fault: Fault | None,
+                                 entry: dict[str, Any]) -> Response | None:
+        """The response of a fault that strikes before the responder runs (None: go on)."""
+        kind = fault.kind if fault else None
+        if fault is not None and kind in _ERROR_FAULTS:
+            status, message, etype = _ERROR_FAULTS[kind]
+            retry_after = {"rate_limit": 1 if fault.retry_after is None else fault.retry_after,
+                           "server_error": fault.retry_after}.get(kind)  # only these two say when to retry
+            self.end(entry, kind)
+            return _error(status, message, etype, retry_after)
+        if fault is not None and kind == "slow":
             # Sleep in small steps and give up once the client has gone (its attempt timeout),
             # so a stopped test server has no sleeper left to cancel.
             deadline = time.monotonic() + fault.delay_s
             while time.monotonic() < deadline:
                 if await request.is_disconnected():
                     entry["client_gone"] = True
-                    end(entry, "slow")
+                    self.end(entry, "slow")
                     return Response(status_code=499)
                 await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
         if kind == "drop":
             async def dropped():
-                end(entry, "drop")
+                self.end(entry, "drop")
                 raise _DropConnection()
                 yield b""  # pragma: no cover  (makes this an async generator)
             return StreamingResponse(dropped(), media_type="text/event-stream" if req.stream else "application/json")
+        return None
 
-        try:
-            reply = await responder(req)
-        except Exception as exc:  # a broken responder is a 500, with the cause in the log
-            log.exception("responder failed")
-            entry["error"] = repr(exc)
-            end(entry, "responder_error")
-            return _error(500, f"responder failed: {exc!r}", "server_error")
-        if len(reply.choices) != req.n:
-            end(entry, "responder_error")
-            return _error(500, f"responder returned {len(reply.choices)} choices for n={req.n}", "server_error")
+    def answer(self, req: ChatRequest, reply: Reply, kind: str | None, entry: dict[str, Any]) -> Response:
+        """The reply as JSON or a stream, spoiled by a fault that strikes after the responder."""
         if kind == "truncate":
             reply.choices = [Choice(text=c.text[: len(c.text) // 2],
                                     reasoning_content=c.reasoning_content, finish_reason="length",
@@ -322,22 +347,20 @@ def make_app(responder: Responder, *, faults: Faults | None = None,
         cid = "chatcmpl-" + uuid.uuid4().hex[:16]
         if req.stream:
             return StreamingResponse(
-                _sse(req, reply, cid, kind, stream_chunk_chars, stream_delay_s, entry, end, outcome),
+                _sse(req, reply, cid, kind, self.chunk_chars, self.delay_s, entry, self.end, outcome),
                 media_type="text/event-stream")
         if kind in ("malformed", "drop_mid"):
             whole = json.dumps(_completion_body(req, reply, cid)).encode()
 
             async def broken():
                 yield whole[: len(whole) // 2]
+                self.end(entry, kind)
                 if kind == "drop_mid":
-                    end(entry, kind)
                     raise _DropConnection()
-                end(entry, kind)  # malformed: a cut-off JSON document, delivered completely
+                # malformed: a cut-off JSON document, delivered completely
             return StreamingResponse(broken(), media_type="application/json")
-        end(entry, outcome)
+        self.end(entry, outcome)
         return JSONResponse(_completion_body(req, reply, cid))
-
-    return app
 
 
 def _parse_request(body: dict[str, Any], number: int) -> ChatRequest:

@@ -38,11 +38,12 @@ from functools import lru_cache
 from statistics import NormalDist
 from typing import Any, Literal, NamedTuple, Sequence
 
-from scipy.special import betaincinv
-
+from proofloop.extras import require
 from proofloop.protocol.templates import ROLE_MARKERS, detect_role
 from proofloop.sim import calibration as _calibration
 from proofloop.sim.calibration import Calibration
+
+betaincinv = require("scipy.special", "sim", "the proofloop simulator").betaincinv
 
 __all__ = ["SimConfig", "SimModel", "SimOutput", "Defect", "make_problems", "true_quality",
            "true_grade", "grade_of", "problem_difficulty", "proof_defects", "verifier_mean",

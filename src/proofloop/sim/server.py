@@ -12,27 +12,29 @@
   or once with n samples, is prefilled once and later copies report cached tokens.
 - decoding is processor sharing: with k sequences decoding each advances at
   min(decode_tps_seq, decode_tps_total / k) tokens/s.
-- `time_scale` simulated seconds pass per real second (1000: an hour of work in 3.6 s).
+- `time_scale` simulated seconds pass per real second (1000: an hour of work in 3.6 s). On a
+  `VirtualClockLoop` (`run_virtual`) with time_scale 1 the clock reads exact simulated
+  seconds, jumps over every wait and does not depend on the machine's speed (tests, benches).
 
 The default rates are one DeepSeek-V3-class serving node as DeepSeek reported it (H800,
 73.7k input tok/s prefill, 14.8k output tok/s decode, 20-22 tok/s per sequence); see
 docs/SIMULATOR.md for the sources and what is a guess.
 
     >>> import asyncio
-    >>> srv = ServerModel(slots=2, decode_tps_seq=10, decode_tps_total=1e9, prefill_tps=1e9, time_scale=1e3)
+    >>> srv = ServerModel(slots=2, decode_tps_seq=10, decode_tps_total=1e9, prefill_tps=1e9, time_scale=1)
     >>> async def main():
     ...     blocks = [(b"a", 100)]
     ...     infos = await asyncio.gather(*(srv.run(blocks, [100]) for _ in range(3)))
-    ...     return [round(i.finished_at) for i in infos], infos[1].cached_tokens
-    >>> asyncio.run(main())   # 2 slots: the third request waits for one (10 s each)
-    ([10, 10, 20], 100)
-    >>> srv = ServerModel(slots=1, decode_tps_seq=10, decode_tps_total=1e9, prefill_tps=1e9, time_scale=1e3)
+    ...     return [round(i.finished_at, 3) for i in infos], infos[1].cached_tokens
+    >>> run_virtual(main())[0]   # 2 slots: the third request waits for one (10 s each)
+    ([10.0, 10.0, 20.0], 100)
+    >>> srv = ServerModel(slots=1, decode_tps_seq=10, decode_tps_total=1e9, prefill_tps=1e9, time_scale=1)
     >>> async def ranked():
     ...     b = [(b"b", 100)]
     ...     runs = [srv.run(b, [100]), srv.run(b, [100]), srv.run(b, [100], priority=-1)]
-    ...     return [round(i.finished_at) for i in await asyncio.gather(*runs)]
-    >>> asyncio.run(ranked())   # 1 slot: the urgent request, sent last, is served second
-    [10, 30, 20]
+    ...     return [round(i.finished_at, 3) for i in await asyncio.gather(*runs)]
+    >>> run_virtual(ranked())[0]   # 1 slot: the urgent request, sent last, is served second
+    [10.0, 30.0, 20.0]
 
 Over HTTP (sim/app.py): `proofloop sim serve --port 0 --time-scale 1000 --fail-rate 0.1` prints
 `PROOFLOOP_SERVING_URL http://127.0.0.1:PORT/v1` once it listens.
@@ -43,11 +45,15 @@ from __future__ import annotations
 import asyncio
 import heapq
 import math
+import selectors
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Coroutine, Sequence, TypeVar
 
-__all__ = ["ServerModel", "RunInfo", "Work", "lower_bound_makespan", "request_priority"]
+T = TypeVar("T")
+
+__all__ = ["ServerModel", "RunInfo", "Work", "lower_bound_makespan", "VirtualClockLoop", "run_virtual",
+           "request_priority"]
 
 
 @dataclass
@@ -352,6 +358,59 @@ class ServerModel:
         self._timer = None
         self._catch_up(max(self.now(), self._last))
         self._arm_timer()
+
+
+# ------------------------------------------------------------------------------ virtual clock
+
+
+class _JumpSelector(selectors.DefaultSelector):
+    """Polls real I/O without waiting; when the loop would sleep until its next timer, the
+    virtual clock jumps there instead."""
+
+    loop: "VirtualClockLoop"
+
+    def select(self, timeout: float | None = None):
+        events = super().select(0)
+        if events or timeout == 0:
+            return events
+        if timeout is None:  # nothing scheduled: only real I/O (another thread) can wake us
+            return super().select(None)
+        self.loop.virtual_now += timeout
+        return []
+
+
+class VirtualClockLoop(asyncio.SelectorEventLoop):
+    """An event loop whose `time()` is virtual: it stands still while any callback is ready
+    and jumps to the next timer when every task waits. Sleeps, timeouts and ServerModel
+    timers take no real time and CPU work takes no virtual time, so a ServerModel at
+    time_scale 1 reads exact simulated seconds however loaded the machine is."""
+
+    def __init__(self) -> None:
+        selector = _JumpSelector()
+        self.virtual_now = 0.0
+        super().__init__(selector)
+        selector.loop = self
+
+    def time(self) -> float:
+        return self.virtual_now
+
+
+def run_virtual(coro: Coroutine[Any, Any, T]) -> tuple[T, float]:
+    """Run `coro` on a fresh VirtualClockLoop; returns (its result, virtual seconds it took).
+
+    >>> async def nap():
+    ...     await asyncio.sleep(3600)
+    ...     return "rested"
+    >>> run_virtual(nap())   # an hour, at once
+    ('rested', 3600.0)
+    """
+    with asyncio.Runner(loop_factory=VirtualClockLoop) as runner:
+        start = runner.get_loop().time()
+        result = runner.run(coro)
+        return result, runner.get_loop().time() - start
+
+
+# ------------------------------------------------------------------------------ HTTP
 
 
 # ------------------------------------------------------------------------------ requests

@@ -36,7 +36,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event, func, select, text
+from sqlalchemy import create_engine, delete, event, func, select, text
 from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
@@ -426,6 +426,18 @@ class Store:
             for name in UsageTotals.model_fields:
                 setattr(usage, name, getattr(usage, name) + getattr(part, name))
         return usage
+
+    def delete_records(self, run_id: str, *, proofs: Iterable[str] = (), verifications: Iterable[str] = (),
+                       meta_verifications: Iterable[str] = ()) -> None:
+        """Delete records of a run (and the lineage of deleted proofs) in one transaction: the
+        records a resumed run no longer derives (see runs/execute.py). Stored calls stay."""
+        proofs, verifications, metas = list(proofs), list(verifications), list(meta_verifications)
+        with self._write() as s:
+            for table, ids in ((MetaVerificationRow, metas), (VerificationRow, verifications), (ProofRow, proofs),
+                               (LineageRow, proofs), (RefinedFromRow, proofs)):
+                column = table.proof_id if table in (LineageRow, RefinedFromRow) else table.id
+                for i in range(0, len(ids), 500):  # SQLite caps bound parameters per statement
+                    s.execute(delete(table).where(table.run_id == run_id, column.in_(ids[i:i + 500])))
 
     def integrity_check(self) -> str:
         """SQLite's own check of the file: 'ok' when sound."""

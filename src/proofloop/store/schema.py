@@ -11,7 +11,7 @@ llm_calls and call_failures keep the model layer's epoch-second timestamps (floa
 CallRecord comes back exactly as it went in; the other tables use UTC datetimes.
 
     >>> sorted(Base.metadata.tables)[:3]
-    ['call_failures', 'llm_calls', 'meta_verifications']
+    ['call_failures', 'grades', 'llm_calls']
 """
 
 from __future__ import annotations
