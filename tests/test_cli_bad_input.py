@@ -19,6 +19,7 @@ from typing import Iterator
 
 import pytest
 
+from proofloop.protocol import detect_role
 from proofloop.sim.http import Choice, Reply
 from proofloop.store import Store
 from support.cli import cli_env, run_cli
@@ -271,11 +272,11 @@ FORBIDDEN = [b"\x1b", b"\x07", b"\x08", b"\r", b"\x00", b"\x7f", "\x9b".encode()
 def _dirty_responder():
     """Proofs, analyses and ratings laced with escape codes, otherwise well formed."""
     async def respond(req) -> Reply:
-        prompt = "\n".join(str(m.get("content", "")) for m in req.messages)
-        if "solution evaluation" in prompt.lower() and "rate" in prompt.lower():
-            text = f"The evaluation is fine {DIRTY}.\n\nBased on my analysis, I will rate the " \
-                   f"\"solution evaluation\" as: \\boxed{{1}}"
-        elif "## Solution" in prompt or "evaluat" in prompt.lower() and "proof" in prompt.lower():
+        role = detect_role(req.messages) or "generate"
+        if role == "meta_verify":
+            text = (f"The evaluation is fine {DIRTY}.\n\nBased on my analysis, I will rate the "
+                    "\"solution evaluation\" as: \\boxed{1}")
+        elif role == "verify":
             text = (f"Here is my evaluation of the solution: Step 2 {DIRTY} has a gap.\n\n"
                     "Based on my evaluation, the final overall score should be: \\boxed{0.5}")
         else:
@@ -311,13 +312,19 @@ def test_escape_codes_in_model_output_never_reach_the_terminal(tmp_path: Path, f
             text = _run_raw(args + ["--verbose"], env)
             assert text.returncode == 0, text.stderr[-3000:]
             _clean(text)
+            if args[0] == "prove":  # the text around the escapes is still shown, the link text without its target
+                assert b"The sum" in text.stdout and b"click" in text.stdout, text.stdout[-2000:]
+                assert b"evil.example" not in text.stdout + text.stderr
             as_json = _run_raw(args + ["--json"], env)
             assert as_json.returncode == 0, as_json.stderr[-3000:]
             _clean(as_json)  # JSON escapes control characters as \uXXXX: still valid, nothing raw
             json.loads(as_json.stdout)
     assert len(log) >= 4
     runs = Store(db).list_runs()
-    assert any(DIRTY in (p.raw or "") for r in runs for p in Store(db).proofs(r.id))  # stored as it came
+    store = Store(db)  # stored as they came, and parsed: the solution, the analysis and the rating hold them
+    assert any(DIRTY in (p.solution or "") for r in runs for p in store.proofs(r.id))
+    assert any(DIRTY in (v.analysis or "") and v.score == 0.5 for r in runs for v in store.verifications(run_id=r.id))
+    assert any(m.rating == 1 for r in runs for m in store.meta_verifications(run_id=r.id))
     for run in runs:
         shown = _run_raw(["runs", "show", run.id], env)
         assert shown.returncode == 0, shown.stderr
