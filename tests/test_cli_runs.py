@@ -119,7 +119,7 @@ def test_runs_list_show_export_read_well_and_agree_on_the_cost(tmp_path: Path, p
 # ---------------------------------------------------------------------------- resume on a moved server
 
 SLOW = {"stream_delay_s": 0.02, "stream_chunk_chars": 16}  # about 0.3-0.6 s per request
-SEQUENTIAL = ["--threads", "3", "--attempts", "3", "--seed", "5", "--max-concurrency", "2", "--max-tokens", "8192"]
+SEQUENTIAL = ["--threads", "3", "--attempts", "3", "--seed", "11", "--max-concurrency", "2", "--max-tokens", "8192"]
 
 
 def _stored_count(db: Path) -> int:
@@ -147,7 +147,7 @@ def test_resume_on_a_server_that_moved_sends_no_finished_call_again(tmp_path: Pa
         proc = subprocess.Popen(CLI + ["prove", problem, *SEQUENTIAL, "--json"], env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 120
-        while _stored_count(db) < 3:
+        while _stored_count(db) < 2:  # of at least 6 (this seed: see test_resume.py)
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline
             time.sleep(0.05)
