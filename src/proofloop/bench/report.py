@@ -358,12 +358,27 @@ def _html(run_id: str, sections: list[Section], figures: dict[str, bytes]) -> st
     return "\n".join(out)
 
 
+def _no_grades(run: Any, m: dict[str, Any]) -> str:
+    """Why a run with nothing graded gets no report (a table of dashes would look like a result)."""
+    status = run.status.value + (f": {run.error}" if run.error else "")
+    if run.status.value in ("running", "interrupted", "failed"):
+        return f"run {run.id} has no grades to report (status {status}); `proofloop resume {run.id}` finishes it"
+    causes = [u["cause"] for v in m["graders"].values() for u in v["ungraded"]]
+    why = f"e.g. {causes[0][:200]}" if causes else "it has no proofs to grade"
+    return f"run {run.id} has no grades to report (status {status}): every grade failed, {why}"
+
+
 def build_report(store: Store, run_id: str, *, n_resamples: int = 2000, seed: int = 0,
                  threshold: float = 0.75) -> Report:
     """Metrics, plots and both documents of a run, in memory."""
-    if store.get_run(run_id) is None:
+    run = store.get_run(run_id)
+    if run is None:
         raise UserInputError(f"no run {run_id!r} in the run store")
+    if run.kind not in ("bench", "bench-grade"):
+        raise UserInputError(f"run {run_id} is a {run.kind} run; bench report takes bench and bench-grade runs")
     m = run_metrics(store, run_id, n_resamples=n_resamples, seed=seed, threshold=threshold)
+    if not any(v["graded"] for v in m["graders"].values()):
+        raise UserInputError(_no_grades(run, m))
     figures: dict[str, bytes] = {}
     makers: list[tuple[str, Any]] = [("histogram", lambda: _histograms(m)), ("calibration", lambda: _calibration(m)),
                                      ("best_at_k", lambda: _best_at_k_plot(m))]

@@ -95,9 +95,8 @@ def run(
         grader_settings=_grader_settings(grader_provider, grader_base_url, grader_model),
         autograde_template=autograde_template, parallel_problems=parallel_problems,
         run_budget={"tokens": budget_tokens, "cost_usd": budget_cost, "wall_s": budget_wall_s})
-    if not json_out:
-        note(f"run {run_id}")
-    run_and_render(store, run_id, api_key=model_options.api_key, json_mode=json_out)
+    run_and_render(store, run_id, api_key=model_options.api_key, json_mode=json_out, verbose=verbose,
+                   announce=None if json_out else f"run {run_id}")
 
 
 @app.command()
@@ -129,12 +128,13 @@ def grade(
         source_run=source_run, which=which, limit=limit,
         grader_settings=_grader_settings(grader_provider, grader_base_url, grader_model),
         autograde_template=autograde_template)
-    if not json_out:
-        note(f"run {run_id}")
     if grader == "human":  # nothing to call: the grades were imported with the proofs
+        if not json_out:
+            note(f"run {run_id}")
         render({"run_id": run_id, **(store.get_run(run_id).summary or {})}, json_out, render_grades)  # type: ignore[union-attr]
     else:
-        run_and_render(store, run_id, api_key=model_options.api_key, json_mode=json_out)
+        run_and_render(store, run_id, api_key=model_options.api_key, json_mode=json_out, verbose=verbose,
+                       announce=None if json_out else f"run {run_id}")
 
 
 @app.command()

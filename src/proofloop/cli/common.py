@@ -8,11 +8,13 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from proofloop.cli.console import note, say
-from proofloop.errors import UserInputError
+from proofloop.errors import ProofloopError, UserInputError
 
 if TYPE_CHECKING:
     from proofloop.store import Store
@@ -64,11 +66,17 @@ def set_verbosity(verbose: bool) -> None:
 class Progress:
     """What a running command is doing: records stored, requests sent and in flight, pieces
     streamed so far. A live line on a terminal (refreshed every second, so a long call shows
-    it is alive), a line every 30 s and one per record on a pipe (stderr), nothing with --json."""
+    it is alive), a line every 30 s and one per record on a pipe (stderr), nothing with --json.
 
-    def __init__(self, json_mode: bool):
+    Notes (settings, retries, failed calls) wait for the first answer that is not a failed
+    call, or for the first 30 s line, then print; with --verbose they print at once. So a run
+    that fails quickly, before any answer came back, is told in its one error line."""
+
+    def __init__(self, json_mode: bool, verbose: bool = False):
         self.counts = {"proof": 0, "analysis": 0, "meta": 0}
         self.json_mode, self.started = json_mode, time.monotonic()
+        self.held: list[str] | None = None if verbose else []
+        self.lock = threading.Lock()  # notes come from the run and from the ticking thread
         self.status = None
         self.done = threading.Event()
         if json_mode:
@@ -93,16 +101,46 @@ class Progress:
             if self.status is not None:
                 self.status.update(self.line())
             else:
+                self.release()
                 note(f"[working] {self.line()}")
 
+    def notice(self, line: str) -> None:
+        with self.lock:
+            if self.held is not None:
+                self.held.append(line)
+                return
+        note(line)
+
+    def release(self) -> None:
+        """Print the notes held so far; later ones print at once."""
+        with self.lock:
+            held, self.held = self.held or [], None
+        for line in held:
+            note(line)
+
     def on_record(self, kind: str, record: Any) -> None:
+        if record.status.value != "call_error":
+            self.release()
         self.counts[kind] += 1
         if self.status is not None:
             self.status.update(self.line())
         elif not self.json_mode:
             score = getattr(record, "self_score", None) if kind == "proof" else (
                 getattr(record, "score", None) if kind == "analysis" else getattr(record, "rating", None))
-            note(f"[{kind}] status={record.status.value} score={score}  {self.line()}")
+            self.notice(f"[{kind}] status={record.status.value} score={score}  {self.line()}")
+
+    @contextmanager
+    def logging_held(self) -> Iterator[None]:
+        """Log lines (retry warnings) go through `notice` while the run works, so they wait too."""
+        root = logging.getLogger()
+        saved = root.handlers[:]
+        held = _NoticeHandler(self.notice)
+        held.setFormatter(saved[0].formatter if saved else None)
+        root.handlers = [held]
+        try:
+            yield
+        finally:
+            root.handlers = saved
 
     def stop(self) -> None:
         self.done.set()
@@ -110,19 +148,36 @@ class Progress:
             self.status.stop()
 
 
-def run_and_render(store: "Store", run_id: str, *, api_key: str | None, json_mode: bool) -> dict[str, Any]:
-    """Execute (or resume) a stored run, then print its summary."""
+class _NoticeHandler(logging.Handler):
+    def __init__(self, notice: Callable[[str], None]):
+        super().__init__()
+        self.notice_line = notice
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.notice_line(self.format(record))
+
+
+def run_and_render(store: "Store", run_id: str, *, api_key: str | None, json_mode: bool,
+                   verbose: bool = False, announce: str | None = None) -> dict[str, Any]:
+    """Execute (or resume) a stored run, then print its summary. `announce`: a first note
+    (e.g. the run id), held like the settings line until the run has produced something."""
     from proofloop.runs import execute, get_kind
 
-    progress = Progress(json_mode)
+    progress = Progress(json_mode, verbose)
+    if announce:
+        progress.notice(announce)
     try:
-        summary = execute(store, run_id, api_key=api_key, on_record=progress.on_record, notice=note)
+        with progress.logging_held():
+            summary = execute(store, run_id, api_key=api_key, on_record=progress.on_record, notice=progress.notice)
     except KeyboardInterrupt:
         progress.stop()
         note(f"interrupted; resume with `proofloop resume {run_id}`")
         raise SystemExit(130) from None
+    except ProofloopError as e:  # the one error line names the run the failure is stored on
+        raise ProofloopError(f"{e} (run {run_id}, stored as failed: `proofloop resume {run_id}` finishes it)") from None
     finally:
         progress.stop()
+    progress.release()
     render(summary, json_mode, get_kind(summary["kind"]).render)
     return summary
 

@@ -19,7 +19,6 @@ from typing import Annotated, Optional
 import typer
 
 from proofloop.cli.common import open_store, run_and_render, set_verbosity
-from proofloop.cli.console import note
 from proofloop.cli.options import Db, Json, ModelOptions, Verbose, model_options
 from proofloop.errors import UserInputError
 
@@ -51,6 +50,5 @@ def label(
     store = open_store(db)
     run_id = create_label_run(store, items, model_options.setup(), n=n, rule=rule, output=output, parquet=parquet,
                               source=str(proofs))
-    if not json_out:
-        note(f"run {run_id}: labelling {len(items)} proofs (n={n}, m={m}, k={k})")
-    run_and_render(store, run_id, api_key=model_options.api_key, json_mode=json_out)
+    run_and_render(store, run_id, api_key=model_options.api_key, json_mode=json_out, verbose=verbose,
+                   announce=None if json_out else f"run {run_id}: labelling {len(items)} proofs (n={n}, m={m}, k={k})")

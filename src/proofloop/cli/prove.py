@@ -7,7 +7,6 @@ from typing import Annotated
 import typer
 
 from proofloop.cli.common import open_store, parse_options, read_input, run_and_render, set_verbosity
-from proofloop.cli.console import note
 from proofloop.cli.options import Db, Json, ModelOptions, Verbose, model_options
 from proofloop.errors import UserInputError
 
@@ -46,9 +45,8 @@ def prove(
     setup = model_options.setup()
     store = open_store(db)
     run_id = create_prove_run(store, text, setup, strategy=strategy, options=options)
-    if not json_out:
-        note(f"run {run_id}")
-    run_and_render(store, run_id, api_key=model_options.api_key, json_mode=json_out)
+    run_and_render(store, run_id, api_key=model_options.api_key, json_mode=json_out, verbose=verbose,
+                   announce=None if json_out else f"run {run_id}")
 
 
 @model_options
@@ -68,7 +66,7 @@ def verify(
     setup = model_options.setup()
     store = open_store(db)
     run_id = create_verify_run(store, text, proof_text, setup, n=n)
-    run_and_render(store, run_id, api_key=model_options.api_key, json_mode=json_out)
+    run_and_render(store, run_id, api_key=model_options.api_key, json_mode=json_out, verbose=verbose)
 
 
 @model_options
@@ -89,4 +87,4 @@ def meta_verify(
     setup = model_options.setup()
     store = open_store(db)
     run_id = create_meta_verify_run(store, *texts, setup, m=m)
-    run_and_render(store, run_id, api_key=model_options.api_key, json_mode=json_out)
+    run_and_render(store, run_id, api_key=model_options.api_key, json_mode=json_out, verbose=verbose)

@@ -114,6 +114,8 @@ def runs_export(run_id: str,
 def resume(
     run_id: str,
     base_url: Annotated[Optional[str], typer.Option(help="finish on a server that moved (not part of call keys)")] = None,
+    model: Annotated[Optional[str], typer.Option(help="must be the run's model: a model name is part of every call "
+                                                      "key, so another one is refused")] = None,
     api_key: Annotated[Optional[str], typer.Option(help="API key (or PROOFLOOP_API_KEY)")] = None,
     max_n: Annotated[Optional[int], typer.Option(min=1, help="samples per request on the new server")] = None,
     max_concurrency: Annotated[Optional[int], typer.Option(min=1, help="requests in flight")] = None,
@@ -127,5 +129,5 @@ def resume(
     store = open_store(db)
     stored_run(store, run_id)
     update_server(store, run_id, base_url=base_url, max_n=max_n, max_concurrency=max_concurrency,
-                  attempt_timeout=attempt_timeout)
-    run_and_render(store, run_id, api_key=api_key, json_mode=json_out)
+                  attempt_timeout=attempt_timeout, model=model)
+    run_and_render(store, run_id, api_key=api_key, json_mode=json_out, verbose=verbose)

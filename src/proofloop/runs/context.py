@@ -71,6 +71,10 @@ class ModelSetup:
         """Provider, server and model filled in from flags / environment / .env, and the
         sampling per role with the defaults for that provider."""
         settings, key = self.settings.resolved(self.api_key)
+        if settings.base_url:  # a URL that cannot work fails before a run exists
+            from proofloop.models.openai_provider import check_base_url
+
+            check_base_url(settings.base_url)
         defaults = EMBEDDED_MAX_TOKENS if settings.provider == "local" and not settings.model else PAPER_MAX_TOKENS
         limits = {"gen": self.max_tokens or defaults["gen"],
                   "verify": self.verify_max_tokens or defaults["verify"],
@@ -137,7 +141,7 @@ class StoreRecorder:
             self.problem_ids[problem] = self.store.add_problem(self.run_id, problem, meta=meta or None)
         return self.problem_ids[problem]
 
-    def proof(self, problem: str, record: ProofRecord, **where: Any) -> None:
+    def proof(self, problem: str, record: ProofRecord, *, given: bool = False, **where: Any) -> None:
         self.store.add_proof(
             id=record.id, run_id=self.run_id, problem_id=self.problem_id(problem), raw=record.raw or "",
             reasoning=record.reasoning, solution=record.solution, self_evaluation=record.self_evaluation,
@@ -146,15 +150,17 @@ class StoreRecorder:
             attempt=where.get("attempt"), parents=record.parents, refined_from_analyses=record.analyses_used,
             meta=DERIVED)
         self.recorded["proof"].add(record.id)
-        self.on_record("proof", record)
+        if not given:  # a proof the user supplied is no progress
+            self.on_record("proof", record)
 
-    def analysis(self, problem: str, record: AnalysisRecord) -> None:
+    def analysis(self, problem: str, record: AnalysisRecord, *, given: bool = False) -> None:
         self.store.add_verification(
             id=record.id, run_id=self.run_id, proof_id=record.proof_id, raw=record.raw or "",
             reasoning=record.reasoning, analysis=record.analysis, score=record.score,
             status=record.status.value, cause=record.cause, issues=record.issues, meta=DERIVED)
         self.recorded["analysis"].add(record.id)
-        self.on_record("analysis", record)
+        if not given:
+            self.on_record("analysis", record)
 
     def analysis_texts(self, proof_id: str, ids: list[str]) -> dict[str, str]:
         """Recorded analysis texts of one proof (search.base.AnalysisTexts): the search reads

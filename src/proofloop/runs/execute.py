@@ -144,6 +144,10 @@ def update_server(store: Store, run_id: str, *, base_url: str | None = None, max
     if model is not None and model != settings.get("model"):
         raise UserInputError(f"run {run_id} was made with model {settings.get('model')!r}; resuming with "
                              f"{model!r} would change every call: start a new run instead")
+    if base_url is not None:
+        from proofloop.models.openai_provider import check_base_url
+
+        check_base_url(base_url)
     changes: dict[str, Any] = {}
     if base_url is not None or max_n is not None:
         settings.update({k: v for k, v in (("base_url", base_url), ("max_n", max_n)) if v is not None})

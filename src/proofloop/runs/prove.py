@@ -90,7 +90,7 @@ async def execute_prove(ctx: RunContext) -> dict[str, Any]:
 
 async def execute_verify(ctx: RunContext) -> dict[str, Any]:
     problem, proof_text = ctx.config["problem"], ctx.config["proof"]
-    ctx.recorder.proof(problem, given_proof(problem, proof_text))  # what the analyses point at
+    ctx.recorder.proof(problem, given_proof(problem, proof_text), given=True)  # what the analyses point at
     v = await verify(ctx.search.verifier, problem, given_proof(problem, proof_text),
                      sampling=ctx.search.verify_sampling, n=ctx.config["n"], templates=ctx.search.templates)
     for a in v.analyses:
@@ -103,10 +103,10 @@ async def execute_verify(ctx: RunContext) -> dict[str, Any]:
 async def execute_meta_verify(ctx: RunContext) -> dict[str, Any]:
     problem, proof_text, analysis = ctx.config["problem"], ctx.config["proof"], ctx.config["analysis"]
     proof = given_proof(problem, proof_text)
-    ctx.recorder.proof(problem, proof)
+    ctx.recorder.proof(problem, proof, given=True)
     given = parse_verification(analysis)
     ctx.recorder.analysis(problem, AnalysisRecord(id=text_id(analysis), proof_id=proof.id, raw=analysis,
-                                                  **given.model_dump()))
+                                                  **given.model_dump()), given=True)
     ratings = await meta_verify(ctx.search.verifier, problem, proof, analysis, sampling=ctx.search.meta_sampling,
                                 m=ctx.config["m"], templates=ctx.search.templates)
     for r in ratings:
