@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from proofloop.errors import ServerError
-from proofloop.models.base import Completion, ProviderResponse, Sampling, Usage
+from proofloop.models.base import Sampling, Usage
 from proofloop.models.base import RetryPolicy
 from proofloop.models.pricing import Price
 from proofloop.models.wrapper import Model
