@@ -82,9 +82,11 @@ async def _execute_and_close(execute_kind: Callable[[RunContext], Any], ctx: Run
 
 @contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM stops a run like Ctrl-C: status interrupted, everything finished kept."""
+    """SIGTERM stops a run like Ctrl-C: status interrupted, everything finished kept. It is
+    turned into SIGINT, which asyncio.run handles by cancelling its main task (a
+    KeyboardInterrupt raised in whatever frame was running would leave a task's error behind)."""
     def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
+        signal.raise_signal(signal.SIGINT)
 
     try:
         previous = signal.signal(signal.SIGTERM, interrupt)
