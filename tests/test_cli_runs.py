@@ -6,7 +6,6 @@ call again; `bench report` of a run without grades says so in one line."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 from proofloop.models.pricing import PRICES
 from proofloop.sim.http import Choice, Reply, fingerprint
 from proofloop.store import Store
-from support.cli import CLI, cli_env, run_cli, run_json
+from support.cli import CLI, cli_env, stored_calls, run_cli, run_json
 from support.scripted import ServerProcess
 from support.servers import closed_port, running_server
 
@@ -122,13 +121,6 @@ SLOW = {"stream_delay_s": 0.02, "stream_chunk_chars": 16}  # about 0.3-0.6 s per
 SEQUENTIAL = ["--threads", "3", "--attempts", "3", "--seed", "11", "--max-concurrency", "2", "--max-tokens", "8192"]
 
 
-def _stored_count(db: Path) -> int:
-    """Calls stored so far, read without opening the store the running CLI writes to."""
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
-            return con.execute("select count(*) from llm_calls").fetchone()[0]
-    except sqlite3.OperationalError:  # not created yet
-        return 0
 
 
 def _stored_calls(store: Store, run_id: str) -> dict[str, str]:
@@ -147,7 +139,7 @@ def test_resume_on_a_server_that_moved_sends_no_finished_call_again(tmp_path: Pa
         proc = subprocess.Popen(CLI + ["prove", problem, *SEQUENTIAL, "--json"], env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 120
-        while _stored_count(db) < 2:  # of at least 6 (this seed: see test_resume.py)
+        while stored_calls(db) < 2:  # of at least 6 (this seed: see test_resume.py)
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline
             time.sleep(0.05)

@@ -8,7 +8,6 @@ run's."""
 from __future__ import annotations
 
 import signal
-import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 from proofloop.sim.http import fingerprint, read_request_log
 from support.scripted import ServerProcess
 from proofloop.store import Store
-from support.cli import CLI, cli_env, run_json
+from support.cli import CLI, cli_env, stored_calls, run_json
 
 ARGS = ["--threads", "3", "--attempts", "3", "--seed", "11", "--max-concurrency", "2", "--max-tokens", "8192"]
 SCRIPT = {"stream_delay_s": 0.02, "stream_chunk_chars": 16}  # about 0.3-0.6 s per request
@@ -29,12 +28,6 @@ def _record(store: Store, run_id: str) -> list[tuple]:
     return sorted((p.thread, p.attempt, p.status, p.solution, p.self_score, p.cause) for p in store.proofs(run_id))
 
 
-def _stored_count(db: Path) -> int:
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
-            return con.execute("select count(*) from llm_calls").fetchone()[0]
-    except sqlite3.OperationalError:  # not created yet
-        return 0
 
 
 def _sent(entries: list[dict], since: float = 0.0) -> list[tuple[str, int]]:
@@ -70,7 +63,7 @@ def test_kill_9_then_resume_repeats_no_finished_call(tmp_path: Path, problem_fil
         proc = subprocess.Popen(CLI + ["prove", str(problem_file)] + ARGS + ["--json"], env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 120
-        while _stored_count(db) < kill_after:  # kill once this many calls are safely stored
+        while stored_calls(db) < kill_after:  # kill once this many calls are safely stored
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline
             time.sleep(0.01)

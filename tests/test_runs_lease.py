@@ -6,7 +6,6 @@ scripted server, which answers slowly enough for the signal to land mid-run."""
 from __future__ import annotations
 
 import signal
-import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from proofloop.store import Store
-from support.cli import CLI, cli_env, run_cli, run_json
+from support.cli import CLI, cli_env, stored_calls, run_cli, run_json
 from support.scripted import ServerProcess
 
 SLOW = {"stream_delay_s": 0.05, "stream_chunk_chars": 8}  # a second or more per request
@@ -27,12 +26,6 @@ def problem(tmp_path: Path) -> str:
     return str(tmp_path / "problem.md")
 
 
-def _stored(db: Path) -> int:
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
-            return con.execute("select count(*) from llm_calls").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
 
 
 def _start(problem: str, env: dict[str, str], db: Path) -> tuple[subprocess.Popen, str]:
@@ -40,7 +33,7 @@ def _start(problem: str, env: dict[str, str], db: Path) -> tuple[subprocess.Pope
     proc = subprocess.Popen(CLI + ["prove", problem, *ARGS, "--json"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while _stored(db) < 1:
+    while stored_calls(db) < 1:
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "no call was stored in 120 s"
         time.sleep(0.05)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import os
 import subprocess
 import sys
@@ -30,3 +31,13 @@ def run_json(args: list[str], env: dict[str, str], **kw: Any) -> dict[str, Any]:
     r = run_cli(args + ["--json"], env, **kw)
     assert r.returncode == 0, f"exit {r.returncode}\nstdout: {r.stdout[-2000:]}\nstderr: {r.stderr[-4000:]}"
     return json.loads(r.stdout)
+
+
+def stored_calls(db: Path) -> int:
+    """Calls stored so far, read without opening the store the running CLI writes to."""
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
+            return con.execute("select count(*) from llm_calls").fetchone()[0]
+    except sqlite3.OperationalError:  # not created yet
+        return 0
+

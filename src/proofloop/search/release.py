@@ -47,14 +47,15 @@ concurrency cap applies (give the Model a cap of at least workers x batch size t
 the script's own limits).
 
     >>> import asyncio
-    >>> from proofloop.models.wrapper import Model
     >>> from proofloop.models.base import Sampling
-    >>> from proofloop.sim.provider import SimProvider
+    >>> from proofloop.models.wrapper import Model
     >>> from proofloop.search.base import SearchContext
-    >>> ctx = SearchContext(Model(SimProvider(seed=1)), gen_sampling=Sampling(seed=0, max_tokens=200_000),
-    ...                     verify_sampling=Sampling(seed=0, max_tokens=200_000))
-    >>> params = PoolParams(initial=4, verifications=4, top_k=2, rounds=1)
-    >>> [r.strategy for r in asyncio.run(run_release(["Prove that 1 + 1 = 2."], ctx, params))]
+    >>> from proofloop.sim.provider import SimProvider
+    >>> long = Sampling(seed=0, max_tokens=200_000)   # the simulator's outputs are never cut off
+    >>> ctx = SearchContext(Model(SimProvider(seed=1)), gen_sampling=long, verify_sampling=long)
+    >>> problems = ["Prove that 1 + 1 = 2."]
+    >>> results = asyncio.run(run_release(problems, ctx, PoolParams(initial=4, verifications=4, top_k=2, rounds=1)))
+    >>> [r.strategy for r in results]
     ['release']
 """
 

@@ -2,19 +2,8 @@
 heartbeat. A process killed mid-run stops renewing, its lease expires, and the run then reads
 as `interrupted` (a computed status: the row still says running) until someone resumes it.
 
-How a runner uses it (in place of `set_run_status(run_id, "running")` ... `set_run_status(...)`):
-
-    lease = store.acquire_run(run_id, owner=default_owner(), ttl_s=60)  # RunBusy: someone runs it
-    with Heartbeat(lease, on_lost=lambda e: notice(f"warning: {e}")):
-        try:
-            summary = asyncio.run(work())
-        except KeyboardInterrupt:
-            lease.release("interrupted", error="interrupted by the user")
-            raise
-        except BaseException as e:
-            lease.release("failed", error=str(e) or type(e).__name__)
-            raise
-    lease.release("finished", summary=summary)
+A runner takes the lease before it works on a run, keeps it alive with a Heartbeat and
+releases it with the run's final status (runs/execute.py does exactly that).
 
 The store does the compare-and-set (Store.acquire_run, renew_lease, release_run, each one
 IMMEDIATE transaction); this module holds the caller's handle and the heartbeat thread.
