@@ -63,6 +63,7 @@ from proofloop.store.schema import (MIGRATIONS, SCHEMA_VERSION, Base, CallRow, F
                                     RunStatus, RunUsage, UsageTotals, Verification, VerificationRow, utcnow)
 
 BUSY_TIMEOUT_S = 30.0  # how long a writer waits for another writer's lock before failing
+OPEN_ATTEMPTS = 4  # a store read as malformed is looked at this many times before it is called damaged
 WAIT_NOTICE_S = 2.0  # after this long waiting for the lock, on_wait is told once
 
 
@@ -123,14 +124,21 @@ class Store:
         event.listen(self.engine, "connect", self._on_connect)
         event.listen(self.engine, "begin", self._on_begin)
         self._writer = self.engine.execution_options(immediate=True)
-        try:
-            self._create_schema()
-        except DBAPIError as e:  # what the header check cannot see: damage inside the file
-            self.engine.dispose()
-            raise StoreError(f"cannot open the run store {self.path}: {_one_line([e.orig])}") from None
-        except BaseException:
-            self.engine.dispose()
-            raise
+        for attempt in range(OPEN_ATTEMPTS):
+            try:
+                self._create_schema()
+                break
+            except DBAPIError as e:  # what the header check cannot see: damage inside the file
+                # Opened while another process checkpoints its log, a sound store can read as
+                # malformed for an instant: look again before calling it damaged.
+                if "malformed" in str(e.orig) and attempt + 1 < OPEN_ATTEMPTS:
+                    time.sleep(0.2 * (attempt + 1))
+                    continue
+                self.engine.dispose()
+                raise StoreError(f"cannot open the run store {self.path}: {_one_line([e.orig])}") from None
+            except BaseException:
+                self.engine.dispose()
+                raise
 
     @staticmethod
     def default_path() -> Path:
