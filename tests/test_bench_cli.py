@@ -287,7 +287,8 @@ def test_bench_run_on_the_local_smollm2(bench, smollm2, tmp_path):
     s = ok_json(bench("bench", "run", "--dataset", str(problems), "--strategy", "single", "--k", "1", "-n", "1",
                       "--provider", "local", "--max-tokens", "24", "--verify-max-tokens", "24", "--json"))
     assert s["kind"] == "bench" and s["items"] == 1 and len(s["per_problem"]) == 1
-    assert s["usage"]["calls"] == 2  # one proof, one verification
+    # one proof; 24 tokens cut it off, and a cut-off proof is never chosen, so none is verified
+    assert s["usage"]["calls"] == 1 and s["per_problem"][0]["chosen_proof_id"] is None
     with Store(tmp_path / "runs.db") as store:
         [proof] = store.proofs(s["run_id"])
         # a real (tiny) model wrote something; 24 tokens cannot hold a proof (seeded, reproducible)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import signal
 import sqlite3
+from contextlib import closing
 import subprocess
 import time
 from pathlib import Path
@@ -31,7 +32,7 @@ def _env(db: Path, url: str) -> dict[str, str]:
 
 def _round_reached(db: Path) -> int:
     try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
+        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as con:
             return con.execute("select coalesce(max(round), -1) from proofs").fetchone()[0]
     except sqlite3.OperationalError:
         return -1

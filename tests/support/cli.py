@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from contextlib import closing
 import os
 import subprocess
 import sys
@@ -36,8 +37,8 @@ def run_json(args: list[str], env: dict[str, str], **kw: Any) -> dict[str, Any]:
 def stored_calls(db: Path) -> int:
     """Calls stored so far, read without opening the store the running CLI writes to."""
     try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
-            return con.execute("select count(*) from llm_calls").fetchone()[0]
+        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as con:  # closed at once:
+            return con.execute("select count(*) from llm_calls").fetchone()[0]  # an idle reader holds locks
     except sqlite3.OperationalError:  # not created yet
         return 0
 

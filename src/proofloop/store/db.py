@@ -39,6 +39,7 @@ import os
 import secrets
 import sqlite3
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -63,6 +64,11 @@ from proofloop.store.schema import (MIGRATIONS, SCHEMA_VERSION, Base, CallRow, F
                                     RunStatus, RunUsage, UsageTotals, Verification, VerificationRow, utcnow)
 
 BUSY_TIMEOUT_S = 30.0  # how long a writer waits for another writer's lock before failing
+_OPENED: dict[str, int] = {}  # store file -> Store objects of this process open on it (Store.__init__)
+
+
+def _forget(key: str) -> None:
+    _OPENED[key] = max(0, _OPENED.get(key, 0) - 1)
 OPEN_ATTEMPTS = 4  # a store read as malformed is looked at this many times before it is called damaged
 WAIT_NOTICE_S = 2.0  # after this long waiting for the lock, on_wait is told once
 
@@ -119,8 +125,15 @@ class Store:
             # One shared connection: each new connection to :memory: would be an empty database.
             self.engine = create_engine("sqlite://", connect_args=args, poolclass=StaticPool)
         else:
-            check_path(self.path)
+            # The header check opens and closes the file itself, and closing any descriptor of a
+            # file drops every POSIX lock this process holds on it, SQLite's included: so only
+            # before this process has a connection to it.
+            key = str(self.path.resolve())
+            if not _OPENED.get(key):
+                check_path(self.path)
             self.engine = create_engine(f"sqlite:///{self.path}", connect_args=args)
+            _OPENED[key] = _OPENED.get(key, 0) + 1
+            self._finalizer = weakref.finalize(self, _forget, key)
         event.listen(self.engine, "connect", self._on_connect)
         event.listen(self.engine, "begin", self._on_begin)
         self._writer = self.engine.execution_options(immediate=True)
@@ -147,6 +160,8 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+        if str(self.path) != ":memory:" and self._finalizer.alive:
+            self._finalizer()
 
     def __enter__(self) -> "Store":
         return self
