@@ -285,7 +285,7 @@ def test_grade_human_imports_and_regrades_another_run(bench, tmp_path):
 def test_bench_run_on_the_local_smollm2(bench, smollm2, tmp_path):
     problems = write_problems(tmp_path / "one.jsonl", 1)
     s = ok_json(bench("bench", "run", "--dataset", str(problems), "--strategy", "single", "--k", "1", "-n", "1",
-                      "--provider", "local", "--max-tokens", "24", "--verify-max-tokens", "24", "--json"))
+                      "--provider", "local", "--max-tokens", "24", "--verify-max-tokens", "24", "--seed", "0", "--json"))
     assert s["kind"] == "bench" and s["items"] == 1 and len(s["per_problem"]) == 1
     # one proof; 24 tokens cut it off, and a cut-off proof is never chosen, so none is verified
     assert s["usage"]["calls"] == 1 and s["per_problem"][0]["chosen_proof_id"] is None

@@ -641,7 +641,7 @@ def test_label_runs_end_to_end_on_the_embedded_smollm2(smollm2, tmp_path):
     src = _write_jsonl(tmp_path / "in.jsonl", [{"id": "s1", "problem": "Prove that 2 + 2 = 4.",
                                                 "proof": "By definition 2 + 2 = 4."}])
     out, db = tmp_path / "l.jsonl", tmp_path / "p.db"
-    result = _invoke(["--proofs", src, "-n", 1, "-m", 1, "-k", 1, "--provider", "local", "--verify-max-tokens", 24,
+    result = _invoke(["--proofs", src, "-n", 1, "-m", 1, "-k", 1, "--provider", "local", "--verify-max-tokens", 24, "--seed", 0,
                       "-o", out, "--db", db, "--json"])
     assert result.exit_code == 0, result.output
     [row] = [json.loads(line) for line in out.read_text().splitlines()]
