@@ -134,6 +134,10 @@ UNUSABLE = {  # case -> (canned answer, or a URL; a word the error must contain)
     "empty choices": ((200, "application/json", json.dumps({"id": "x", "object": "chat.completion",
                                                            "choices": []}).encode()), None),
     "HTML 502": ((502, "text/html", BAD_GATEWAY), "502"),
+    "404 (no /v1)": ((404, "application/json", b'{"detail": "Not Found"}'), "/v1"),
+    "wrong model": ((404, "application/json", json.dumps({"error": {
+        "message": "The model `nope` does not exist.", "type": "invalid_request_error",
+        "code": "model_not_found"}}).encode()), "does not exist"),
     "refused": ("refused", "refused"),
     "unresolvable host": ("http://no-such-host.invalid:8000/v1", "resolve"),
 }

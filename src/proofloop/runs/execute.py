@@ -116,7 +116,7 @@ def _check_some_call_succeeded(store: Store, run_id: str) -> None:
     usage = store.run_usage(run_id)
     if usage.failures and not usage.calls and not _replayed_any(store, run_id):
         last = store.failures(run_id)[-1]
-        raise AllCallsFailed(f"every model call failed ({usage.failures} failed requests); "
+        raise AllCallsFailed(f"every model call failed ({usage.failures} failed request{'s' if usage.failures != 1 else ''}); "
                              f"the last error: {last.kind}: {last.message}")
 
 
