@@ -104,12 +104,11 @@ def prune_orphans(store: Store, run_id: str, recorded: dict[str, set[str]]) -> N
     after failed calls the decisions are made again, and what the earlier decisions produced
     (a refinement of a proof that is no longer chosen, a call error since answered) would
     otherwise stay in the store beside the run's summary."""
-    def orphans(records: list, kind: str) -> list[str]:
-        return [r.id for r in records if (r.meta or {}).get("derived") and r.id not in recorded[kind]]
-
-    store.delete_records(run_id, proofs=orphans(store.proofs(run_id), "proof"),
-                         verifications=orphans(store.verifications(run_id=run_id), "analysis"),
-                         meta_verifications=orphans(store.meta_verifications(run_id=run_id), "meta"))
+    derived = store.derived_ids(run_id)  # ids only: a paper-sized run holds gigabytes of text
+    orphans = {kind: [i for i in ids if i not in recorded[kind]] for kind, ids in derived.items()}
+    if any(orphans.values()):
+        store.delete_records(run_id, proofs=orphans["proof"], verifications=orphans["analysis"],
+                             meta_verifications=orphans["meta"])
 
 
 def _check_some_call_succeeded(store: Store, run_id: str) -> None:

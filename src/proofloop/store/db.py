@@ -621,6 +621,16 @@ class Store:
                 setattr(usage, name, getattr(usage, name) + getattr(part, name))
         return usage
 
+    def derived_ids(self, run_id: str) -> dict[str, list[str]]:
+        """Ids of the run's proofs, analyses and meta-verifications whose meta marks them as
+        derived by an execution (not inputs stored at creation); no texts are read."""
+        out: dict[str, list[str]] = {}
+        with self._read() as s:
+            for kind, row in (("proof", ProofRow), ("analysis", VerificationRow), ("meta", MetaVerificationRow)):
+                out[kind] = [i for i, meta in s.execute(select(row.id, row.meta).where(row.run_id == run_id))
+                             if (meta or {}).get("derived")]
+        return out
+
     def delete_records(self, run_id: str, *, proofs: Iterable[str] = (), verifications: Iterable[str] = (),
                        meta_verifications: Iterable[str] = ()) -> None:
         """Delete records of a run (and the lineage of deleted proofs) in one transaction: the
