@@ -38,6 +38,7 @@ from proofloop.search.pool import Pool
 from proofloop.sim import make_problems
 from proofloop.sim.provider import SimProvider
 from proofloop.store import Store, export_run_jsonl
+from proofloop.runs.context import StoreRecorder  # the recorder runs use
 
 HERE = Path(__file__).resolve()
 
@@ -99,38 +100,6 @@ def short_name(filename: str) -> str:
     return filename.split("site-packages/")[-1].split("src/")[-1].split("/lib/python3")[-1]
 
 
-class StoreRecorder:
-    """runner.StoreRecorder, copied (the benchmark must not import the runner)."""
-
-    def __init__(self, store: Store, run_id: str):
-        self.store, self.run_id, self._problem_ids = store, run_id, {}
-
-    def problem_id(self, problem: str) -> int:
-        if problem not in self._problem_ids:
-            self._problem_ids[problem] = self.store.add_problem(self.run_id, problem)
-        return self._problem_ids[problem]
-
-    def proof(self, problem, record, **where):
-        self.store.add_proof(
-            id=record.id, run_id=self.run_id, problem_id=self.problem_id(problem), raw=record.raw or "",
-            reasoning=record.reasoning, solution=record.solution, self_evaluation=record.self_evaluation,
-            self_score=record.self_score, status=record.status.value, cause=record.cause,
-            finish_reason=record.finish_reason, round=where.get("round"), thread=where.get("thread"),
-            attempt=where.get("attempt"), parents=record.parents, refined_from_analyses=record.analyses_used)
-
-    def analysis(self, problem, record):
-        self.store.add_verification(
-            id=record.id, run_id=self.run_id, proof_id=record.proof_id, raw=record.raw or "",
-            reasoning=record.reasoning, analysis=record.analysis, score=record.score,
-            status=record.status.value, cause=record.cause, issues=record.issues)
-
-    def meta(self, problem, record):
-        self.store.add_meta_verification(
-            id=record.id, run_id=self.run_id, verification_id=record.analysis_id, raw=record.raw or "",
-            reasoning=record.reasoning, analysis=record.analysis, rating=record.rating,
-            status=record.status.value, cause=record.cause)
-
-
 def use_legacy_storage() -> None:
     """Every row keeps its own copy of its text, as schema v1 did."""
     import proofloop.store.db as db
@@ -147,7 +116,7 @@ def search(store: Store | None, run_id: str, *, initial: int, verifications: int
     ctx = SearchContext(model, gen_sampling=sampling, verify_sampling=sampling, meta_sampling=sampling,
                         recorder=StoreRecorder(store, run_id) if store else MemoryRecorder())
     pool = Pool(preset="paper", initial=initial, verifications=verifications, rounds=rounds,
-                top_k=min(initial, 64), pass_min_valid=10**6)  # nothing passes: every round runs
+                top_k=min(initial, 64), accept=False)  # nothing is accepted: every round runs
 
     async def go():
         return [await pool.solve(p, ctx) for p in make_problems(problems, seed=4, mix="hard")]
