@@ -174,6 +174,10 @@ def run_and_render(store: "Store", run_id: str, *, api_key: str | None, json_mod
         note(f"interrupted; resume with `proofloop resume {run_id}`")
         raise SystemExit(130) from None
     except ProofloopError as e:  # the one error line names the run the failure is stored on
+        from proofloop.store import RunBusy
+
+        if isinstance(e, RunBusy):  # another process is working on it: nothing was stored as failed
+            raise
         raise ProofloopError(f"{e} (run {run_id}, stored as failed: `proofloop resume {run_id}` finishes it)") from None
     finally:
         progress.stop()
