@@ -29,7 +29,7 @@ ALLOWED: dict[str, set[str]] = {
     "rows": {"errors", "extras"},
     "runs": {"errors", "extras", "protocol", "models", "roles", "store", "search", "label"},
     "bench": {"errors", "extras", "protocol", "models", "roles", "store", "search", "runs", "rows"},
-    "train": {"errors", "protocol"},  # the rewards are pure; the trainers will come above runs
+    "train": {"errors", "protocol", "models", "roles"},  # rewards (pure) and judged rewards
     "cli": {"errors", "extras", "protocol", "models", "roles", "store", "search", "label", "runs", "bench", "sim"},
 }
 MAX_FUNCTION_LINES = 80
