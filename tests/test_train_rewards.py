@@ -42,7 +42,7 @@ def generator_output(self_score: float) -> str:
 # ---- R_score and the verifier / meta-verifier form -------------------------------------------
 
 
-@pytest.mark.parametrize("predicted,target", itertools.product(SCORES, SCORES))
+@pytest.mark.parametrize("predicted,target", list(itertools.product(SCORES, SCORES)))
 def test_score_reward_is_one_minus_the_distance(predicted, target):
     assert score_reward(predicted, target) == 1.0 - abs(predicted - target)
 
@@ -54,7 +54,7 @@ def test_score_reward_refuses_scores_outside_the_unit_interval(bad):
 
 
 @pytest.mark.parametrize("reward,text", [(verifier_reward, analysis), (meta_verifier_reward, rating)])
-@pytest.mark.parametrize("predicted,target,meta", itertools.product(SCORES, SCORES, (None, *SCORES)))
+@pytest.mark.parametrize("predicted,target,meta", list(itertools.product(SCORES, SCORES, (None, *SCORES))))
 def test_verifier_and_meta_verifier_rewards_on_every_combination(reward, text, predicted, target, meta):
     r = reward(text(predicted), target, meta=meta)
     expected = (1.0 - abs(predicted - target)) * (1.0 if meta is None else meta)
@@ -103,7 +103,7 @@ def test_a_meta_rating_outside_the_unit_interval_is_a_bug_not_a_reward():
 # ---- the generator ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("self_score,proof_score,meta", itertools.product(SCORES, (0.0, 0.25, 0.5, 0.75, 1.0), SCORES))
+@pytest.mark.parametrize("self_score,proof_score,meta", list(itertools.product(SCORES, (0.0, 0.25, 0.5, 0.75, 1.0), SCORES)))
 def test_generator_reward_on_every_combination(self_score, proof_score, meta):
     r = generator_reward(generator_output(self_score), proof_score, meta)
     r_z = (1.0 - abs(self_score - proof_score)) * meta
