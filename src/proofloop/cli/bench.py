@@ -23,6 +23,8 @@ import typer
 from proofloop.cli.common import open_store, parse_options, render, run_and_render, set_verbosity
 from proofloop.cli.console import note
 from proofloop.cli.options import Db, Json, ModelOptions, Verbose, model_options
+from proofloop.bench.datasets import DATASETS  # light: numpy, scipy and plots load only in the commands
+from proofloop.bench.metrics import DEFAULT_THRESHOLD, HUMAN_ACCEPT
 from proofloop.errors import UserInputError
 
 app = typer.Typer(no_args_is_help=True, help="Benchmarks: prove and grade datasets, grade proofs, grader agreement, reports.")
@@ -36,9 +38,7 @@ AutogradeTemplate = Annotated[Optional[Path], typer.Option(help="autograder prom
                                                            "{{problem}} {{reference_solution}} {{guidelines}} {{proof}})")]
 Resamples = Annotated[int, typer.Option(min=1, help="bootstrap resamples for the confidence intervals")]
 Threshold = Annotated[float, typer.Option(min=0.0, max=1.0, help="an automatic score at or above this accepts a proof")]
-THRESHOLD = 0.75  # the paper's acceptance threshold for a mean verification score
-HUMAN_ACCEPT = 6 / 7  # a human grade of 6/7 or more counts as correct (the paper's expert reading)
-DATASET_NAMES = "proofbench | proofbench-basic | proofbench-advanced | imo2025 | cmo2024 | cmo2025 | putnam2024"
+DATASET_NAMES = " | ".join(name for name in DATASETS if name != "dsm2-outputs")  # graded proofs: `bench grade`
 
 
 def _grader_settings(provider: str | None, base_url: str | None, model: str | None) -> Any:
@@ -146,7 +146,7 @@ def agreement(
     human: Annotated[Optional[Path], typer.Option(help="human grades file")] = None,
     source_run: Annotated[Optional[str], typer.Option("--run", help="a stored run's grades vs human grades")] = None,
     grader: Annotated[Optional[str], typer.Option(help="with --run: which grader (default the run's)")] = None,
-    threshold: Threshold = THRESHOLD,
+    threshold: Threshold = DEFAULT_THRESHOLD,
     human_accept: Annotated[float, typer.Option(help="normalised human grade that counts as correct")] = HUMAN_ACCEPT,
     id_field: Annotated[str, typer.Option(help="id column joining the files")] = "id",
     pred_field: Annotated[str, typer.Option(help="score column of --pred")] = "score",
@@ -185,7 +185,7 @@ def agreement(
 def report(
     run_id: Annotated[str, typer.Argument(help="a bench or bench-grade run")],
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="folder (default ./bench-report-RUN)")] = None,
-    n_resamples: Resamples = 2000, seed: int = 0, threshold: Threshold = THRESHOLD,
+    n_resamples: Resamples = 2000, seed: int = 0, threshold: Threshold = DEFAULT_THRESHOLD,
     db: Db = None, json_out: Json = False,
 ) -> None:
     """Write report.md, a self-contained report.html with plots, and metrics.json."""

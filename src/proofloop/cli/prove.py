@@ -13,16 +13,6 @@ from proofloop.errors import UserInputError
 STRATEGIES = ("single", "sequential", "pool", "adaptive")
 
 
-def prove_help() -> str:
-    """The help text of `prove`, with every strategy's -o keys (read without importing the search)."""
-    try:
-        from proofloop.search import options_help
-    except ImportError:  # an older search layer without the table
-        return "Prove a problem: sequential refinement with self verification by default."
-    return ("Prove a problem: sequential refinement with self verification by default.\n\n"
-            + options_help().replace("\n", "\n\n"))
-
-
 @model_options
 def prove(
     problem: Annotated[str, typer.Argument(help="problem file, or - for stdin")],

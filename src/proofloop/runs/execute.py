@@ -112,16 +112,11 @@ def prune_orphans(store: Store, run_id: str, recorded: dict[str, set[str]]) -> N
 
 
 def _check_some_call_succeeded(store: Store, run_id: str) -> None:
-    usage = store.run_usage(run_id)
-    if usage.failures and not usage.calls and not _replayed_any(store, run_id):
+    usage = store.run_usage(run_id)  # calls stored under the run: made now or by an earlier execution
+    if usage.failures and not usage.calls:
         last = store.failures(run_id)[-1]
         raise AllCallsFailed(f"every model call failed ({usage.failures} failed request{'s' if usage.failures != 1 else ''}); "
                              f"the last error: {last.kind}: {last.message}")
-
-
-def _replayed_any(store: Store, run_id: str) -> bool:
-    """Calls stored under the run that a resume replayed count as successes too."""
-    return bool(store.calls(run_id)[:1])
 
 
 def run_usage(store: Store, run_id: str) -> dict[str, Any]:
