@@ -29,8 +29,15 @@ ALLOWED: dict[str, set[str]] = {
     "rows": {"errors", "extras"},
     "runs": {"errors", "extras", "protocol", "models", "roles", "store", "search", "label"},
     "bench": {"errors", "extras", "protocol", "models", "roles", "store", "search", "runs", "rows"},
-    "train": {"errors", "protocol", "models", "roles"},  # rewards (pure) and judged rewards
-    "cli": {"errors", "extras", "protocol", "models", "roles", "store", "search", "label", "runs", "bench", "sim"},
+    # rewards (pure), judged rewards, datasets, TRL/verl adapters, training runs
+    "train": {"errors", "extras", "protocol", "models", "roles", "store", "search", "label", "rows", "runs"},
+    # proof steps and symbolic checks (issue 11)
+    "steps": {"errors", "extras", "protocol", "models", "roles"},
+    # HTTP service, monitoring, web viewer; mounts the reward server
+    "api": {"errors", "extras", "protocol", "models", "roles", "store", "search", "label", "rows", "runs", "bench",
+            "train", "steps"},
+    "cli": {"errors", "extras", "protocol", "models", "roles", "store", "search", "label", "runs", "bench", "sim",
+            "train", "api", "steps"},
 }
 MAX_FUNCTION_LINES = 80
 

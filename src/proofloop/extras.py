@@ -6,7 +6,9 @@ against any OpenAI-compatible server). Heavier parts come with extras:
 - `local`: the embedded model (torch, transformers, gguf, accelerate);
 - `sim`: the simulated model and server (numpy, scipy, fastapi, uvicorn);
 - `bench`: benchmarks, metrics and plots (numpy, scipy, matplotlib, pyarrow, datasets);
-- `serve`: an HTTP front end (fastapi, uvicorn);
+- `serve`: the proof service, its viewer and the reward server (fastapi, uvicorn, jinja2,
+  markdown-it-py, latex2mathml, prometheus-client);
+- `train`: training on TRL (torch, transformers, trl, datasets, peft);
 - `dev`: the test suite; `all`: everything above.
 
 A module of an extra imports its heavy dependencies through `require`, so that using it
