@@ -66,6 +66,8 @@ def read_source(src: str | os.PathLike[str] | None, *, run: str | None = None,
         rows, origin = disk_rows(Path(text)), text
     elif text.endswith(STORE_SUFFIXES):
         raise UserInputError(f"{text} is a run store: name the run with --run RUN")
+    elif not Path(text).is_file():
+        raise UserInputError(f"source not found: {text} (a file, a save_to_disk folder, or hf:NAME)")
     else:
         rows, origin = read_rows(text), text
     return normalise(rows, origin)
