@@ -183,8 +183,9 @@ class SftSettings:
 
 
 def last_checkpoint(output_dir: str | Path) -> str | None:
-    trainer_utils = require("transformers.trainer_utils", "train", "proofloop train rft")
-    return trainer_utils.get_last_checkpoint(str(output_dir)) if Path(output_dir).is_dir() else None
+    """The newest `checkpoint-N` folder the Trainer saved in output_dir, or None."""
+    found = [p for p in Path(output_dir).glob("checkpoint-*") if p.is_dir() and p.name[11:].isdigit()]
+    return str(max(found, key=lambda p: int(p.name[11:]))) if found else None
 
 
 def train_rft(rows: Sequence[Mapping[str, Any]], *, model: Any, output_dir: str | Path,
@@ -194,13 +195,13 @@ def train_rft(rows: Sequence[Mapping[str, Any]], *, model: Any, output_dir: str 
     continues from the last checkpoint there. Returns a summary."""
     if not rows:
         raise UserInputError("the rejection fine-tuning set is empty: no proof or analysis passed the selection")
-    trl = require("trl", "train", "proofloop train rft")
-    datasets = require("datasets", "train", "proofloop train rft")
-    torch = require("torch", "train", "proofloop train rft")
     out = Path(output_dir)
     checkpoint = last_checkpoint(out) if resume else None
     if resume and checkpoint is None:
         raise UserInputError(f"nothing to resume: no checkpoint in {out}")
+    trl = require("trl", "train", "proofloop train rft")
+    datasets = require("datasets", "train", "proofloop train rft")
+    torch = require("torch", "train", "proofloop train rft")
     out.mkdir(parents=True, exist_ok=True)
     (out / "rft.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     config = trl.SFTConfig(
