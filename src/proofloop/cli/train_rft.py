@@ -22,6 +22,7 @@ import typer
 from proofloop.cli.console import say
 from proofloop.cli.options import Db, Json
 from proofloop.cli.train_data import Run, Source
+from proofloop.errors import UserInputError
 
 
 def rft(
@@ -48,15 +49,18 @@ def rft(
 ) -> None:
     """Rejection fine-tuning: SFT on the best verified proofs and the endorsed analyses."""
     from proofloop.train.datasets import write_rows
-    from proofloop.train.rft import RftRules, SftSettings, rft_rows, train_rft
+    from proofloop.train.rft import EMPTY_SET, RftRules, SftSettings, rft_rows, train_rft
     from proofloop.train.sources import read_source
 
     rules = RftRules(min_score=min_score, min_analyses=min_analyses, per_problem=per_problem, per_proof=per_proof,
                      endorse_at=endorse_at)
     rows = rft_rows(read_source(source, run=run, db=db), rules)
+    if not rows:
+        raise UserInputError(EMPTY_SET)
     if dry_run:
-        path = write_rows(rows, output_dir / "rft.jsonl") if rows else None
-        summary = {"kind": "rft", "examples": len(rows), **Counter(r["task"] for r in rows), "dataset": str(path)}
+        tasks = Counter(r["task"] for r in rows)
+        summary = {"kind": "rft", "examples": len(rows), "generator": tasks["generator"], "verifier": tasks["verifier"],
+                   "dataset": str(write_rows(rows, output_dir / "rft.jsonl"))}
     else:
         settings = SftSettings(steps=steps, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
                                grad_accum=grad_accum, max_length=max_length, save_steps=save_steps, seed=seed)
@@ -64,7 +68,7 @@ def rft(
     if json_out:
         say(json.dumps(summary))
         return
-    say(f"rft set: {summary['examples']} examples ({summary.get('generator', 0)} proofs, "
-        f"{summary.get('verifier', 0)} analyses): {summary['dataset']}")
+    say(f"rft set: {summary['examples']} examples ({summary['generator']} proofs, {summary['verifier']} analyses): "
+        f"{summary['dataset']}")
     if not dry_run:
         say(f"trained {summary['steps']} steps, loss {summary['train_loss']:.4g}; model in {summary['output_dir']}")

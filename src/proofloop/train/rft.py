@@ -63,6 +63,9 @@ from proofloop.protocol.parsers import split_reasoning
 from proofloop.protocol.types import SCORES
 
 
+EMPTY_SET = "the rejection fine-tuning set is empty: no proof or analysis passed the selection"
+
+
 @dataclass(frozen=True)
 class RftRules:
     """The selection thresholds (module docstring says why each default)."""
@@ -194,7 +197,7 @@ def train_rft(rows: Sequence[Mapping[str, Any]], *, model: Any, output_dir: str 
     checkpoints every save_steps under output_dir, the final model in output_dir. `resume`
     continues from the last checkpoint there. Returns a summary."""
     if not rows:
-        raise UserInputError("the rejection fine-tuning set is empty: no proof or analysis passed the selection")
+        raise UserInputError(EMPTY_SET)
     out = Path(output_dir)
     checkpoint = last_checkpoint(out) if resume else None
     if resume and checkpoint is None:
