@@ -44,7 +44,7 @@ def rft(
     max_length: Annotated[int, typer.Option(min=16, help="tokens per example; longer ones are cut")] = 8192,
     save_steps: Annotated[int, typer.Option(min=1, help="steps between checkpoints")] = 50,
     seed: int = 0,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="write the set to --output-dir/rft.jsonl, train nothing")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="write OUTPUT_DIR/rft.jsonl only")] = False,
     *, db: Db = None, json_out: Json = False,
 ) -> None:
     """Rejection fine-tuning: SFT on the best verified proofs and the endorsed analyses."""

@@ -121,7 +121,8 @@ def select_proofs(rows: Sequence[Mapping[str, Any]], rules: RftRules = RftRules(
         if parsed.status.value != "ok" or parsed.self_score != honest_score(score):
             continue
         ranked.setdefault(str(row["problem"]), []).append(((-score, -support, order), row))
-    kept = [(key, row) for group in ranked.values() for key, row in sorted(group, key=lambda x: x[0])[:rules.per_problem]]
+    kept = [(key, row) for group in ranked.values()
+            for key, row in sorted(group, key=lambda x: x[0])[:rules.per_problem]]
     return [row for _, row in sorted(kept, key=lambda x: x[0][2])]
 
 
