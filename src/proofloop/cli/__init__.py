@@ -45,6 +45,7 @@ app.add_typer(runs_cmds.app, name="runs")
 SUB_APPS = {  # name -> (module, help); imported only when used
     "bench": ("proofloop.cli.bench", "Benchmarks: prove and grade datasets, grader agreement, reports."),
     "sim": ("proofloop.cli.sim", "The simulated model: in-process or as an OpenAI-compatible server."),
+    "train": ("proofloop.cli.train", "Training: the paper's rewards, served to any RL framework."),
     "templates": ("proofloop.cli.templates", "Prompt templates: import the released DeepSeek-Math-V2 wording."),
 }
 
