@@ -195,3 +195,4 @@ def test_the_cli_serves_the_simulator_as_judge(tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+

@@ -81,7 +81,7 @@ class RewardLimits:
 
 
 class RewardItem(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # no true for 1, no "1" for 1
 
     completion: str = Field(max_length=HARD_MAX_TEXT_CHARS, description="the model's output to score")
     problem: str | None = Field(None, max_length=HARD_MAX_TEXT_CHARS,
@@ -105,13 +105,13 @@ NEEDS: dict[tuple[str, bool], tuple[str, ...]] = {  # (task, with_meta) -> field
 
 
 class RewardRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # no true for 1, no "1" for 1
 
     task: Literal["verifier", "meta-verifier", "generator"]
     items: list[RewardItem] = Field(min_length=1, max_length=HARD_MAX_ITEMS)
     with_meta: bool = Field(False, description="verifier: multiply by the meta-verifier's rating of each analysis")
-    alpha: float = Field(ALPHA, ge=0.0, description="generator: weight of the proof's score")
-    beta: float = Field(BETA, ge=0.0, description="generator: weight of the self evaluation's reward")
+    alpha: float = Field(ALPHA, ge=0.0, allow_inf_nan=False, description="generator: weight of the proof's score")
+    beta: float = Field(BETA, ge=0.0, allow_inf_nan=False, description="generator: weight of the self evaluation's reward")
 
     @model_validator(mode="after")
     def items_have_what_the_task_needs(self) -> "RewardRequest":
@@ -143,6 +143,17 @@ class RewardResponse(BaseModel):
     task: str
     results: list[ItemResult]
     stats: BatchStats
+
+
+class ErrorDetail(BaseModel):
+    detail: str
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorDetail, "description": "the body is not JSON"},
+    413: {"model": ErrorDetail, "description": "more items or longer texts than this server's limits"},
+    503: {"model": ErrorDetail, "description": "a judged task on a server started without a judge"},
+}
 
 
 class BoundedCallCache:
@@ -236,7 +247,7 @@ def reward_router(judge: Judge | None, *, limits: RewardLimits = RewardLimits())
     router = APIRouter(tags=["rewards"])
     totals = {"batches": 0, **BatchStats().model_dump(exclude={"seconds"})}
 
-    @router.post("/v1/rewards", response_model=RewardResponse)
+    @router.post("/v1/rewards", response_model=RewardResponse, responses=ERRORS)
     async def score(request: RewardRequest) -> RewardResponse:
         """Score a batch of completions with the paper's rewards (module docstring)."""
         check_limits(request, limits)
