@@ -55,10 +55,11 @@ from proofloop.models.wrapper import Model
 from proofloop.train.judge import Judge
 from proofloop.train.rewards import ALPHA, BETA, Reward, meta_verifier_reward, verifier_reward
 
-require("fastapi", "serve", "the reward server")
-log = logging.getLogger(__name__)
+require("fastapi", "serve", "the reward server")  # one clear line without the extra
 from fastapi import APIRouter, FastAPI, HTTPException  # noqa: E402
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator  # noqa: E402
+
+log = logging.getLogger(__name__)
 
 __all__ = ["RewardLimits", "RewardRequest", "RewardResponse", "reward_router", "create_app", "judge_from_settings",
            "BoundedCallCache"]
