@@ -81,8 +81,12 @@ def phrase_regex(phrase: str) -> re.Pattern[str]:
         return "".join(re.escape(c) + ("?" if i > 0 and w[i - 1] == c else "") for i, c in enumerate(w))
 
     gap = r"[\s*_\"'“”‘’`,:.\-]+"
-    return re.compile(r"\b" + gap.join(word(w) for w in words) + r"(?![A-Za-z])[\s*_\"'“”‘’`:.]*",
-                      re.IGNORECASE)
+    # "\bB..." written as "B(?<!\wB)...": the same matches, but a pattern that opens with a
+    # letter lets the regex engine skip ahead to that letter, which scans a long answer 2-3 x
+    # faster (a reward parses every completion of a training step).
+    first = re.escape(words[0][0])
+    body = gap.join(word(w) for w in words)[len(first):]
+    return re.compile(first + rf"(?<!\w{first})" + body + r"(?![A-Za-z])[\s*_\"'“”‘’`:.]*", re.IGNORECASE)
 
 
 _PHRASES: dict[str, re.Pattern[str]] = {}
