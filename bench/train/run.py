@@ -20,8 +20,10 @@ analysis. Three measurements:
 3. stack CPU: process_time of the whole judged step (Judge, roles, model layer, the simulated
    provider and server) per completion, and the part of it the simulator spent writing texts.
 4. http: the same step through the reward server (uvicorn, in a thread) and `proofloop sim
-   serve` (a subprocess, time_scale 100) on the real clock: the reward request's wall time
-   against the slowest judge call as the reward server saw it.
+   serve` (a subprocess, time_scale 200) on the real clock, with the judge's answers whole and
+   streamed: the reward request's wall time against the slowest judge call as the reward
+   server saw it, and the CPU of this process (reward server, its judge's HTTP client, the
+   bench's own client) per completion.
 """
 
 from __future__ import annotations
@@ -189,13 +191,9 @@ def reward_cpu(batch: Batch, repeats: int) -> dict[str, float]:
 # ---- 4: through HTTP ----------------------------------------------------------------------------
 
 
-def http_step(batch: Batch, step: Step, time_scale: float) -> dict[str, Any]:
-    """The generator step through the reward server and `proofloop sim serve`, real clock."""
-    import httpx
-
-    from proofloop.sim.http import ServerThread
-    from proofloop.train.reward_server import create_app, judge_from_settings
-
+def http_step(batch: Batch, step: Step, time_scale: float) -> list[dict[str, Any]]:
+    """The generator step through the reward server and `proofloop sim serve`, real clock; the
+    judge's answers whole (the reward server's default) and streamed."""
     with tempfile.TemporaryDirectory() as tmp:
         url_file = Path(tmp) / "url"
         sim = subprocess.Popen([sys.executable, "-m", "proofloop.cli", "sim", "serve", "--port", "0",
@@ -207,27 +205,40 @@ def http_step(batch: Batch, step: Step, time_scale: float) -> dict[str, Any]:
                 if sim.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("proofloop sim serve did not start")
                 time.sleep(0.05)
-            judge = judge_from_settings(ModelSettings(provider="openai", base_url=url_file.read_text().strip(),
-                                                      model="sim-1"), api_key="none", n=step.n, seed=0)
-            timed = Timed(judge.model.provider)
-            judge.model.provider = timed
-            body = {"task": "generator", "items": [{"problem": p, "completion": o} for p, o in batch.generator]}
-            with ServerThread(create_app(judge)) as server:
-                t0 = time.monotonic()
-                answer = httpx.post(server.base_url + "/rewards", json=body, timeout=600).json()
-                wall = time.monotonic() - t0
+            return [one_http_step(batch, step, url_file.read_text().strip(), stream) | {"time_scale": time_scale}
+                    for stream in (False, True)]
         finally:
             sim.terminate()
             sim.wait(10)
-    return {"time_scale": time_scale, "completions": answer["stats"]["completions"], "requests": len(timed.calls),
+
+
+def one_http_step(batch: Batch, step: Step, judge_url: str, stream: bool) -> dict[str, Any]:
+    import httpx
+
+    from proofloop.models.base import ACTIVITY
+    from proofloop.sim.http import ServerThread
+    from proofloop.train.reward_server import create_app, judge_from_settings
+
+    settings = ModelSettings(provider="openai", base_url=judge_url, model="sim-1", stream=stream)
+    judge = judge_from_settings(settings, api_key="none", n=step.n, seed=0)
+    timed = Timed(judge.model.provider)
+    judge.model.provider = timed
+    body = {"task": "generator", "items": [{"problem": p, "completion": o} for p, o in batch.generator]}
+    with ServerThread(create_app(judge)) as server:
+        t0, cpu0, chunks0 = time.monotonic(), time.process_time(), ACTIVITY.streamed
+        answer = httpx.post(server.base_url + "/rewards", json=body, timeout=600).json()
+        wall, cpu, chunks = time.monotonic() - t0, time.process_time() - cpu0, ACTIVITY.streamed - chunks0
+    done = answer["stats"]["completions"]
+    return {"stream": stream, "completions": done, "requests": len(timed.calls), "chunks": chunks,
             "wall_s": round(wall, 3), "slowest_call_s": round(timed.slowest_s, 3),
-            "ratio": round(wall / timed.slowest_s, 3), "no_reward": answer["stats"]["failed_judgements"]}
+            "ratio": round(wall / timed.slowest_s, 3), "no_reward": answer["stats"]["failed_judgements"],
+            "server_cpu_ms": round(1000 * cpu / done, 3)}
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="16 completions, fewer repeats")
-    ap.add_argument("--time-scale", type=float, default=100.0, help="the HTTP part's simulated seconds per second")
+    ap.add_argument("--time-scale", type=float, default=200.0, help="the HTTP part's simulated seconds per second")
     ap.add_argument("--no-http", action="store_true", help="skip the HTTP part")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args(argv)
@@ -255,10 +266,12 @@ def render(out: dict[str, Any]) -> str:
     for name, c in out["reward_cpu"].items():
         lines.append(f"| {name} | {c['mean_kb']} | {c['generator_ms']} | {c['verifier_ms']} |")
     if "http" in out:
-        h = out["http"]
-        lines += ["", f"http (time_scale {h['time_scale']}): {h['requests']} judge requests, reward request "
-                      f"{h['wall_s']} s, slowest judge call {h['slowest_call_s']} s, ratio {h['ratio']}, "
-                      f"no reward {h['no_reward']}"]
+        lines += ["", "| judge answers (HTTP, real clock) | requests | streamed chunks | wall s | slowest call s | "
+                      "ratio | no reward | reward server CPU ms/compl. |", "|---|---|---|---|---|---|---|---|"]
+        for h in out["http"]:
+            lines.append(f"| {'streamed' if h['stream'] else 'whole'} (time_scale {h['time_scale']:g}) | "
+                         f"{h['requests']} | {h['chunks']} | {h['wall_s']} | {h['slowest_call_s']} | {h['ratio']} | "
+                         f"{h['no_reward']} | {h['server_cpu_ms']} |")
     return "\n".join(lines)
 
 

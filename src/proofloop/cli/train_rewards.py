@@ -33,6 +33,10 @@ def serve_rewards(
         min=1, help="judge requests in flight (a step sends two per generator completion, all at once)")] = 512,
     judge_max_tokens: Annotated[int, typer.Option(min=1, help="max tokens per judge analysis or rating")] = 65536,
     seed: Annotated[Optional[int], typer.Option(help="seed of the judge's sampling (reproducible judgements)")] = None,
+    judge_stream: Annotated[bool, typer.Option(
+        help="stream the judge's answers (costs ~0.1 ms of CPU per token here; whole answers by default)")] = False,
+    judge_timeout: Annotated[float, typer.Option(
+        min=1.0, help="seconds a whole (not streamed) judge answer may take")] = 7200.0,
     max_batch: Annotated[int, typer.Option(min=1, max=8192, help="most items per request (413 above)")] = 1024,
     max_text_chars: Annotated[int, typer.Option(
         min=1, max=2_000_000, help="most characters per text field (413 above)")] = 1_000_000,
@@ -46,9 +50,10 @@ def serve_rewards(
 
     judge = None
     if judge_provider or judge_base_url:
-        settings = ModelSettings(provider=judge_provider or "openai", base_url=judge_base_url, model=judge_model)
+        settings = ModelSettings(provider=judge_provider or "openai", base_url=judge_base_url, model=judge_model,
+                                 stream=judge_stream)
         judge = judge_from_settings(settings, api_key=judge_api_key, n=n, max_concurrency=max_concurrency,
-                                    max_tokens=judge_max_tokens, seed=seed)
+                                    max_tokens=judge_max_tokens, seed=seed, response_timeout_s=judge_timeout)
     elif judge_model:
         raise UserInputError("--judge-model needs --judge-base-url (or --judge-provider)")
     serve(create_app(judge, limits=RewardLimits(max_batch, max_text_chars)), host, port, url_file=url_file,

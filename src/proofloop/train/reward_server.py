@@ -48,7 +48,7 @@ from typing import Any, Literal
 
 from proofloop.errors import ModelError, ProofloopError
 from proofloop.extras import require
-from proofloop.models.base import Sampling
+from proofloop.models.base import Sampling, Timeouts
 from proofloop.models.cache import CallRecord, FailureRecord
 from proofloop.models.factory import ModelSettings, build_provider
 from proofloop.models.wrapper import Model
@@ -196,14 +196,21 @@ class BoundedCallCache:
 
 def judge_from_settings(settings: ModelSettings, *, api_key: str | None = None, n: int = 4,
                         max_concurrency: int = 512, max_tokens: int = 65536, temperature: float = 1.0,
-                        top_p: float = 0.95, seed: int | None = None, cache_records: int = 100_000) -> Judge:
-    """A judge on the server `settings` describe. The concurrency cap is high by default: a
-    GRPO step sends one verification and one meta-verification request per completion, all at
-    once, and the step waits for the slowest (8 in flight would make a 64-completion step 16
-    calls long instead of one)."""
+                        top_p: float = 0.95, seed: int | None = None, cache_records: int = 100_000,
+                        response_timeout_s: float = 7200.0) -> Judge:
+    """A judge on the server `settings` describe.
+
+    The concurrency cap is high by default: a GRPO step sends one verification and one
+    meta-verification request per completion, all at once, and the step waits for the slowest
+    (8 in flight would make a 64-completion step 16 calls long instead of one). With
+    `settings.stream` False (what `serve-rewards` uses unless --judge-stream), each answer
+    comes whole: a streamed answer costs this process about 0.1 ms of CPU per chunk, one token
+    on vLLM or SGLang, which for a step of long analyses adds up to minutes of CPU (see
+    bench/train/RESULTS.md); a whole answer then has `response_timeout_s` to arrive."""
     settings, key = settings.resolved(api_key)
-    model = Model(build_provider(settings, key), namespace="rewards", max_concurrency=max_concurrency,
-                  cache=BoundedCallCache(cache_records), endpoint=settings.endpoint)
+    timeouts = Timeouts() if settings.stream else Timeouts(idle_read_s=response_timeout_s)
+    model = Model(build_provider(settings, key, timeouts=timeouts), namespace="rewards", timeouts=timeouts,
+                  max_concurrency=max_concurrency, cache=BoundedCallCache(cache_records), endpoint=settings.endpoint)
     return Judge(model, n=n, sampling=Sampling(temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed))
 
 
