@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install browser bench-search-quick bench-search clean
+.PHONY: demo test install browser bench-search-quick bench-search bench-train clean
 
 # torch is pinned here, not in pyproject.toml: 2.13.0 is the CPU build this machine has on disk
 # (an unpinned torch would pull a multi-GB CUDA build).
@@ -39,6 +39,9 @@ bench-search-quick: $(STAMP)
 
 bench-search: $(STAMP)
 	$(BIN)/python bench/search/run.py
+
+bench-train: $(STAMP)
+	$(BIN)/python bench/train/run.py
 
 clean:
 	rm -rf $(VENV) .proofloop build *.egg-info

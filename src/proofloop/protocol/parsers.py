@@ -81,8 +81,12 @@ def phrase_regex(phrase: str) -> re.Pattern[str]:
         return "".join(re.escape(c) + ("?" if i > 0 and w[i - 1] == c else "") for i, c in enumerate(w))
 
     gap = r"[\s*_\"'“”‘’`,:.\-]+"
-    return re.compile(r"\b" + gap.join(word(w) for w in words) + r"(?![A-Za-z])[\s*_\"'“”‘’`:.]*",
-                      re.IGNORECASE)
+    # "\bB..." written as "B(?<!\wB)...": the same matches, but a pattern that opens with a
+    # letter lets the regex engine skip ahead to that letter, which scans a long answer 2-3 x
+    # faster (a reward parses every completion of a training step).
+    first = re.escape(words[0][0])
+    body = gap.join(word(w) for w in words)[len(first):]
+    return re.compile(first + rf"(?<!\w{first})" + body + r"(?![A-Za-z])[\s*_\"'“”‘’`:.]*", re.IGNORECASE)
 
 
 _PHRASES: dict[str, re.Pattern[str]] = {}
@@ -261,10 +265,10 @@ def user_proof(text: str | None) -> ParsedProof:
 
 
 def _parse_analysis(text: str | None, reasoning: str | None, finish_reason: str | None,
-                    phrase: str) -> ParsedAnalysis:
+                    phrase: str, issues: bool) -> ParsedAnalysis:
     split = split_reasoning(text, reasoning)
     answer = split.answer
-    base = dict(reasoning=split.reasoning, analysis=answer or None, issues=extract_issues(answer))
+    base = dict(reasoning=split.reasoning, analysis=answer or None, issues=extract_issues(answer) if issues else [])
     if finish_reason == "length":
         return ParsedAnalysis(status=ParseStatus.TRUNCATED, cause=_TRUNCATED_CAUSE, **base)
     if not answer:
@@ -273,16 +277,18 @@ def _parse_analysis(text: str | None, reasoning: str | None, finish_reason: str 
     return ParsedAnalysis(status=score.status, cause=score.cause, score=score.score, **base)
 
 
-def parse_verification(text: str | None, *, reasoning: str | None = None,
-                       finish_reason: str | None = None) -> ParsedAnalysis:
-    """A verifier output: the analysis, its score (after FINAL_SCORE_PHRASE) and the issues it names."""
-    return _parse_analysis(text, reasoning, finish_reason, FINAL_SCORE_PHRASE)
+def parse_verification(text: str | None, *, reasoning: str | None = None, finish_reason: str | None = None,
+                       issues: bool = True) -> ParsedAnalysis:
+    """A verifier output: the analysis, its score (after FINAL_SCORE_PHRASE) and the issues it
+    names (`issues=False`: left empty, for callers that need the verdict only: the issue
+    heuristic costs about 0.2 ms per KB, the rest of the parse a tenth of that)."""
+    return _parse_analysis(text, reasoning, finish_reason, FINAL_SCORE_PHRASE, issues)
 
 
-def parse_meta_verification(text: str | None, *, reasoning: str | None = None,
-                            finish_reason: str | None = None) -> ParsedAnalysis:
+def parse_meta_verification(text: str | None, *, reasoning: str | None = None, finish_reason: str | None = None,
+                            issues: bool = True) -> ParsedAnalysis:
     """A meta-verifier output: its rating of a verifier analysis (after META_FINAL_PHRASE) in `score`."""
-    return _parse_analysis(text, reasoning, finish_reason, META_FINAL_PHRASE)
+    return _parse_analysis(text, reasoning, finish_reason, META_FINAL_PHRASE, issues)
 
 
 # ---------------------------------------------------------------- issues (heuristic)

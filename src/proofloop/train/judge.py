@@ -29,7 +29,7 @@ from proofloop.models.base import Sampling
 from proofloop.models.wrapper import Model
 from proofloop.protocol import Templates, parse_proof
 from proofloop.roles import meta_verify, verify
-from proofloop.train.rewards import Reward, generator_reward, verifier_reward
+from proofloop.train.rewards import ALPHA, BETA, Reward, generator_reward, verifier_reward
 
 
 @dataclass
@@ -63,14 +63,17 @@ class Judge:
                                 templates=self.templates)
         return r.rating if r.ok else None
 
-    async def generator_reward(self, problem: str, output: str) -> Reward:
+    async def generator_reward(self, problem: str, output: str, *, alpha: float = ALPHA,
+                               beta: float = BETA) -> Reward:
+        """The generator's reward for one output; the verifier and the meta-verifier judge it
+        at the same time (neither needs the other's answer)."""
         parsed = parse_proof(output)
         if parsed.status.value != "ok":
-            return self._count(generator_reward(output, None, None))  # the format decides: no calls
+            return self._count(generator_reward(output, None, None, alpha=alpha, beta=beta))  # no calls
         proof_score, rating = await asyncio.gather(
             self.proof_score(problem, parsed.solution or ""),
             self.rating(problem, parsed.solution or "", parsed.self_evaluation or ""))
-        return self._count(generator_reward(output, proof_score, rating))
+        return self._count(generator_reward(output, proof_score, rating, alpha=alpha, beta=beta))
 
     async def generator_rewards(self, problem: str, outputs: list[str]) -> list[Reward]:
         """The generator's rewards for one prompt's completions, judged concurrently."""
@@ -80,14 +83,17 @@ class Judge:
                                with_meta: bool = False) -> list[Reward]:
         """The verifier's rewards for analyses of `proof` (expert score `target`); with
         `with_meta`, each analysis that keeps its format is also rated by the meta-verifier."""
-        async def one(output: str) -> Reward:
-            plain = verifier_reward(output, target)
-            if not with_meta or plain.components.get("format") == 0.0:  # a broken analysis costs no call
-                return self._count(plain)
-            rating = await self.rating(problem, proof, output)
-            return self._count(verifier_reward(output, target, meta=rating, needs_meta=True))
+        return list(await asyncio.gather(*(self.verifier_reward(problem, proof, o, target, with_meta=with_meta)
+                                           for o in outputs)))
 
-        return list(await asyncio.gather(*(one(o) for o in outputs)))
+    async def verifier_reward(self, problem: str, proof: str, output: str, target: float, *,
+                              with_meta: bool = False) -> Reward:
+        """The verifier's reward for one analysis of `proof` (see verifier_rewards)."""
+        plain = verifier_reward(output, target)
+        if not with_meta or plain.components.get("format") == 0.0:  # a broken analysis costs no call
+            return self._count(plain)
+        rating = await self.rating(problem, proof, output)
+        return self._count(verifier_reward(output, target, meta=rating, needs_meta=True))
 
     def _count(self, reward: Reward) -> Reward:
         self.stats.completions += 1

@@ -96,7 +96,7 @@ def verifier_reward(output: str, target: float, *, meta: float | None = None, ne
     """The verifier's reward for one analysis of a proof whose expert score is `target`.
     `meta`: the meta-verifier's rating of this analysis (with `needs_meta`, None means the
     meta-verifier failed: no reward)."""
-    p = parse_verification(output, reasoning=reasoning, finish_reason=finish_reason)
+    p = parse_verification(output, reasoning=reasoning, finish_reason=finish_reason, issues=False)  # verdict only
     return _scored_reward(p.status.value, p.cause, p.score, target, meta, needs_meta)
 
 
@@ -104,7 +104,7 @@ def meta_verifier_reward(output: str, target: float, *, meta: float | None = Non
                          reasoning: str | None = None, finish_reason: str | None = None) -> Reward:
     """The meta-verifier's reward for one rating of an analysis whose expert quality rating
     is `target` (the same form as the verifier's)."""
-    p = parse_meta_verification(output, reasoning=reasoning, finish_reason=finish_reason)
+    p = parse_meta_verification(output, reasoning=reasoning, finish_reason=finish_reason, issues=False)
     return _scored_reward(p.status.value, p.cause, p.score, target, meta, needs_meta)
 
 
