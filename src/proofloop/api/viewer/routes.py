@@ -66,23 +66,37 @@ def as_store(store: Store | Callable[[], Store] | str | Path) -> Callable[[], St
     return store
 
 
+class Renderer:
+    """Pages from the templates, with the security headers; `link` in a template is a route's path."""
+
+    def __init__(self) -> None:
+        self.env = environment()
+
+    def page(self, request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+        def link(route: str, **params: Any) -> str:
+            return request.url_for(route, **{k: str(v) for k, v in params.items()}).path
+
+        html = self.env.get_template(template).render(link=link, request=request, **context)
+        return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+
+    def not_found(self, request: Request, what: str) -> HTMLResponse:
+        return self.page(request, "message.html", 404, title="Not found", message=what)
+
+
 def viewer_router(store: Store | Callable[[], Store] | str | Path, *, start_verify: StartVerify | None = None,
                   events_url: str = EVENTS_URL) -> APIRouter:
     """The viewer's pages over a run store. `start_verify(problem, proof)` starts a verify run
     and returns its id (None: the verify form says the server does not offer it);
     `events_url` is where a running run's page listens for progress ({run_id} filled in)."""
-    get_store, env, router = as_store(store), environment(), APIRouter()
+    router, render, get_store = APIRouter(), Renderer(), as_store(store)
+    add_static(router)
+    add_run_pages(router, render, get_store, events_url)
+    add_record_pages(router, render, get_store)
+    add_verify(router, render, start_verify)
+    return router
 
-    def page(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
-        def link(route: str, **params: Any) -> str:
-            return request.url_for(route, **{k: str(v) for k, v in params.items()}).path
 
-        html = env.get_template(template).render(link=link, request=request, **context)
-        return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
-
-    def not_found(request: Request, what: str) -> HTMLResponse:
-        return page(request, "message.html", 404, title="Not found", message=what)
-
+def add_static(router: APIRouter) -> None:
     @router.get("/static/{name}", name="viewer_static", include_in_schema=False)
     def static(name: str) -> Response:
         if name not in STATIC:
@@ -90,43 +104,48 @@ def viewer_router(store: Store | Callable[[], Store] | str | Path, *, start_veri
         return Response((HERE / "static" / name).read_bytes(), media_type=STATIC[name],
                         headers={**SECURITY_HEADERS, "Cache-Control": "max-age=3600"})
 
+
+PageNo = Query(1, alias="page", ge=1, le=10_000)
+
+
+def add_run_pages(router: APIRouter, render: Renderer, get_store: Callable[[], Store], events_url: str) -> None:
     @router.get("/", name="viewer_runs", response_class=HTMLResponse, include_in_schema=False)
-    def runs(request: Request, page_no: int = Query(1, alias="page", ge=1, le=10_000),
-             kind: str = Query("", max_length=40)) -> HTMLResponse:
-        return page(request, "runs.html", **pages.run_list(get_store(), page=page_no, kind=kind))
+    def runs(request: Request, page_no: int = PageNo, kind: str = Query("", max_length=40)) -> HTMLResponse:
+        return render.page(request, "runs.html", **pages.run_list(get_store(), page=page_no, kind=kind))
 
     @router.get("/runs/{run_id}", name="viewer_run", response_class=HTMLResponse, include_in_schema=False)
-    def run(request: Request, run_id: str, page_no: int = Query(1, alias="page", ge=1, le=10_000)) -> HTMLResponse:
+    def run(request: Request, run_id: str, page_no: int = PageNo) -> HTMLResponse:
         s = get_store()
         found = s.get_run(run_id)
         if found is None:
-            return not_found(request, f"no run {run_id!r}")
+            return render.not_found(request, f"no run {run_id!r}")
         problems = s.problems(run_id)
         view = pages.problem_view(s, found, problems[0], page=page_no) if len(problems) == 1 else None
-        return page(request, "run.html", run=found, usage=pages.usage_by_role(s, run_id), problems=problems,
-                    view=view, bench=found.kind in pages.BENCH_KINDS, events=events_url.format(run_id=run_id))
+        return render.page(request, "run.html", run=found, usage=pages.usage_by_role(s, run_id), problems=problems,
+                           view=view, bench=found.kind in pages.BENCH_KINDS, events=events_url.format(run_id=run_id))
 
     @router.get("/runs/{run_id}/problems/{problem_id}", name="viewer_problem", response_class=HTMLResponse,
                 include_in_schema=False)
-    def problem(request: Request, run_id: str, problem_id: int,
-                page_no: int = Query(1, alias="page", ge=1, le=10_000)) -> HTMLResponse:
+    def problem(request: Request, run_id: str, problem_id: int, page_no: int = PageNo) -> HTMLResponse:
         s = get_store()
         found = s.get_run(run_id)
         chosen = [p for p in s.problems(run_id) if p.id == problem_id] if found else []
         if not chosen:
-            return not_found(request, f"no problem {problem_id} in run {run_id!r}")
-        return page(request, "problem.html", run=found, view=pages.problem_view(s, found, chosen[0], page=page_no))
+            return render.not_found(request, f"no problem {problem_id} in run {run_id!r}")
+        return render.page(request, "problem.html", run=found,
+                           view=pages.problem_view(s, found, chosen[0], page=page_no))
 
+
+def add_record_pages(router: APIRouter, render: Renderer, get_store: Callable[[], Store]) -> None:
     @router.get("/runs/{run_id}/proofs/{proof_id}", name="viewer_proof", response_class=HTMLResponse,
                 include_in_schema=False)
-    def proof(request: Request, run_id: str, proof_id: str,
-              page_no: int = Query(1, alias="page", ge=1, le=10_000)) -> HTMLResponse:
+    def proof(request: Request, run_id: str, proof_id: str, page_no: int = PageNo) -> HTMLResponse:
         s = get_store()
         found = s.get_run(run_id)
         stored = proof_text(s, run_id, proof_id) if found else None
         if stored is None:
-            return not_found(request, f"no proof {proof_id!r} in run {run_id!r}")
-        return page(request, "proof.html", run=found, view=pages.proof_view(s, found, stored, page=page_no))
+            return render.not_found(request, f"no proof {proof_id!r} in run {run_id!r}")
+        return render.page(request, "proof.html", run=found, view=pages.proof_view(s, found, stored, page=page_no))
 
     @router.get("/runs/{run_id}/bench", name="viewer_bench", response_class=HTMLResponse, include_in_schema=False)
     def bench(request: Request, run_id: str, threshold: float = Query(DEFAULT_THRESHOLD, ge=0.0, le=1.0),
@@ -134,20 +153,22 @@ def viewer_router(store: Store | Callable[[], Store] | str | Path, *, start_veri
         s = get_store()
         found = s.get_run(run_id)
         if found is None:
-            return not_found(request, f"no run {run_id!r}")
-        return page(request, "bench.html", run=found,
-                    view=pages.bench_view(s, found, threshold=threshold, grader=grader or None))
+            return render.not_found(request, f"no run {run_id!r}")
+        return render.page(request, "bench.html", run=found,
+                           view=pages.bench_view(s, found, threshold=threshold, grader=grader or None))
 
+
+def add_verify(router: APIRouter, render: Renderer, start_verify: StartVerify | None) -> None:
     @router.get("/verify", name="viewer_verify_form", response_class=HTMLResponse, include_in_schema=False)
     def verify_form(request: Request) -> HTMLResponse:
-        return page(request, "verify.html", problem="", proof="", error=None, enabled=start_verify is not None)
+        return render.page(request, "verify.html", problem="", proof="", error=None, enabled=start_verify is not None)
 
     @router.post("/verify", name="viewer_verify", include_in_schema=False)
     async def verify(request: Request) -> Response:
         body = await request.body()
         if len(body) > MAX_FORM_BYTES:
-            return page(request, "message.html", 413, title="Too large",
-                        message=f"a problem and a proof of at most {MAX_FORM_BYTES} bytes, please")
+            return render.page(request, "message.html", 413, title="Too large",
+                               message=f"a problem and a proof of at most {MAX_FORM_BYTES} bytes, please")
         form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
         problem_text, proof_text_ = form.get("problem", "").strip(), form.get("proof", "").strip()
         error = None if start_verify else "this server does not verify proofs"
@@ -160,7 +181,5 @@ def viewer_router(store: Store | Callable[[], Store] | str | Path, *, start_veri
                 return RedirectResponse(request.url_for("viewer_run", run_id=run_id).path, status_code=303)
             except UserInputError as e:
                 error = str(e)
-        return page(request, "verify.html", 400 if start_verify else 503, problem=problem_text, proof=proof_text_,
-                    error=error, enabled=start_verify is not None)
-
-    return router
+        return render.page(request, "verify.html", 400 if start_verify else 503, problem=problem_text,
+                           proof=proof_text_, error=error, enabled=start_verify is not None)
