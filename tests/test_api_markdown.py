@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from proofloop.api.markdown import clean_mathml, render_markdown, safe_link, tex_to_mathml
+from proofloop.api.markdown import clean_mathml, render_inline, render_markdown, safe_link, tex_to_mathml
 
 DSM2_OUTPUTS = Path("/work/shared/data/dsm2/outputs")
 
@@ -188,6 +188,11 @@ def test_safe_links_keep_their_target_and_tell_the_browser_not_to_follow_them(ur
     assert link and link[0]["href"] == url and link[0]["rel"] == "nofollow noopener noreferrer"
 
 
+def test_an_issue_line_renders_its_formulas_without_a_paragraph():
+    html = render_inline("Step 3: the bound $x < 1$ fails for \\(n\\) even <b>really</b>")
+    assert not html.startswith("<p>") and html.count("<math") == 2 and "&lt;b&gt;" in html
+
+
 def test_images_are_not_loaded():
     html = render_markdown("![tracker](https://example.org/pixel.png)")
     assert "<img" not in html
@@ -206,9 +211,9 @@ MARKDOWNISH = st.lists(TOKENS | st.text(max_size=5), max_size=40).map("".join)
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(MARKDOWNISH)
 def test_no_input_produces_script_event_handlers_or_script_links(text):
-    html = render_markdown(text)  # never raises
-    assert "<script" not in html.lower()
-    assert_safe(html)
+    for html in (render_markdown(text), render_inline(text)):  # never raises
+        assert "<script" not in html.lower()
+        assert_safe(html)
 
 
 @settings(max_examples=300, deadline=None)

@@ -218,3 +218,12 @@ PARSER = make_parser()
 def render_markdown(text: str) -> str:
     """HTML for a model's Markdown with LaTeX (safe to place inside a page as is)."""
     return PARSER.render(text)
+
+
+def render_inline(text: str) -> str:
+    """The same for one line (an issue, a title): no paragraph around it, no block.
+
+    >>> render_inline("the bound $x<1$ fails")[:34]
+    'the bound <span class="math inline'
+    """
+    return PARSER.renderInline(text)

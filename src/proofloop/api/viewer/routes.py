@@ -27,7 +27,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
 
+from proofloop.api.markdown import render_inline
 from proofloop.api.viewer import pages
 from proofloop.api.viewer.queries import proof_text
 from proofloop.bench.metrics import DEFAULT_THRESHOLD
@@ -35,7 +37,8 @@ from proofloop.errors import UserInputError
 from proofloop.store import Store
 
 HERE = Path(str(files("proofloop.api.viewer")))
-STATIC = {"viewer.css": "text/css; charset=utf-8", "live.js": "text/javascript; charset=utf-8"}
+STATIC = {"viewer.css": "text/css; charset=utf-8", "live.js": "text/javascript; charset=utf-8",
+          "favicon.svg": "image/svg+xml"}
 # No inline script or style, nothing from elsewhere; forms post only here; no framing.
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
@@ -52,6 +55,7 @@ def environment() -> Environment:
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["score"] = lambda x: "-" if x is None else f"{x:.3f}"
     env.filters["money"] = lambda x: "unknown" if x is None else f"${x:.4f}"
+    env.filters["inline_md"] = lambda s: Markup(render_inline(str(s)))  # safe: escaped by the renderer
     env.filters["short"] = lambda s: s if len(str(s)) <= 14 else f"{str(s)[:12]}…"
     return env
 
