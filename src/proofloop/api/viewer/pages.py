@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from functools import lru_cache
 from typing import Any
 
 from proofloop.api.markdown import render_markdown
@@ -36,6 +37,26 @@ def pages(total: int, per_page: int, page: int) -> dict[str, int]:
     page = min(max(1, page), last)
     return {"page": page, "last": last, "total": total, "start": (page - 1) * per_page,
             "stop": min(total, page * per_page)}
+
+
+def settled(run: Run) -> bool:
+    """A finished or failed run changes only when resumed, which changes its updated_at: what
+    is read from it can be kept, keyed by that time."""
+    return run.status.value in ("finished", "failed")
+
+
+@lru_cache(maxsize=64)
+def settled_usage(store: Store, run_id: str, updated_at: Any) -> dict[str, Any]:
+    return usage_by_role(store, run_id)
+
+
+@lru_cache(maxsize=64)
+def settled_stats(store: Store, run_id: str, problem_id: int, updated_at: Any) -> list[Q.ProofStats]:
+    return Q.proof_stats(store, run_id, problem_id)
+
+
+def run_usage_view(store: Store, run: Run) -> dict[str, Any]:
+    return settled_usage(store, run.id, run.updated_at) if settled(run) else usage_by_role(store, run.id)
 
 
 def usage_by_role(store: Store, run_id: str) -> dict[str, Any]:
@@ -76,7 +97,7 @@ def run_list(store: Store, *, page: int, kind: str | None = None) -> dict[str, A
     for r in shown:
         usage = (r.summary or {}).get("usage") if r.summary else None
         if usage is None:  # not finished: count what is stored
-            t = usage_by_role(store, r.id)["total"]
+            t = run_usage_view(store, r)["total"]
             usage = {"prompt_tokens": t["prompt_tokens"], "completion_tokens": t["completion_tokens"],
                      "cost_usd": t["cost_usd"], "calls": t["calls"]}
         rows.append({"run": r, "problem": problem_line(r), "progress": progress(r, counts.get(r.id, {})),
@@ -135,7 +156,10 @@ def rejected(ratings: list[dict[str, Any]]) -> bool:
 
 
 def problem_view(store: Store, run: Run, problem: Any, *, page: int) -> dict[str, Any]:
-    stats = Q.proof_stats(store, run.id, problem.id)
+    # A search's numbers are aggregated over every analysis (65,536 in a paper-size search):
+    # read once per finished run, again whenever it is still going.
+    stats = (settled_stats(store, run.id, problem.id, run.updated_at) if settled(run)
+             else Q.proof_stats(store, run.id, problem.id))
     chosen, how = chosen_proof_id(run, problem, stats)
     by_id = {s.id: s for s in stats}
     where = pages(len(stats), PROOFS_PER_PAGE, page)

@@ -125,7 +125,7 @@ def add_run_pages(router: APIRouter, render: Renderer, get_store: Callable[[], S
             return render.not_found(request, f"no run {run_id!r}")
         problems = s.problems(run_id)
         view = pages.problem_view(s, found, problems[0], page=page_no) if len(problems) == 1 else None
-        return render.page(request, "run.html", run=found, usage=pages.usage_by_role(s, run_id), problems=problems,
+        return render.page(request, "run.html", run=found, usage=pages.run_usage_view(s, found), problems=problems,
                            view=view, bench=found.kind in pages.BENCH_KINDS, events=events_url.format(run_id=run_id))
 
     @router.get("/runs/{run_id}/problems/{problem_id}", name="viewer_problem", response_class=HTMLResponse,
