@@ -40,5 +40,8 @@ bench-search-quick: $(STAMP)
 bench-search: $(STAMP)
 	$(BIN)/python bench/search/run.py
 
+bench-serve: $(STAMP)
+	PYTHONPATH=src $(BIN)/python bench/serve/run.py
+
 clean:
 	rm -rf $(VENV) .proofloop build *.egg-info
