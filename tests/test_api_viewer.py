@@ -196,6 +196,25 @@ def test_a_running_run_follows_its_events_and_refreshes_without_javascript(clien
     assert 'id="live"' not in client.get(f"/ui/runs/{runs.pool}").text
 
 
+def test_a_run_of_several_problems_lists_them_and_each_has_its_page(client, runs):
+    page = get(client, f"/ui/runs/{runs.graded}")
+    problems = runs.store.problems(runs.graded)
+    links = [a["href"] for a in page.all("a")]
+    for p in problems:
+        assert f"/ui/runs/{runs.graded}/problems/{p.id}" in links
+    assert f"/ui/runs/{runs.graded}/bench" in links
+    one = get(client, f"/ui/runs/{runs.graded}/problems/{problems[1].id}")
+    html = client.get(f"/ui/runs/{runs.graded}/problems/{problems[1].id}").text
+    assert "the only proof" in text_of(one) and "<math" in html  # its statement has a formula
+
+
+def test_a_store_given_by_path_is_opened_once(runs, tmp_path):
+    app = FastAPI()
+    app.include_router(viewer_router(runs.store.path))
+    c = TestClient(app)
+    assert runs.pool in c.get("/").text and runs.pool in c.get("/").text
+
+
 # ---- bench --------------------------------------------------------------------------------
 
 

@@ -23,6 +23,7 @@ from proofloop.api.viewer import queries as Q
 from proofloop.api.viewer.charts import RoundScores, scatter, score_chart
 from proofloop.bench import metrics as M
 from proofloop.bench.grading import proof_grades
+from proofloop.search.decisions import meta_rejected
 from proofloop.search.report import lineage_of
 from proofloop.store import Run, Store
 
@@ -151,8 +152,8 @@ def chosen_view(store: Store, run: Run, stats_by_id: dict[str, Q.ProofStats], ch
 
 
 def rejected(ratings: list[dict[str, Any]]) -> bool:
-    valid = [r["rating"] for r in ratings if r["status"] == "ok" and r["rating"] is not None]
-    return bool(valid) and sum(1 for r in valid if r == 0.0) * 2 > len(valid)
+    """The search's own rule (most valid meta ratings say the analysis's issues are not real)."""
+    return meta_rejected([r["rating"] if r["status"] == "ok" else None for r in ratings])
 
 
 def problem_view(store: Store, run: Run, problem: Any, *, page: int) -> dict[str, Any]:

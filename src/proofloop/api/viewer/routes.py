@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from functools import lru_cache
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -65,8 +66,7 @@ def as_store(store: Store | Callable[[], Store] | str | Path) -> Callable[[], St
     if isinstance(store, Store):
         return lambda: store
     if isinstance(store, (str, Path)):
-        opened: list[Store] = []
-        return lambda: opened[0] if opened else opened.append(Store(store)) or opened[0]
+        return lru_cache(maxsize=1)(lambda: Store(store))
     return store
 
 
