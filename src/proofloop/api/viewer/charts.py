@@ -10,11 +10,13 @@ Content-Security-Policy allows neither inline), only numbers and escaped labels.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
 WIDTH, HEIGHT = 640, 260
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # not allowed in XML, so not in SVG text
 LEFT, RIGHT, TOP, BOTTOM = 48, 16, 16, 36  # margins for the axes and their labels
 
 
@@ -93,5 +95,5 @@ def scatter(points: Sequence[tuple[float, float, str]], *, threshold: float, hum
     for pred, human, label in points:
         agree = (pred >= threshold) == (human >= human_accept)
         out.append(f'<circle cx="{x_of(pred, 0, 1)}" cy="{y_of(human)}" r="4" fill="{"#1f5fa8" if agree else "#c62828"}" '
-                   f'fill-opacity="0.7"><title>{escape(label)}: score {pred:.3f}, grade {human:.3f}</title></circle>')
+                   f'fill-opacity="0.7"><title>{escape(CONTROL.sub("", label))}: score {pred:.3f}, grade {human:.3f}</title></circle>')
     return "".join(out) + "</svg>"
