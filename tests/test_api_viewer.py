@@ -280,6 +280,19 @@ def test_the_verify_form_says_what_is_wrong(client, form, status, message):
         assert f">{form['problem']}</textarea>" in r.text  # what was typed is kept
 
 
+@pytest.mark.parametrize("headers", [{"origin": "https://evil.example"}, {"sec-fetch-site": "cross-site"}])
+def test_the_verify_form_refuses_a_post_from_another_site(client, started, headers):
+    before = len(started)
+    r = client.post("/ui/verify", data={"problem": "P", "proof": "Q"}, headers=headers, follow_redirects=False)
+    assert r.status_code == 403 and len(started) == before
+
+
+def test_the_verify_form_accepts_its_own_origin(client, started):
+    r = client.post("/ui/verify", data={"problem": "P", "proof": "Q"}, follow_redirects=False,
+                    headers={"origin": "http://testserver", "sec-fetch-site": "same-origin"})
+    assert r.status_code == 303 and started[-1] == ("P", "Q")
+
+
 def test_the_verify_form_refuses_a_huge_body_and_works_unwired(runs):
     app = FastAPI()
     app.include_router(viewer_router(runs.store))

@@ -44,7 +44,7 @@ STATIC = {"viewer.css": "text/css; charset=utf-8", "live.js": "text/javascript; 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 SECURITY_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
-                    "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"}
+                    "Referrer-Policy": "same-origin", "X-Frame-Options": "DENY"}
 MAX_FORM_BYTES = 1_000_000  # a problem and a proof; more is refused with 413
 EVENTS_URL = "/v1/runs/{run_id}/events"
 
@@ -162,6 +162,16 @@ def add_record_pages(router: APIRouter, render: Renderer, get_store: Callable[[]
                            view=pages.bench_view(s, found, threshold=threshold, grader=grader or None))
 
 
+def same_origin(request: Request) -> bool:
+    """False when the browser says the post came from another site: Sec-Fetch-Site where the
+    browser sends it, else Origin; a client that sends neither (curl, a test) is let through."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site in ("same-origin", "none")
+    origin = request.headers.get("origin")
+    return origin is None or origin == f"{request.url.scheme}://{request.url.netloc}"
+
+
 def add_verify(router: APIRouter, render: Renderer, start_verify: StartVerify | None) -> None:
     @router.get("/verify", name="viewer_verify_form", response_class=HTMLResponse, include_in_schema=False)
     def verify_form(request: Request) -> HTMLResponse:
@@ -169,6 +179,9 @@ def add_verify(router: APIRouter, render: Renderer, start_verify: StartVerify | 
 
     @router.post("/verify", name="viewer_verify", include_in_schema=False)
     async def verify(request: Request) -> Response:
+        if not same_origin(request):  # another site's page must not start (paid) runs in a reader's name
+            return render.page(request, "message.html", 403, title="Refused",
+                               message="the verify form only accepts posts from this site's own page")
         body = await request.body()
         if len(body) > MAX_FORM_BYTES:
             return render.page(request, "message.html", 413, title="Too large",
