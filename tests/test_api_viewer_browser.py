@@ -167,7 +167,8 @@ def test_the_verify_form_goes_to_a_run_page_that_follows_its_events(served, watc
     page.fill("#proof", "## Solution\n$1 + 1 = 2$.")
     page.click("button[type=submit]")
     page.wait_for_url(f"**/ui/runs/{runs.running}")
-    page.wait_for_function("document.getElementById('live-line').textContent.includes('progress')", timeout=10_000)
+    # (not wait_for_function: a string evaluated as script is what the page's CSP forbids)
+    sync_api.expect(page.locator("#live-line")).to_contain_text("progress", timeout=20_000)
     assert "proofs 3" in page.inner_text("#live-line")
     page.screenshot(path=str(ARTIFACTS / "live.png"), full_page=True)
     assert watched.errors == []
