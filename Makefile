@@ -43,5 +43,8 @@ bench-search: $(STAMP)
 bench-train: $(STAMP)
 	$(BIN)/python bench/train/run.py
 
+bench-serve: $(STAMP)
+	PYTHONPATH=src $(BIN)/python bench/serve/run.py
+
 clean:
 	rm -rf $(VENV) .proofloop build *.egg-info

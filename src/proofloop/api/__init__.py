@@ -1,0 +1,1 @@
+"""The proof service: HTTP API, monitoring and the web viewer (issue 10)."""
