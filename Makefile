@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install browser bench-search-quick bench-search bench-train clean
+.PHONY: demo test install browser bench-search-quick bench-search bench-train bench-serve clean
 
 # torch is pinned here, not in pyproject.toml: 2.13.0 is the CPU build this machine has on disk
 # (an unpinned torch would pull a multi-GB CUDA build).

@@ -21,6 +21,7 @@ from proofloop.protocol import parse_meta_verification, parse_proof, parse_verif
 from proofloop.store import RunStatus, Store, export_run_jsonl
 from proofloop.store.checks import RunBusy
 from proofloop.store.lease import Heartbeat
+from proofloop.store.schema import SCHEMA_VERSION
 
 V1_SQL = Path(__file__).parent / "data" / "store_v1.sql"
 
@@ -212,14 +213,14 @@ def test_a_v1_store_opens_and_upgrades(tmp_path):
         con.execute("INSERT INTO call_failures VALUES (1, 'k1', 'r-old', 'm', 'generate', 1, 'timeout', NULL, "
                     "'slow', 1, NULL, 2.0, 1.0)")
     with Store(path) as s:
-        assert column(path, "PRAGMA user_version") == [(2,)]
+        assert column(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
         assert [(p.raw, p.solution) for p in s.proofs("r-old")] == [("old raw", "sol")]
         assert [(f.keys, f.n_keys) for f in s.failures("r-old")] == [(["k1"], 1)]
         assert s.get_run("r-old").status is RunStatus.RUNNING  # no lease: the stored status
         s.acquire_run("r-old", "a", ttl_s=60).release("finished")
         assert s.get_run("r-old").status is RunStatus.FINISHED
     with Store(path) as s:  # opening again is a no-op
-        assert s.integrity_check() == "ok" and column(path, "PRAGMA user_version") == [(2,)]
+        assert s.integrity_check() == "ok" and column(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
 
 
 # ---- export --------------------------------------------------------------------------------------
@@ -278,3 +279,18 @@ def test_export_asks_for_one_problem_at_a_time(store, monkeypatch):
                         lambda self, r, problem_id=None: asked.append(problem_id) or original(self, r, problem_id))
     assert export_run_jsonl(store, run, io.StringIO()) == 3
     assert None not in asked and len(asked) == 2
+
+
+def test_run_usage_is_answered_from_the_covering_index(tmp_path):
+    # The viewer's run page sums a run's usage on every view; on a paper-size search walking
+    # every call row (texts included) took 4x longer than reading the covering index.
+    from proofloop.store.schema import USAGE_INDEX
+    path = tmp_path / "s.db"
+    with Store(path):
+        pass
+    with sqlite3.connect(path) as con:
+        plan = con.execute(
+            "EXPLAIN QUERY PLAN SELECT tag, count(*), sum(prompt_tokens), sum(completion_tokens), "
+            "sum(cached_prompt_tokens), sum(latency_s), sum(cost_usd) FROM llm_calls "
+            "WHERE namespace = 'r' GROUP BY tag").fetchall()
+    assert any(f"COVERING INDEX {USAGE_INDEX}" in row[-1] for row in plan), plan
