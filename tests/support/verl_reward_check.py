@@ -1,0 +1,151 @@
+"""verl's own reward manager calls proofloop's compute_score: run in verl's environment
+(`make verl-env`) by tests/test_train_verl.py, which checks what this prints (one JSON object).
+
+verl loads the reward function the way its trainer does (`load_reward_manager` with
+`custom_reward_function.path=pkg://proofloop.train.verl`) into its reward-loop
+NaiveRewardManager; a batch of rollouts is built as verl's DataProto on CPU with a
+character-level tokenizer made here (no download); the generator rows are judged by a
+scripted in-process verifier (one problem's judge fails). Then verl computes the advantages
+with `grpo_judged` (registered through VERL_USE_EXTERNAL_MODULES) and with its own `grpo`.
+
+    PYTHONPATH=src:tests VERL_USE_EXTERNAL_MODULES=proofloop.train.verl_grpo \\
+        .venv-verl/bin/python tests/support/verl_reward_check.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from functools import partial
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+from tensordict import TensorDict
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
+from verl import DataProto
+from verl.experimental.reward_loop.reward_manager import NaiveRewardManager
+from verl.trainer.ppo.ray_trainer import compute_advantage
+from verl.trainer.ppo.reward import load_reward_manager
+
+from proofloop.errors import BadRequestError
+from proofloop.models.base import Completion, ProviderResponse, Usage
+from proofloop.models.wrapper import Model
+from proofloop.train import verl as reward
+from proofloop.train.judge import Judge
+
+VERIFICATION = ("Here is my evaluation of the solution: every step holds.\n\n"
+                "Based on my evaluation, the final overall score should be: \\boxed{%s}")
+META = ('Here is my analysis of the "solution evaluation": it is accurate.\n\n'
+        'Based on my analysis, I will rate the "solution evaluation" as: \\boxed{%s}')
+PROOF = "## Solution\n\n1 + 1 = 2 by the definition of 2.\n\n## Self Evaluation\n\n" + VERIFICATION
+
+# (task, ground truth, problem, response, group): the group is the prompt's uid for GRPO.
+ROWS = [
+    ("verifier", 1.0, "Prove 1 + 1 = 2.", VERIFICATION % "0.5", "v"),
+    ("verifier", "0", "Prove 1 + 1 = 2.", "I am not sure.", "v"),
+    ("meta-verifier", 1.0, "Prove 1 + 1 = 2.", META % "1", "m"),
+    ("generator", None, "Prove 1 + 1 = 2.", PROOF % "0.5", "g"),
+    ("generator", None, "FAIL: the judge refuses this one.", PROOF % "1", "g"),
+    ("generator", None, "Prove 1 + 1 = 2.", PROOF % "1", "g"),
+    ("generator", None, "Prove 1 + 1 = 2.", "no sections", "g"),
+]
+
+
+class ScriptedJudge:
+    """Verifies every proof with 1 and rates every analysis 1; refuses problems marked FAIL."""
+
+    name, model, max_n = "scripted", "scripted-judge", None
+
+    async def complete(self, messages, sampling, n):
+        text = messages[-1]["content"]
+        if "FAIL:" in text:
+            raise BadRequestError("the judge refuses", status=400)
+        answer = META % "1" if '"solution evaluation"' in text else VERIFICATION % "1"
+        return ProviderResponse([Completion(answer) for _ in range(n)], Usage(10, 10))
+
+
+def char_tokenizer() -> PreTrainedTokenizerFast:
+    """One token per character of the rows (plus padding and end of sequence), decoding back
+    to the exact text."""
+    chars = sorted({c for row in ROWS for c in row[2] + row[3]})
+    vocab = {"[PAD]": 0, "[UNK]": 1, "[EOS]": 2, **{c: i + 3 for i, c in enumerate(chars)}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", eos_token="[EOS]")
+
+
+def batch(tokenizer: PreTrainedTokenizerFast) -> DataProto:
+    """verl's rollout batch: left-padded prompts, right-padded responses, one attention mask."""
+    prompts = [tokenizer.encode(r[2]) for r in ROWS]
+    responses = [tokenizer.encode(r[3]) + [tokenizer.eos_token_id] for r in ROWS]
+    p_len, r_len = max(map(len, prompts)), max(map(len, responses))
+    pad = tokenizer.pad_token_id
+    prompt_ids = torch.tensor([[pad] * (p_len - len(p)) + p for p in prompts])
+    response_ids = torch.tensor([r + [pad] * (r_len - len(r)) for r in responses])
+    mask = torch.tensor([[0] * (p_len - len(p)) + [1] * len(p) + [1] * len(r) + [0] * (r_len - len(r))
+                         for p, r in zip(prompts, responses)])
+    non_tensor = {
+        "data_source": np.array(["proofloop/check"] * len(ROWS), dtype=object),
+        "reward_model": np.array([{"style": "model", "ground_truth": r[1]} for r in ROWS], dtype=object),
+        "extra_info": np.array([{"id": str(i), "task": r[0], "problem": r[2]} for i, r in enumerate(ROWS)],
+                               dtype=object),
+        "uid": np.array([r[4] for r in ROWS], dtype=object),
+    }
+    tensors = TensorDict({"prompts": prompt_ids, "responses": response_ids, "attention_mask": mask,
+                          "input_ids": torch.cat([prompt_ids, response_ids], 1)}, batch_size=len(ROWS))
+    return DataProto(batch=tensors, non_tensor_batch=non_tensor)
+
+
+def config() -> OmegaConf:
+    """The part of verl's trainer config its reward loader reads (recipes/verl/grpo.yaml sets the same)."""
+    return OmegaConf.create({"reward": {
+        "custom_reward_function": {"path": "pkg://proofloop.train.verl", "name": "compute_score",
+                                   "reward_kwargs": {"judge_n": 2}},
+        "reward_manager": {"name": "naive", "source": "register", "module": {"path": None, "name": None}},
+        "sandbox_fusion": None}})
+
+
+def advantages(data: DataProto, scores: torch.Tensor, estimator: str) -> list[float]:
+    data = DataProto(batch=data.batch.clone(), non_tensor_batch=dict(data.non_tensor_batch))
+    data.batch["token_level_rewards"] = scores
+    data.batch["response_mask"] = data.batch["attention_mask"][:, data.batch["prompts"].shape[1]:]
+    out = compute_advantage(data, adv_estimator=estimator, num_repeat=1, config=OmegaConf.create({}))
+    return out.batch["advantages"][:, 0].tolist()
+
+
+async def score_all(manager: NaiveRewardManager, data: DataProto) -> list[dict]:
+    return await asyncio.gather(*(manager.run_single(data[i:i + 1]) for i in range(len(data))))
+
+
+def main() -> None:
+    tokenizer = char_tokenizer()
+    data = batch(tokenizer)
+    loaded = load_reward_manager(config(), tokenizer)  # verl's own loading of our function
+    judge = Judge(Model(ScriptedJudge(), max_concurrency=64), n=2)
+    # The scripted judge is a Python object: hand it to the same function verl loaded.
+    manager = NaiveRewardManager(config(), tokenizer, partial(loaded.compute_score, judge=judge))
+    outputs = manager.loop.run_until_complete(score_all(manager, data))  # verl's worker runs it on this loop
+    rm_scores = NaiveRewardManager.assemble_rm_scores(data, [o["reward_score"] for o in outputs])
+    response_len = data.batch["attention_mask"][:, data.batch["prompts"].shape[1]:].sum(1)
+    rewarded = [i for i, o in enumerate(outputs) if o["reward_score"] == o["reward_score"]]
+    plain = advantages(data.select_idxs(rewarded), rm_scores[rewarded], "grpo")
+    print(json.dumps({
+        "manager": type(loaded).__name__, "function": loaded.compute_score.args[0].__module__ + "." + loaded.compute_score.args[0].__name__,
+        "decoded": [tokenizer.decode(data.batch["responses"][i][:response_len[i]], skip_special_tokens=True)
+                    for i in range(len(ROWS))],
+        "responses": [r[3] for r in ROWS],
+        "extra": [o["reward_extra_info"] for o in outputs],
+        "rm_scores_sum": rm_scores.sum(1).tolist(),
+        "rm_scores_at_last_token": [rm_scores[i, response_len[i] - 1].item() for i in range(len(ROWS))],
+        "grpo_judged": advantages(data, rm_scores, "grpo_judged"),
+        "grpo_on_rewarded": dict(zip(rewarded, plain)),
+        "stats": dict(reward.STATS),
+    }))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
