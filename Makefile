@@ -31,7 +31,7 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
 	  echo "chromium could not be installed: the report-in-browser test will be skipped"
 
-test: $(STAMP) browser
+test: $(STAMP) browser verl-env
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup tests
 
 bench-search-quick: $(STAMP)

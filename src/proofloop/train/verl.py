@@ -121,7 +121,7 @@ def record(reward: Reward, where: str) -> Reward:
 
 
 # One judge per event loop and server: its HTTP client belongs to the loop it was made in.
-_JUDGES: dict[tuple[Any, ...], Judge] = {}
+JUDGES: dict[tuple[Any, ...], Judge] = {}
 
 
 async def served_model(base_url: str) -> str:
@@ -143,12 +143,12 @@ async def judge_for(*, reward_router_address: str | None, judge_base_url: str | 
         raise UserInputError("this task is judged: enable verl's generative reward model "
                              "(reward.reward_model.enable=True) or set reward_kwargs.judge_base_url")
     key = (id(asyncio.get_running_loop()), base_url, judge_model, judge_n, judge_max_tokens, judge_temperature)
-    if key not in _JUDGES:
+    if key not in JUDGES:
         model = Model(OpenAIProvider(judge_model or await served_model(base_url), base_url=base_url),
                       max_concurrency=judge_concurrency)
         sampling = Sampling(temperature=judge_temperature, max_tokens=judge_max_tokens)
-        _JUDGES[key] = Judge(model, n=judge_n, sampling=sampling)
-    return _JUDGES[key]
+        JUDGES[key] = Judge(model, n=judge_n, sampling=sampling)
+    return JUDGES[key]
 
 
 async def generator_judged(judge: Judge, problem: str, output: str, *, alpha: float, beta: float) -> Reward:
