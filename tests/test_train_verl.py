@@ -206,3 +206,14 @@ def test_grpo_judged_leaves_the_failed_judge_out_and_is_verls_grpo_otherwise(ver
     for i, plain in verl_run["grpo_on_rewarded"].items():  # verl's grpo on the rewarded ones
         assert judged[int(i)] == pytest.approx(plain, abs=1e-6)
     assert judged[3] != pytest.approx(0.0) and len(verl_run["grpo_on_rewarded"]) == 6
+
+
+def test_the_recipes_compose_over_verls_config_and_pass_its_checks(verl_run):
+    grpo, generator = verl_run["recipes"]["grpo"], verl_run["recipes"]["generator"]
+    for recipe in (grpo, generator):
+        assert recipe["adv_estimator"] == "grpo_judged" and recipe["loss_agg_mode"] == "seq-mean-token-mean"
+        assert recipe["reward_function"]["path"] == "pkg://proofloop.train.verl"
+        assert recipe["reward_function"]["reward_kwargs"]["alpha"] == ALPHA
+        assert recipe["env"] == {"VERL_USE_EXTERNAL_MODULES": "proofloop.train.verl_grpo"}
+    assert (grpo["reward_model"], generator["reward_model"]) == (False, True)  # the generator is judged
+    assert generator["train_files"] == "data/generator.parquet" and generator["reward_function"]["reward_kwargs"]["judge_n"] == 4

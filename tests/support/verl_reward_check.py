@@ -1,8 +1,8 @@
 """verl's own reward manager calls proofloop's compute_score: run in verl's environment
 (`make verl-env`) by tests/test_train_verl.py, which checks what this prints (one JSON object).
 
-verl loads the reward function the way its trainer does (`load_reward_manager` with
-`custom_reward_function.path=pkg://proofloop.train.verl`) into its reward-loop
+verl loads the reward function the way its trainer does (`load_reward_manager` on the trainer
+config that recipes/verl/grpo.yaml composes over verl's own) into its reward-loop
 NaiveRewardManager; a batch of rollouts is built as verl's DataProto on CPU with a
 character-level tokenizer made here (no download); the generator rows are judged by a
 scripted in-process verifier (one problem's judge fails). Then verl computes the advantages
@@ -18,10 +18,12 @@ import asyncio
 import json
 import sys
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, OmegaConf
 from tensordict import TensorDict
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
@@ -29,6 +31,7 @@ from verl import DataProto
 from verl.experimental.reward_loop.reward_manager import NaiveRewardManager
 from verl.trainer.ppo.ray_trainer import compute_advantage
 from verl.trainer.ppo.reward import load_reward_manager
+from verl.utils.config import validate_config
 
 from proofloop.errors import BadRequestError
 from proofloop.models.base import Completion, ProviderResponse, Usage
@@ -36,6 +39,7 @@ from proofloop.models.wrapper import Model
 from proofloop.train import verl as reward
 from proofloop.train.judge import Judge
 
+RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "verl"
 VERIFICATION = ("Here is my evaluation of the solution: every step holds.\n\n"
                 "Based on my evaluation, the final overall score should be: \\boxed{%s}")
 META = ('Here is my analysis of the "solution evaluation": it is accurate.\n\n'
@@ -100,13 +104,23 @@ def batch(tokenizer: PreTrainedTokenizerFast) -> DataProto:
     return DataProto(batch=tensors, non_tensor_batch=non_tensor)
 
 
-def config() -> OmegaConf:
-    """The part of verl's trainer config its reward loader reads (recipes/verl/grpo.yaml sets the same)."""
-    return OmegaConf.create({"reward": {
-        "custom_reward_function": {"path": "pkg://proofloop.train.verl", "name": "compute_score",
-                                   "reward_kwargs": {"judge_n": 2}},
-        "reward_manager": {"name": "naive", "source": "register", "module": {"path": None, "name": None}},
-        "sandbox_fusion": None}})
+def recipe(name: str) -> DictConfig:
+    """recipes/verl/NAME.yaml composed over verl's own ppo_trainer config, as main_ppo composes it."""
+    with initialize_config_dir(config_dir=str(RECIPE), version_base=None):
+        return compose(name, overrides=["actor_rollout_ref.model.path=/models/policy",
+                                        "reward.reward_model.model_path=/models/verifier"])
+
+
+def recipe_summary(cfg: DictConfig) -> dict:
+    """What the test checks of a composed recipe, after verl's own config checks passed on it."""
+    validate_config(cfg, use_reference_policy=True, use_critic=False)  # raises on a bad combination
+    plain = OmegaConf.to_container(cfg, resolve=False)
+    return {"adv_estimator": plain["algorithm"]["adv_estimator"],
+            "reward_function": plain["reward"]["custom_reward_function"],
+            "reward_model": plain["reward"]["reward_model"]["enable"],
+            "loss_agg_mode": plain["actor_rollout_ref"]["actor"]["loss_agg_mode"],
+            "train_files": plain["data"]["train_files"],
+            "env": plain["ray_kwargs"]["ray_init"]["runtime_env"]["env_vars"]}
 
 
 def advantages(data: DataProto, scores: torch.Tensor, estimator: str) -> list[float]:
@@ -124,10 +138,11 @@ async def score_all(manager: NaiveRewardManager, data: DataProto) -> list[dict]:
 def main() -> None:
     tokenizer = char_tokenizer()
     data = batch(tokenizer)
-    loaded = load_reward_manager(config(), tokenizer)  # verl's own loading of our function
+    grpo, generator = recipe("grpo"), recipe("generator")
+    loaded = load_reward_manager(grpo, tokenizer)  # verl's own loading of the function the recipe names
     judge = Judge(Model(ScriptedJudge(), max_concurrency=64), n=2)
     # The scripted judge is a Python object: hand it to the same function verl loaded.
-    manager = NaiveRewardManager(config(), tokenizer, partial(loaded.compute_score, judge=judge))
+    manager = NaiveRewardManager(grpo, tokenizer, partial(loaded.compute_score, judge=judge))
     outputs = manager.loop.run_until_complete(score_all(manager, data))  # verl's worker runs it on this loop
     rm_scores = NaiveRewardManager.assemble_rm_scores(data, [o["reward_score"] for o in outputs])
     response_len = data.batch["attention_mask"][:, data.batch["prompts"].shape[1]:].sum(1)
@@ -144,6 +159,7 @@ def main() -> None:
         "grpo_judged": advantages(data, rm_scores, "grpo_judged"),
         "grpo_on_rewarded": dict(zip(rewarded, plain)),
         "stats": dict(reward.STATS),
+        "recipes": {"grpo": recipe_summary(grpo), "generator": recipe_summary(generator)},
     }))
 
 
