@@ -46,12 +46,15 @@ bench-search: $(STAMP)
 # sglang (recipes/verl/README.md).
 VERL_VENV := .venv-verl
 VERL_STAMP := $(VERL_VENV)/.installed
+# On a GPU node: make verl-env VERL_TORCH=torch==2.11.0 VERL_EXTRAS=verl-core,vllm (verl's own pins).
+VERL_TORCH ?= $(TORCH)
+VERL_EXTRAS ?= verl-core
 
 $(VERL_STAMP): pyproject.toml
 	@echo "Installing verl 0.9.1 and proofloop's core into $(VERL_VENV)."
 	$(PY) -m venv $(VERL_VENV)
 	$(VERL_VENV)/bin/pip install -q --upgrade pip
-	$(VERL_VENV)/bin/pip install -q '$(TORCH)' 'verl[verl-core]==0.9.1' 'transformers>=5.5.3,<5.11' -e .
+	$(VERL_VENV)/bin/pip install -q '$(VERL_TORCH)' 'verl[$(VERL_EXTRAS)]==0.9.1' 'transformers>=5.5.3,<5.11' -e .
 	touch $(VERL_STAMP)
 
 verl-env: $(VERL_STAMP)

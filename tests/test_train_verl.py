@@ -174,18 +174,41 @@ def test_the_module_imports_neither_torch_nor_verl():
     assert out.stdout.strip() == "[]"
 
 
+# One worker runs every test that needs verl's environment (make test: -n 2 --dist loadgroup), so
+# the two runs in it happen once.
+VERL_GROUP = pytest.mark.xdist_group("verl")
+LAUNCH_ENV = {"TASK": "generator", "MODEL": "/models/policy", "JUDGE_MODEL": "/models/verifier", "NNODES": "2",
+              "JUDGE_NODES": "1", "GPUS_PER_NODE": "4", "DATA_DIR": "/data/pl", "PRINT_CONFIG": "1"}
+
+
 @pytest.fixture(scope="module")
-def verl_run() -> dict:
+def verl_runs() -> dict[str, subprocess.CompletedProcess]:
+    """Both runs in verl's environment, started together (each spends most of its time importing verl):
+    the reward-manager check, and launch.sh printing the trainer config it would train with."""
     if not VERL_PYTHON.exists():
-        pytest.skip("verl's environment .venv-verl is absent: `make verl-env` creates it (about 1-2 min, 2.1 GB)")
-    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT / 'tests'}",
-           "VERL_USE_EXTERNAL_MODULES": "proofloop.train.verl_grpo"}
-    proc = subprocess.run([str(VERL_PYTHON), str(ROOT / "tests" / "support" / "verl_reward_check.py")],
-                          capture_output=True, text=True, env=env, timeout=300)
+        pytest.skip("verl's environment .venv-verl is absent: `make verl-env` creates it (about 1-3 min, 2.1 GB)")
+    check_env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT / 'tests'}",
+                 "VERL_USE_EXTERNAL_MODULES": "proofloop.train.verl_grpo"}
+    commands = {"check": ([str(VERL_PYTHON), str(ROOT / "tests" / "support" / "verl_reward_check.py")], check_env),
+                "launch": (["bash", str(ROOT / "recipes" / "verl" / "launch.sh"), "train", "trainer.total_epochs=3"],
+                           {**os.environ, **LAUNCH_ENV})}
+    procs = {name: subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for name, (cmd, env) in commands.items()}
+    out = {}
+    for name, proc in procs.items():
+        stdout, stderr = proc.communicate(timeout=300)
+        out[name] = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    return out
+
+
+@pytest.fixture(scope="module")
+def verl_run(verl_runs) -> dict:
+    proc = verl_runs["check"]
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@VERL_GROUP
 def test_verls_reward_manager_calls_compute_score(verl_run):
     assert verl_run["manager"] == "NaiveRewardManager"
     assert verl_run["function"] == "proofloop.train.verl.compute_score"
@@ -200,6 +223,7 @@ def test_verls_reward_manager_calls_compute_score(verl_run):
     assert verl_run["stats"] == {"completions": 7, "format_failures": 2, "failed_judgements": 1}
 
 
+@VERL_GROUP
 def test_grpo_judged_leaves_the_failed_judge_out_and_is_verls_grpo_otherwise(verl_run):
     judged = verl_run["grpo_judged"]
     assert judged[4] == 0.0  # the completion without a reward adds nothing
@@ -208,6 +232,7 @@ def test_grpo_judged_leaves_the_failed_judge_out_and_is_verls_grpo_otherwise(ver
     assert judged[3] != pytest.approx(0.0) and len(verl_run["grpo_on_rewarded"]) == 6
 
 
+@VERL_GROUP
 def test_the_recipes_compose_over_verls_config_and_pass_its_checks(verl_run):
     grpo, generator = verl_run["recipes"]["grpo"], verl_run["recipes"]["generator"]
     for recipe in (grpo, generator):
@@ -217,3 +242,25 @@ def test_the_recipes_compose_over_verls_config_and_pass_its_checks(verl_run):
         assert recipe["env"] == {"VERL_USE_EXTERNAL_MODULES": "proofloop.train.verl_grpo"}
     assert (grpo["reward_model"], generator["reward_model"]) == (False, True)  # the generator is judged
     assert generator["train_files"] == "data/generator.parquet" and generator["reward_function"]["reward_kwargs"]["judge_n"] == 4
+
+
+@VERL_GROUP
+def test_the_launch_script_builds_the_trainer_command(verl_runs):
+    """recipes/verl/launch.sh with PRINT_CONFIG=1: verl's main_ppo composes the config the
+    script's command line asks for (with an override of ours) and prints it instead of training."""
+    yaml = pytest.importorskip("yaml")
+    proc = verl_runs["launch"]
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    cfg = yaml.safe_load(proc.stdout)
+    assert cfg["actor_rollout_ref"]["model"]["path"] == "/models/policy"
+    assert (cfg["data"]["train_files"], cfg["data"]["val_files"]) == ("/data/pl/generator.parquet",
+                                                                      "/data/pl/generator-val.parquet")
+    assert (cfg["trainer"]["nnodes"], cfg["trainer"]["n_gpus_per_node"], cfg["trainer"]["total_epochs"]) == (2, 4, 3)
+    rm = cfg["reward"]["reward_model"]
+    assert (rm["enable"], rm["model_path"], rm["nnodes"], rm["n_gpus_per_node"]) == (True, "/models/verifier", 1, 4)
+    assert cfg["algorithm"]["adv_estimator"] == "grpo_judged"
+
+
+def test_the_launch_script_without_a_command_shows_its_usage():
+    proc = subprocess.run(["bash", str(ROOT / "recipes" / "verl" / "launch.sh")], capture_output=True, text=True)
+    assert proc.returncode == 2 and "launch.sh head" in proc.stdout and "launch.sh worker" in proc.stdout

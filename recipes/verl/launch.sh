@@ -7,6 +7,7 @@
 #                          TASK=generator MODEL=/ckpt/verifier JUDGE_MODEL=/ckpt/verifier NNODES=4 JUDGE_NODES=2 \
 #                              bash recipes/verl/launch.sh train [overrides...]
 #   to stop a node:        bash recipes/verl/launch.sh stop
+#   PRINT_CONFIG=1 with `train` prints the composed trainer config instead of training.
 #
 # Every node needs this checkout at the same path with `make verl-env` run in it (plus vLLM on
 # GPU nodes, see the README), and the data files at the paths the config names.
@@ -44,7 +45,7 @@ case "${1:-}" in
       data.train_files="$data/$task.parquet" data.val_files="$data/$task-val.parquet" \
       trainer.nnodes="${NNODES:-1}" trainer.n_gpus_per_node="$GPUS" \
       trainer.experiment_name="${EXPERIMENT:-$task-grpo}" \
-      "${extra[@]}" "$@" ;;
+      "${extra[@]}" "$@" ${PRINT_CONFIG:+--cfg job} ;;
   *)
     sed -n '2,12p' "$0"; exit 2 ;;
 esac
