@@ -150,6 +150,11 @@ def test_the_verifier_with_meta_verification_multiplies_by_the_rating():
         score(analysis(0.5), 1.0, "verifier", judge=judge, with_meta=True)
 
 
+def test_a_judged_row_without_its_problem_is_a_user_error():
+    with pytest.raises(UserInputError, match="extra_info.problem"):
+        score(generator_output(1.0), None, "generator", judge=sim_judge(), extra={"problem": " "})
+
+
 def test_a_judged_task_without_a_judge_says_how_to_get_one():
     with pytest.raises(UserInputError, match="reward_model.enable"):
         score(generator_output(1.0), None, "generator")

@@ -142,7 +142,8 @@ async def judge_for(*, reward_router_address: str | None, judge_base_url: str | 
     if base_url is None:
         raise UserInputError("this task is judged: enable verl's generative reward model "
                              "(reward.reward_model.enable=True) or set reward_kwargs.judge_base_url")
-    key = (id(asyncio.get_running_loop()), base_url, judge_model, judge_n, judge_max_tokens, judge_temperature)
+    key = (id(asyncio.get_running_loop()), base_url, judge_model, judge_n, judge_max_tokens, judge_temperature,
+           judge_concurrency)
     if key not in JUDGES:
         model = Model(OpenAIProvider(judge_model or await served_model(base_url), base_url=base_url),
                       max_concurrency=judge_concurrency)
@@ -183,6 +184,8 @@ async def compute_score(data_source: str, solution_str: str, ground_truth: Any, 
         judge_n=judge_n, judge_max_tokens=judge_max_tokens, judge_temperature=judge_temperature,
         judge_concurrency=judge_concurrency)
     problem = str(extra_info.get("problem") or "")
+    if not problem.strip():
+        raise UserInputError(f"{where}: a judged task needs the problem in extra_info.problem")
     if task == "generator":
         reward = await generator_judged(judge, problem, solution_str, alpha=alpha, beta=beta)
     else:
