@@ -105,7 +105,8 @@ def test_meta_verifier_spelled_with_an_underscore_is_the_same_task():
 
 
 def sim_judge(n: int = 3) -> Judge:
-    return Judge(Model(SimProvider(seed=2), cache=InMemoryCallCache()), n=n, sampling=Sampling(seed=0, max_tokens=200_000))
+    return Judge(Model(SimProvider(seed=2), cache=InMemoryCallCache()), n=n,
+                 sampling=Sampling(seed=0, max_tokens=200_000))
 
 
 @pytest.mark.parametrize("self_score", SCORES)
@@ -162,14 +163,19 @@ def test_a_judged_task_without_a_judge_says_how_to_get_one():
 
 def test_the_judge_is_a_served_model_found_at_verls_router_address():
     """verl's generative reward model: the router's address, the model read from /v1/models."""
-    with ServerThread(make_sim_app(seed=3, model_name="sim-judge")) as server:
+    with ServerThread(make_sim_app(seed=3, model_name="sim-judge", request_log=(log := []))) as server:
         address = server.base_url.removeprefix("http://").removesuffix("/v1")
         out = score(generator_output(1.0), None, "generator", reward_router_address=address, judge_n=2,
                     judge_max_tokens=200_000, reward_model_tokenizer=object())
-        [judge] = [j for key, j in rv.JUDGES.items() if key[1] == server.base_url]
-        assert judge.model.model == "sim-judge" and judge.n == 2 and judge.model.accounting.total.calls == 2
+    # one verification request (n = 2 analyses) and one meta-verification, both to the listed model
+    assert sorted((entry["model"], entry["n"]) for entry in log) == [("sim-judge", 1), ("sim-judge", 2)]
     assert out["judge_failed"] == 0.0 and out["r_self_score"] == 1.0
     assert out["score"] == pytest.approx(ALPHA * out["r_proof"] + BETA * out["r_self_evaluation"])
+
+
+def test_the_sync_entry_point_is_the_same_reward():
+    args = ("proofloop/test", analysis(0.5), "1", {"task": "verifier"})
+    assert rv.compute_score_sync(*args) == asyncio.run(rv.compute_score(*args))
 
 
 def test_the_module_imports_neither_torch_nor_verl():
@@ -225,7 +231,10 @@ def test_verls_reward_manager_calls_compute_score(verl_run):
     assert all(same(a, b) for a, b in zip(verl_run["rm_scores_at_last_token"], expected))
     assert all(same(a, b) for a, b in zip(verl_run["rm_scores_sum"], expected))
     assert [e["judge_failed"] for e in verl_run["extra"]] == [0, 0, 0, 0, 1, 0, 0]
-    assert verl_run["stats"] == {"completions": 7, "format_failures": 2, "failed_judgements": 1}
+    assert verl_run["stats"] == {"completions": 14, "format_failures": 4, "failed_judgements": 2}  # both managers
+    batch_era = verl_run["batch_era"]  # verl's batch-era manager calls compute_score_sync
+    assert all(same(a, b) for a, b in zip(batch_era["sum"], expected)) and len(batch_era["sum"]) == len(expected)
+    assert batch_era["judge_failed"] == [0, 0, 0, 0, 1, 0, 0]
 
 
 @VERL_GROUP
@@ -246,7 +255,8 @@ def test_the_recipes_compose_over_verls_config_and_pass_its_checks(verl_run):
         assert recipe["reward_function"]["reward_kwargs"]["alpha"] == ALPHA
         assert recipe["env"] == {"VERL_USE_EXTERNAL_MODULES": "proofloop.train.verl_grpo"}
     assert (grpo["reward_model"], generator["reward_model"]) == (False, True)  # the generator is judged
-    assert generator["train_files"] == "data/generator.parquet" and generator["reward_function"]["reward_kwargs"]["judge_n"] == 4
+    assert generator["train_files"] == "data/generator.parquet"
+    assert generator["reward_function"]["reward_kwargs"]["judge_n"] == 4
 
 
 @VERL_GROUP

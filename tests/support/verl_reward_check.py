@@ -30,7 +30,8 @@ from transformers import PreTrainedTokenizerFast
 from verl import DataProto
 from verl.experimental.reward_loop.reward_manager import NaiveRewardManager
 from verl.trainer.ppo.ray_trainer import compute_advantage
-from verl.trainer.ppo.reward import load_reward_manager
+from verl.trainer.ppo.reward import get_custom_reward_fn, load_reward_manager
+from verl.workers.reward_manager import NaiveRewardManager as BatchNaiveRewardManager
 from verl.utils.config import validate_config
 
 from proofloop.errors import BadRequestError
@@ -131,6 +132,16 @@ def advantages(data: DataProto, scores: torch.Tensor, estimator: str) -> list[fl
     return out.batch["advantages"][:, 0].tolist()
 
 
+def score_batch_era(grpo: DictConfig, tokenizer: PreTrainedTokenizerFast, data: DataProto, judge: Judge) -> dict:
+    """verl's batch-era NaiveRewardManager (verl.workers.reward_manager), which calls its
+    function without awaiting it: compute_score_sync, loaded by verl's own loader."""
+    cfg = OmegaConf.merge(grpo, {"reward": {"custom_reward_function": {"name": "compute_score_sync"}}})
+    manager = BatchNaiveRewardManager(tokenizer, num_examine=0,
+                                      compute_score=partial(get_custom_reward_fn(cfg), judge=judge))
+    out = manager(data, return_dict=True)
+    return {"sum": out["reward_tensor"].sum(1).tolist(), "judge_failed": list(out["reward_extra_info"]["judge_failed"])}
+
+
 async def score_all(manager: NaiveRewardManager, data: DataProto) -> list[dict]:
     return await asyncio.gather(*(manager.run_single(data[i:i + 1]) for i in range(len(data))))
 
@@ -148,8 +159,9 @@ def main() -> None:
     response_len = data.batch["attention_mask"][:, data.batch["prompts"].shape[1]:].sum(1)
     rewarded = [i for i, o in enumerate(outputs) if o["reward_score"] == o["reward_score"]]
     plain = advantages(data.select_idxs(rewarded), rm_scores[rewarded], "grpo")
+    function = loaded.compute_score.args[0]  # verl wraps the loaded function with the reward_kwargs
     print(json.dumps({
-        "manager": type(loaded).__name__, "function": loaded.compute_score.args[0].__module__ + "." + loaded.compute_score.args[0].__name__,
+        "manager": type(loaded).__name__, "function": f"{function.__module__}.{function.__name__}",
         "decoded": [tokenizer.decode(data.batch["responses"][i][:response_len[i]], skip_special_tokens=True)
                     for i in range(len(ROWS))],
         "responses": [r[3] for r in ROWS],
@@ -157,6 +169,7 @@ def main() -> None:
         "rm_scores_sum": rm_scores.sum(1).tolist(),
         "rm_scores_at_last_token": [rm_scores[i, response_len[i] - 1].item() for i in range(len(ROWS))],
         "grpo_judged": advantages(data, rm_scores, "grpo_judged"),
+        "batch_era": score_batch_era(grpo, tokenizer, data, judge),
         "grpo_on_rewarded": dict(zip(rewarded, plain)),
         "stats": dict(reward.STATS),
         "recipes": {"grpo": recipe_summary(grpo), "generator": recipe_summary(generator)},

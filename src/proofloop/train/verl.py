@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import weakref
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
@@ -120,8 +121,10 @@ def record(reward: Reward, where: str) -> Reward:
     return reward
 
 
-# One judge per event loop and server: its HTTP client belongs to the loop it was made in.
-JUDGES: dict[tuple[Any, ...], Judge] = {}
+# The judges of each event loop (their HTTP clients belong to the loop they were made in): verl's
+# reward worker keeps one loop; a loop that ends (compute_score_sync) takes its judges with it.
+JUDGES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], Judge]] = \
+    weakref.WeakKeyDictionary()
 
 
 async def served_model(base_url: str) -> str:
@@ -142,14 +145,14 @@ async def judge_for(*, reward_router_address: str | None, judge_base_url: str | 
     if base_url is None:
         raise UserInputError("this task is judged: enable verl's generative reward model "
                              "(reward.reward_model.enable=True) or set reward_kwargs.judge_base_url")
-    key = (id(asyncio.get_running_loop()), base_url, judge_model, judge_n, judge_max_tokens, judge_temperature,
-           judge_concurrency)
-    if key not in JUDGES:
+    judges = JUDGES.setdefault(asyncio.get_running_loop(), {})
+    key = (base_url, judge_model, judge_n, judge_max_tokens, judge_temperature, judge_concurrency)
+    if key not in judges:
         model = Model(OpenAIProvider(judge_model or await served_model(base_url), base_url=base_url),
                       max_concurrency=judge_concurrency)
         sampling = Sampling(temperature=judge_temperature, max_tokens=judge_max_tokens)
-        JUDGES[key] = Judge(model, n=judge_n, sampling=sampling)
-    return JUDGES[key]
+        judges[key] = Judge(model, n=judge_n, sampling=sampling)
+    return judges[key]
 
 
 async def generator_judged(judge: Judge, problem: str, output: str, *, alpha: float, beta: float) -> Reward:
@@ -196,3 +199,12 @@ async def compute_score(data_source: str, solution_str: str, ground_truth: Any, 
         [reward] = await judge.verifier_rewards(problem, str(proof), [solution_str], target, with_meta=True)
     return verl_scores(record(reward, where))
 
+
+
+def compute_score_sync(data_source: str, solution_str: str, ground_truth: Any, extra_info: dict | None = None,
+                       **kwargs: Any) -> dict[str, float]:
+    """compute_score for callers that cannot await: verl's batch-era reward managers
+    (verl.workers.reward_manager), `custom_reward_function.name=compute_score_sync`. Each call
+    runs its own event loop, so the judges' connections are not reused between rollouts: prefer
+    compute_score under verl's reward loop."""
+    return asyncio.run(compute_score(data_source, solution_str, ground_truth, extra_info, **kwargs))
