@@ -193,13 +193,14 @@ LAUNCH_ENV = {"TASK": "generator", "MODEL": "/models/policy", "JUDGE_MODEL": "/m
 
 
 @pytest.fixture(scope="module")
-def verl_runs() -> dict[str, subprocess.CompletedProcess]:
+def verl_runs(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
     """Both runs in verl's environment, started together (each spends most of its time importing verl):
     the reward-manager check, and launch.sh printing the trainer config it would train with."""
     if not VERL_PYTHON.exists():
         pytest.skip("verl's environment .venv-verl is absent: `make verl-env` creates it (about 1-3 min, 2.1 GB)")
     check_env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT / 'tests'}",
-                 "VERL_USE_EXTERNAL_MODULES": "proofloop.train.verl_grpo"}
+                 "VERL_USE_EXTERNAL_MODULES": "proofloop.train.verl_grpo",
+                 "HF_DATASETS_CACHE": str(tmp_path_factory.mktemp("hf-datasets"))}  # verl's dataset reader caches
     commands = {"check": ([str(VERL_PYTHON), str(ROOT / "tests" / "support" / "verl_reward_check.py")], check_env),
                 "launch": (["bash", str(ROOT / "recipes" / "verl" / "launch.sh"), "train", "trainer.total_epochs=3"],
                            {**os.environ, **LAUNCH_ENV})}
@@ -231,10 +232,22 @@ def test_verls_reward_manager_calls_compute_score(verl_run):
     assert all(same(a, b) for a, b in zip(verl_run["rm_scores_at_last_token"], expected))
     assert all(same(a, b) for a, b in zip(verl_run["rm_scores_sum"], expected))
     assert [e["judge_failed"] for e in verl_run["extra"]] == [0, 0, 0, 0, 1, 0, 0]
-    assert verl_run["stats"] == {"completions": 14, "format_failures": 4, "failed_judgements": 2}  # both managers
+    # both managers score the batch; the dataset round trip scores three more
+    assert verl_run["stats"] == {"completions": 17, "format_failures": 4, "failed_judgements": 2}
     batch_era = verl_run["batch_era"]  # verl's batch-era manager calls compute_score_sync
     assert all(same(a, b) for a, b in zip(batch_era["sum"], expected)) and len(batch_era["sum"]) == len(expected)
     assert batch_era["judge_failed"] == [0, 0, 0, 0, 1, 0, 0]
+
+
+@VERL_GROUP
+def test_rows_in_proofloops_verl_layout_reach_compute_score_through_verls_dataset(verl_run):
+    """Parquet rows of datasets.verl_row, read by verl's RLHFDataset: the task and the expert
+    score arrive, and the reward is the one those ask for."""
+    got = {row["task"]: (row["read_task"], row["ground_truth"], row["score"]) for row in verl_run["dataset"]}
+    assert got["verifier"] == ("verifier", 0.5, 0.5)  # analysis says 1, expert 0.5
+    assert got["meta-verifier"] == ("meta-verifier", 1.0, 0.5)  # rating 0.5, expert 1
+    assert got["generator"][:2] == ("generator", None)
+    assert got["generator"][2] == pytest.approx(ALPHA + BETA * 0.5)  # judged 1, self score 0.5
 
 
 @VERL_GROUP

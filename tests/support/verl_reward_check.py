@@ -7,6 +7,8 @@ NaiveRewardManager; a batch of rollouts is built as verl's DataProto on CPU with
 character-level tokenizer made here (no download); the generator rows are judged by a
 scripted in-process verifier (one problem's judge fails). Then verl computes the advantages
 with `grpo_judged` (registered through VERL_USE_EXTERNAL_MODULES) and with its own `grpo`.
+verl's batch-era manager scores the same batch through compute_score_sync, and verl's
+RLHFDataset reads parquet rows written with proofloop's verl layout.
 
     PYTHONPATH=src:tests VERL_USE_EXTERNAL_MODULES=proofloop.train.verl_grpo \\
         .venv-verl/bin/python tests/support/verl_reward_check.py
@@ -17,10 +19,13 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import tempfile
 from functools import partial
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
@@ -33,11 +38,13 @@ from verl.trainer.ppo.ray_trainer import compute_advantage
 from verl.trainer.ppo.reward import get_custom_reward_fn, load_reward_manager
 from verl.workers.reward_manager import NaiveRewardManager as BatchNaiveRewardManager
 from verl.utils.config import validate_config
+from verl.utils.dataset.rl_dataset import RLHFDataset
 
 from proofloop.errors import BadRequestError
 from proofloop.models.base import Completion, ProviderResponse, Usage
 from proofloop.models.wrapper import Model
 from proofloop.train import verl as reward
+from proofloop.train.datasets import generator_examples, meta_verifier_examples, verifier_examples, verl_row
 from proofloop.train.judge import Judge
 
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "verl"
@@ -80,7 +87,9 @@ def char_tokenizer() -> PreTrainedTokenizerFast:
     tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
     tok.decoder = decoders.Fuse()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", eos_token="[EOS]")
+    out = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", eos_token="[EOS]")
+    out.chat_template = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}assistant: "
+    return out
 
 
 def batch(tokenizer: PreTrainedTokenizerFast) -> DataProto:
@@ -142,11 +151,34 @@ def score_batch_era(grpo: DictConfig, tokenizer: PreTrainedTokenizerFast, data: 
     return {"sum": out["reward_tensor"].sum(1).tolist(), "judge_failed": list(out["reward_extra_info"]["judge_failed"])}
 
 
+def dataset_round_trip(tokenizer: PreTrainedTokenizerFast, judge: Judge, folder: Path) -> list[dict]:
+    """Rows of proofloop's verl writer (datasets.verl_row) in parquet, read back by verl's own
+    RLHFDataset, and what compute_score makes of a response with what verl read."""
+    labelled = [{"id": "v1", "problem": ROWS[0][2], "proof": "By definition.", "status": "labelled", "score": 0.5}]
+    rated = [{"id": "m1", "problem": ROWS[0][2], "proof": "By definition.", "analysis": VERIFICATION % "0",
+              "rating": 1.0}]
+    sets = {"verifier": (verifier_examples(labelled), VERIFICATION % "1"),
+            "meta-verifier": (meta_verifier_examples(rated), META % "0.5"),
+            "generator": (generator_examples([{"id": "g1", "problem": ROWS[0][2]}]), PROOF % "0.5")}
+    settings = OmegaConf.create({"prompt_key": "prompt", "max_prompt_length": 1_000_000, "truncation": "error",
+                                 "filter_overlong_prompts": False})
+    out = []
+    for task, (examples, response) in sets.items():
+        path = folder / f"{task}.parquet"
+        pq.write_table(pa.Table.from_pylist([verl_row(e, data_source="proofloop/labels") for e in examples]), path)
+        item = RLHFDataset(data_files=str(path), tokenizer=tokenizer, config=settings)[0]
+        scored = reward.compute_score_sync(item["data_source"], response, item["reward_model"]["ground_truth"],
+                                           item["extra_info"], judge=judge)
+        out.append({"task": task, "read_task": item["extra_info"]["task"],
+                    "ground_truth": item["reward_model"]["ground_truth"], "score": scored["score"]})
+    return out
+
+
 async def score_all(manager: NaiveRewardManager, data: DataProto) -> list[dict]:
     return await asyncio.gather(*(manager.run_single(data[i:i + 1]) for i in range(len(data))))
 
 
-def main() -> None:
+def main(folder: str) -> None:
     tokenizer = char_tokenizer()
     data = batch(tokenizer)
     grpo, generator = recipe("grpo"), recipe("generator")
@@ -170,6 +202,7 @@ def main() -> None:
         "rm_scores_at_last_token": [rm_scores[i, response_len[i] - 1].item() for i in range(len(ROWS))],
         "grpo_judged": advantages(data, rm_scores, "grpo_judged"),
         "batch_era": score_batch_era(grpo, tokenizer, data, judge),
+        "dataset": dataset_round_trip(tokenizer, judge, Path(folder)),
         "grpo_on_rewarded": dict(zip(rewarded, plain)),
         "stats": dict(reward.STATS),
         "recipes": {"grpo": recipe_summary(grpo), "generator": recipe_summary(generator)},
@@ -177,4 +210,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with tempfile.TemporaryDirectory() as tmp:
+        sys.exit(main(tmp))
