@@ -22,6 +22,8 @@ What verl hands over, and what comes back:
   `grpo_judged` (train/verl_grpo.py), which leaves such completions out of their group's
   mean and standard deviation and gives them an advantage of 0. Failures are counted in
   `STATS` and logged with the running count.
+- compute_score is a coroutine, as verl's reward loop wants it; `compute_score_sync` is the
+  same for verl's batch-era reward managers, which do not await.
 
     >>> import asyncio
     >>> ok = ("Here is my evaluation of the solution: fine.\\n\\n"
