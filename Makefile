@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install browser bench-search-quick bench-search bench-train bench-serve clean
+.PHONY: demo test install browser bench-search-quick bench-search bench-train bench-serve clean verl-env
 
 # torch is pinned here, not in pyproject.toml: 2.13.0 is the CPU build this machine has on disk
 # (an unpinned torch would pull a multi-GB CUDA build).
@@ -31,7 +31,7 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
 	  echo "chromium could not be installed: the report-in-browser test will be skipped"
 
-test: $(STAMP) browser
+test: $(STAMP) browser verl-env
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup tests
 
 bench-search-quick: $(STAMP)
@@ -46,5 +46,24 @@ bench-train: $(STAMP)
 bench-serve: $(STAMP)
 	PYTHONPATH=src $(BIN)/python bench/serve/run.py
 
+# verl (multi-node GRPO on Ray) pins its own transformers and ray, so it lives in its own
+# environment; proofloop goes in with its core only (the reward module verl imports is pure).
+# On CPU this is enough to import verl and run its reward managers; a GPU cluster adds vllm or
+# sglang (recipes/verl/README.md).
+VERL_VENV := .venv-verl
+VERL_STAMP := $(VERL_VENV)/.installed
+# On a GPU node: make verl-env VERL_TORCH=torch==2.11.0 VERL_EXTRAS=verl-core,vllm (verl's own pins).
+VERL_TORCH ?= $(TORCH)
+VERL_EXTRAS ?= verl-core
+
+$(VERL_STAMP): pyproject.toml
+	@echo "Installing verl 0.9.1 and proofloop's core into $(VERL_VENV)."
+	$(PY) -m venv $(VERL_VENV)
+	$(VERL_VENV)/bin/pip install -q --upgrade pip
+	$(VERL_VENV)/bin/pip install -q '$(VERL_TORCH)' 'verl[$(VERL_EXTRAS)]==0.9.1' 'transformers>=5.5.3,<5.11' -e .
+	touch $(VERL_STAMP)
+
+verl-env: $(VERL_STAMP)
+
 clean:
-	rm -rf $(VENV) .proofloop build *.egg-info
+	rm -rf $(VENV) $(VERL_VENV) .proofloop build *.egg-info

@@ -82,9 +82,11 @@ def verifier_examples(rows: Iterable[Mapping[str, Any]], templates: Templates | 
         if row.get("status") != "labelled":
             continue
         where = f"row {i} ({row.get('id')})"
-        prompt = verification_messages(row["problem"], proof_for_verification(row["proof"]), templates)
+        proof = proof_for_verification(row["proof"])
+        prompt = verification_messages(row["problem"], proof, templates)
+        # The proof travels too: a reward with meta-verification rates the analysis of it.
         out.append(Example(str(row.get("id") or i), "verifier", prompt, _target(row, "score", where),
-                           {"problem": row["problem"]}))
+                           {"problem": row["problem"], "proof": proof}))
     return out
 
 
