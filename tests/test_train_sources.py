@@ -162,8 +162,11 @@ def test_the_verl_parquet_has_verl_columns_and_types(tmp_path, labels, task):
     examples = build(labels)
     path = write_dataset(examples, tmp_path / "train.parquet", "verl", data_source="proofloop/test")
     schema = pq.read_schema(path)
-    assert schema.names == list(VERL_SCHEMA)
-    for name, kind in VERL_SCHEMA.items():
+    expected = dict(VERL_SCHEMA)
+    if task == "verifier":  # the proof, for a reward with meta-verification of the analysis
+        expected["extra_info"] = pa.struct([*VERL_SCHEMA["extra_info"], ("proof", pa.string())])
+    assert schema.names == list(expected)
+    for name, kind in expected.items():
         got = schema.field(name).type
         if pa.types.is_struct(kind) and pa.types.is_struct(got):  # compare fields by name: order is arrow's
             assert {f.name: f.type for f in got} == {f.name: f.type for f in kind}, name
