@@ -207,10 +207,73 @@ def test_paper_settings_and_vllm_modes():
 
 
 def test_rows_need_their_tasks_columns():
-    with pytest.raises(UserInputError, match="no column score"):
+    with pytest.raises(UserInputError, match=r"lacks column\(s\) score"):
         training_rows("verifier", [{"problem": "P", "proof": "Q", "status": "labelled"}])
     with pytest.raises(UserInputError, match="no usable verifier rows"):
         training_rows("verifier", [{"problem": "P", "proof": "Q", "status": "discarded", "score": None}])
     rows = training_rows("verifier", rows_for("verifier"))
     assert [r["target"] for r in rows] == [1.0, 0.5] and rows[0]["proof"].startswith("By induction")
     assert [r["problem"] for r in training_rows("generator", [{"statement": "S"}])] == ["S"]
+
+
+# ----------------------------------------------------------------------------- the CLI
+
+
+def cli(capsys, *args: str) -> tuple[int, str, str]:
+    from proofloop.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", *args])
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+def write_rows(path, rows) -> str:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("missing file", "no such file"),
+    ("wrong columns", "lacks column(s) proof, status, score"),
+    ("bad vllm", "--vllm must be one of"),
+    ("no judge", "needs a judge model"),
+    ("meta without a judge", "needs a judge model"),
+    ("resume without checkpoint", "no checkpoint"),
+])
+def test_cli_bad_input_is_one_line_and_exit_2(case, expected, tmp_path, capsys):
+    verifier_rows = write_rows(tmp_path / "v.jsonl", rows_for("verifier"))
+    args = {
+        "missing file": ["verifier", "--data", str(tmp_path / "none.jsonl")],
+        "wrong columns": ["verifier", "--data", write_rows(tmp_path / "p.jsonl", rows_for("generator"))],
+        "bad vllm": ["verifier", "--data", verifier_rows, "--vllm", "remote"],
+        "no judge": ["generator", "--data", write_rows(tmp_path / "g.jsonl", rows_for("generator"))],
+        "meta without a judge": ["verifier", "--data", verifier_rows, "--with-meta"],
+        "resume without checkpoint": ["verifier", "--data", verifier_rows, "--resume"],
+    }[case]
+    code, out, err = cli(capsys, *args, "--model", "unused", "--output-dir", str(tmp_path / "out"), "--cpu")
+    assert code == 2 and expected in err and len(err.strip().splitlines()) == 1, err
+    assert out == ""
+
+
+def test_cli_without_the_train_extra_says_which_extra(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "trl", None)  # as if trl were not installed
+    code, _, err = cli(capsys, "verifier", "--data", write_rows(tmp_path / "v.jsonl", rows_for("verifier")),
+                       "--model", "unused", "--output-dir", str(tmp_path / "out"))
+    assert code == 2 and "needs the 'train' extra" in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_trains_the_generator_against_the_simulated_judge(tmp_path, capsys):
+    path, _ = policy("generator", tmp_path / "policy")
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "generate.md").write_text(TINY_TEMPLATES.generate)
+    code, out, err = cli(capsys, "generator", "--model", path, "--output-dir", str(tmp_path / "out"),
+                         "--data", write_rows(tmp_path / "g.jsonl", rows_for("generator")),
+                         "--templates", str(templates), "--steps", "1", "--num-generations", "2",
+                         "--max-completion-length", str(LENGTH["generator"]), "--cpu", "--judge-provider", "sim",
+                         "--judge-n", "2", "--judge-max-tokens", "200000", "--json")
+    assert code == 0, err
+    summary = json.loads(out)  # stdout holds the summary only (TRL's logs go to stderr)
+    assert (summary["steps"], summary["completions"], summary["failed_judgements"]) == (1, 2, 0)
+    assert len((tmp_path / "out" / "rewards.jsonl").read_text().splitlines()) == 2

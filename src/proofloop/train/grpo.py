@@ -47,6 +47,7 @@ from typing import Any
 from proofloop.errors import UserInputError
 from proofloop.extras import require
 from proofloop.protocol import Templates, proof_for_verification
+from proofloop.rows import read_rows
 from proofloop.train.datasets import (TASKS, generator_examples, meta_verifier_examples, trl_row,
                                       verifier_examples)
 from proofloop.train.judge import Judge, JudgeStats
@@ -179,8 +180,15 @@ def _check_columns(task: str, rows: Sequence[Mapping[str, Any]], where: str) -> 
         columns.add("problem")
     missing = [c for c in NEEDED_COLUMNS[task] if c not in columns]
     if missing:
-        raise UserInputError(f"{where}: no column {', '.join(missing)} (the {task} set needs "
+        raise UserInputError(f"{where}: lacks column(s) {', '.join(missing)} (the {task} set needs "
                              f"{', '.join(NEEDED_COLUMNS[task])}; found {', '.join(sorted(columns))})")
+
+
+def input_rows(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The rows of a data file (.jsonl, .json, .csv, .parquet); a missing file is a one-line error."""
+    if not Path(path).is_file():
+        raise UserInputError(f"--data: no such file: {path}")
+    return read_rows(path)
 
 
 def training_rows(task: str, rows: Sequence[Mapping[str, Any]], *, templates: Templates | None = None,
