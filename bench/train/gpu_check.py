@@ -27,9 +27,13 @@ from pathlib import Path
 from proofloop.train.grpo import GrpoSettings, train_grpo
 from proofloop.train.tiny import TINY_TEMPLATES, tiny_model, tiny_tokenizer
 
-SIZES = {  # name: (filler words, hidden, layers, heads, group, prompts per step, completion tokens, steps)
-    "gpu": (100, 512, 8, 8, 16, 8, 32, 60),
-    "tiny": (18, 64, 2, 4, 8, 2, 12, 24),
+# filler words, hidden, layers, heads, initial weights' std, group, prompts per step, completion tokens, steps.
+# The GPU size starts from near-uniform outputs (a small std): a random model of that width
+# with the usual 0.02 favours a few tokens, and whether those include the contract's is luck;
+# with 40 filler words about 1 in 10 completions keeps the contract at first.
+SIZES = {
+    "gpu": (40, 512, 8, 8, 0.002, 16, 8, 32, 60),
+    "tiny": (18, 64, 2, 4, 0.02, 8, 2, 12, 24),
 }
 
 
@@ -75,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=None, help="learning rate (default 3e-4 GPU, 1e-2 tiny)")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: a temporary one)")
     args = parser.parse_args(argv)
-    filler, hidden, layers, heads, group, prompts, length, steps = SIZES["tiny" if args.tiny else "gpu"]
+    filler, hidden, layers, heads, init_std, group, prompts, length, steps = SIZES["tiny" if args.tiny else "gpu"]
     steps = args.steps or steps
     import torch
 
@@ -83,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         print("no GPU visible: pass --cpu (with --tiny for a short run)", file=sys.stderr)
         return 2
     tok = tiny_tokenizer(filler)
-    model = tiny_model(tok, hidden=hidden, layers=layers, heads=heads)
+    model = tiny_model(tok, hidden=hidden, layers=layers, heads=heads, init_std=init_std)
     print(f"model: {model.num_parameters() / 1e6:.2f}M parameters, vocabulary {len(tok)}, "
           f"{'CPU' if args.cpu else torch.cuda.get_device_name()}; {steps} steps of {prompts} prompts x "
           f"{group} completions of at most {length} tokens", flush=True)

@@ -50,7 +50,7 @@ from proofloop.protocol import Templates, proof_for_verification
 from proofloop.rows import read_rows
 from proofloop.train.datasets import (TASKS, generator_examples, meta_verifier_examples, trl_row,
                                       verifier_examples)
-from proofloop.train.rewards import ALPHA, BETA, Reward, meta_verifier_reward, verifier_reward
+from proofloop.train.rewards import Reward, meta_verifier_reward, verifier_reward
 
 if TYPE_CHECKING:  # the model layer loads only where a judge is built: the GPU check runs without it
     from proofloop.train.judge import Judge
@@ -242,7 +242,7 @@ class TaskReward:
     and every reward written to `rewards_path`."""
 
     def __init__(self, task: str, *, judge: Judge | None = None, with_meta: bool = False,
-                 alpha: float = ALPHA, beta: float = BETA, rewards_path: str | os.PathLike[str] | None = None):
+                 rewards_path: str | os.PathLike[str] | None = None):
         if task not in TASKS:
             raise UserInputError(f"unknown task {task!r} (one of {', '.join(TASKS)})")
         if judge is None and (task == "generator" or with_meta):
@@ -250,7 +250,7 @@ class TaskReward:
                                  "model (--judge-base-url/--judge-model, or --judge-provider sim)")
         if with_meta and task != "verifier":
             raise UserInputError("--with-meta applies to the verifier task only")
-        self.task, self.judge, self.with_meta, self.alpha, self.beta = task, judge, with_meta, alpha, beta
+        self.task, self.judge, self.with_meta = task, judge, with_meta
         self.rewards_path = Path(rewards_path) if rewards_path else None
         self.stats = RewardStats()  # this function's own (a judge counts all its users')
         self.__name__ = task.replace("-", "_")  # TRL logs rewards/<name>/mean under this name
@@ -271,7 +271,9 @@ class TaskReward:
             return [meta_verifier_reward(t, s) for t, s in zip(texts, targets)]
         if not self.with_meta:
             return [verifier_reward(t, s) for t, s in zip(texts, targets)]
-        judged = await asyncio.gather(*(self.judge.verifier_rewards(p, f, [t], s, with_meta=True)  # type: ignore[union-attr]
+        judge = self.judge
+        assert judge is not None  # checked in __init__
+        judged = await asyncio.gather(*(judge.verifier_rewards(p, f, [t], s, with_meta=True)
                                         for p, f, t, s in zip(columns["problem"], columns["proof"], texts, targets)))
         return [r for [r] in judged]
 

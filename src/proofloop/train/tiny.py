@@ -60,7 +60,8 @@ def tiny_tokenizer(filler: int | list[str] | None = None) -> Any:
     return tok
 
 
-def tiny_model(tokenizer: Any, *, hidden: int = 64, layers: int = 2, heads: int = 4, seed: int = 0) -> Any:
+def tiny_model(tokenizer: Any, *, hidden: int = 64, layers: int = 2, heads: int = 4, seed: int = 0,
+               init_std: float = 0.02) -> Any:
     """A randomly initialised Llama-style causal LM sized for `tokenizer` (hidden 64 and 2
     layers: about 0.1M parameters; hidden 512 and 8 layers: about 25M)."""
     torch = require("torch", "train", "the tiny in-process model")
@@ -69,7 +70,7 @@ def tiny_model(tokenizer: Any, *, hidden: int = 64, layers: int = 2, heads: int 
         vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=layers,
         num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=2048,
         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=None,
-        tie_word_embeddings=False)
+        tie_word_embeddings=False, initializer_range=init_std)
     torch.manual_seed(seed)
     model = transformers.LlamaForCausalLM(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
