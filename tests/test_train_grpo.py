@@ -198,6 +198,10 @@ def test_paper_settings_and_vllm_modes():
     for mode in ("server", "colocate"):
         gpu = grpo_kwargs("out", GrpoSettings(vllm=mode), cpu=False)
         assert (gpu["use_vllm"], gpu["vllm_mode"], gpu["use_cpu"], "bf16" in gpu) == (True, mode, False, False)
+    url = grpo_kwargs("out", GrpoSettings(vllm="server", vllm_server_url="http://h:8001"), cpu=False)
+    assert url["vllm_server_base_url"] == "http://h:8001"
+    with pytest.raises(UserInputError, match="goes with --vllm server"):
+        GrpoSettings(vllm="colocate", vllm_server_url="http://h:8001")
     with pytest.raises(UserInputError, match="needs a GPU"):
         grpo_kwargs("out", GrpoSettings(vllm="server"), cpu=True)
     with pytest.raises(UserInputError, match="--vllm must be one of"):

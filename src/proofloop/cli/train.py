@@ -37,6 +37,7 @@ LearningRate = Annotated[float, typer.Option(min=0.0, help="AdamW learning rate 
 Kl = Annotated[float, typer.Option(min=0.0, help="KL coefficient (GRPO: 0.04; 0 loads no reference model)")]
 SaveSteps = Annotated[int, typer.Option(min=1, help="write a checkpoint every this many steps")]
 Vllm = Annotated[Optional[str], typer.Option(help="generate with vLLM: server (trl vllm-serve) or colocate")]
+VllmUrl = Annotated[Optional[str], typer.Option(help="with --vllm server: its URL, e.g. http://host:8000")]
 Resume = Annotated[bool, typer.Option("--resume", help="continue from the last checkpoint in --output-dir")]
 Cpu = Annotated[bool, typer.Option("--cpu", help="train on the CPU even if a GPU is visible")]
 Seed = Annotated[int, typer.Option(help="seed of the trainer (sampling, shuffling, initialisation)")]
@@ -60,9 +61,9 @@ def _grpo_command(task: str) -> Callable[..., None]:
     def command(model: PolicyModel, data: Data, output_dir: OutputDir, steps: Steps = 100,
                 num_generations: Generations = 8, prompts_per_step: PromptsPerStep = 1,
                 max_completion_length: CompletionLength = 1024, learning_rate: LearningRate = 1e-6, kl: Kl = 0.04,
-                save_steps: SaveSteps = 50, vllm: Vllm = None, resume: Resume = False, cpu: Cpu = False,
-                seed: Seed = 0, report_to: ReportTo = "none", templates: TemplatesDir = None,
-                with_meta: WithMeta = False, judge_provider: JudgeProvider = None, judge_base_url: JudgeUrl = None,
+                save_steps: SaveSteps = 50, vllm: Vllm = None, vllm_server_url: VllmUrl = None,
+                resume: Resume = False, cpu: Cpu = False, seed: Seed = 0, report_to: ReportTo = "none",
+                templates: TemplatesDir = None, with_meta: WithMeta = False, judge_provider: JudgeProvider = None, judge_base_url: JudgeUrl = None,
                 judge_model: JudgeModel = None, judge_api_key: JudgeKey = None, judge_n: JudgeN = 4,
                 judge_max_tokens: JudgeTokens = 65_536, judge_concurrency: JudgeConcurrency = 64,
                 json_out: Json = False) -> None:
@@ -71,7 +72,8 @@ def _grpo_command(task: str) -> Callable[..., None]:
         settings = GrpoSettings(
             steps=steps, num_generations=num_generations, prompts_per_step=prompts_per_step,
             max_completion_length=max_completion_length, learning_rate=learning_rate, kl=kl, save_steps=save_steps,
-            vllm=vllm, seed=seed, use_cpu=True if cpu else None, report_to=report_to)
+            vllm=vllm, vllm_server_url=vllm_server_url, seed=seed, use_cpu=True if cpu else None,
+            report_to=report_to)
         judge = dict(provider=judge_provider, base_url=judge_base_url, model=judge_model, api_key=judge_api_key,
                      n=judge_n, max_tokens=judge_max_tokens, max_concurrency=judge_concurrency, seed=seed)
         run_grpo(task, model=model, data=data, output_dir=output_dir, settings=settings, templates=templates,

@@ -79,6 +79,7 @@ class GrpoSettings:
     kl: float = 0.04  # GRPO's KL coefficient (Shao et al. 2024); 0 drops the reference model
     save_steps: int = 50
     vllm: str | None = None  # None (generate with transformers), "server" or "colocate"
+    vllm_server_url: str | None = None  # with "server": where `trl vllm-serve` listens (TRL: 0.0.0.0:8000)
     seed: int = 0
     use_cpu: bool | None = None  # None: the CPU when no GPU is visible
     report_to: str = "none"  # "tensorboard", "wandb", ... (TRL's report_to)
@@ -93,6 +94,8 @@ class GrpoSettings:
                                  f"got {self.num_generations}")
         if self.vllm is not None and self.vllm not in VLLM_MODES:
             raise UserInputError(f"--vllm must be one of {', '.join(VLLM_MODES)}, got {self.vllm!r}")
+        if self.vllm_server_url and self.vllm != "server":
+            raise UserInputError("--vllm-server-url goes with --vllm server")
         if self.kl < 0 or self.learning_rate <= 0:
             raise UserInputError("--kl must not be negative and --learning-rate must be positive")
 
@@ -135,6 +138,8 @@ def grpo_kwargs(output_dir: str | os.PathLike[str], settings: GrpoSettings, *, c
         report_to=settings.report_to, use_cpu=cpu, use_vllm=settings.vllm is not None)
     if settings.vllm:
         kwargs["vllm_mode"] = settings.vllm
+    if settings.vllm_server_url:
+        kwargs["vllm_server_base_url"] = settings.vllm_server_url
     if cpu:
         kwargs.update(bf16=False, fp16=False)
     kwargs.update(settings.overrides)
