@@ -64,9 +64,9 @@ def _grpo_command(task: str) -> Callable[..., None]:
                 save_steps: SaveSteps = 50, vllm: Vllm = None, vllm_server_url: VllmUrl = None,
                 resume: Resume = False, cpu: Cpu = False, seed: Seed = 0, report_to: ReportTo = "none",
                 templates: TemplatesDir = None, with_meta: WithMeta = False, judge_provider: JudgeProvider = None,
-                judge_base_url: JudgeUrl = None, judge_model: JudgeModel = None, judge_api_key: JudgeKey = None, judge_n: JudgeN = 4,
-                judge_max_tokens: JudgeTokens = 65_536, judge_concurrency: JudgeConcurrency = 64,
-                json_out: Json = False) -> None:
+                judge_base_url: JudgeUrl = None, judge_model: JudgeModel = None, judge_api_key: JudgeKey = None,
+                judge_n: JudgeN = 4, judge_max_tokens: JudgeTokens = 65_536,
+                judge_concurrency: JudgeConcurrency = 64, json_out: Json = False) -> None:
         from proofloop.train.grpo import GrpoSettings
 
         settings = GrpoSettings(
