@@ -46,7 +46,7 @@ SUB_APPS = {  # name -> (module, help); imported only when used
     "bench": ("proofloop.cli.bench", "Benchmarks: prove and grade datasets, grader agreement, reports."),
     "sim": ("proofloop.cli.sim", "The simulated model: in-process or as an OpenAI-compatible server."),
     "templates": ("proofloop.cli.templates", "Prompt templates: import the released DeepSeek-Math-V2 wording."),
-    "train": ("proofloop.cli.train", "Training the three roles: datasets, GRPO and rejection fine-tuning on TRL."),
+    "train": ("proofloop.cli.train", "Training the three roles: GRPO and rejection fine-tuning on TRL, datasets, rewards as a service."),
 }
 
 
