@@ -46,6 +46,7 @@ SUB_APPS = {  # name -> (module, help); imported only when used
     "bench": ("proofloop.cli.bench", "Benchmarks: prove and grade datasets, grader agreement, reports."),
     "sim": ("proofloop.cli.sim", "The simulated model: in-process or as an OpenAI-compatible server."),
     "templates": ("proofloop.cli.templates", "Prompt templates: import the released DeepSeek-Math-V2 wording."),
+    "serve": ("proofloop.cli.serve", "The proof service: HTTP API, progress events and metrics (`proofloop serve --port N`)."),
 }
 
 
