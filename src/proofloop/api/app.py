@@ -16,7 +16,7 @@ for a body over the limit), never a 500 for anything a client sent.
 
     >>> from proofloop.api.settings import ServeSettings
     >>> app = create_app(ServeSettings(db=":memory:"))
-    >>> sorted(r.path for r in app.routes if r.path.startswith("/v1/runs"))[:2]
+    >>> sorted(p for p in app.openapi()["paths"] if p.startswith("/v1/runs"))[:2]
     ['/v1/runs', '/v1/runs/{run_id}']
 """
 
@@ -92,7 +92,7 @@ def create_app(settings: ServeSettings, routers: Sequence[Mount] = ()) -> FastAP
     app.add_middleware(BodyLimit, max_bytes=settings.limits.max_body_bytes)
     app.add_middleware(HttpMetrics, metrics=metrics)
     add_error_handlers(app)
-    app.include_router(v1_router(settings), prefix="/v1", dependencies=[Depends(require_token)])
+    app.include_router(v1_router(settings), dependencies=[Depends(require_token)])
     app.include_router(service_router())
     for mount in routers:  # the lead mounts the viewer and the reward server here
         app.include_router(mount.router, prefix=mount.prefix,
@@ -222,7 +222,7 @@ class HttpMetrics:
 
         async def timed(message: Message) -> None:
             if message["type"] == "http.response.start":
-                route = getattr(scope.get("route"), "path", "unmatched")
+                route = getattr(scope.get("route"), "path", "unmatched")  # the template, not the ids
                 self.metrics.observe_http(scope["method"], route, message["status"], time.perf_counter() - t0)
             await send(message)
 

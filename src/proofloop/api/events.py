@@ -36,7 +36,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from proofloop.store import Store
-from proofloop.store.schema import GradeRow, MetaVerificationRow, ProofRow, Run, VerificationRow
+from proofloop.store.derive import derived_fields
+from proofloop.store.schema import CallRow, GradeRow, MetaVerificationRow, ProofRow, Run, VerificationRow
 
 ORDER = {"proof": 1, "analysis": 2, "meta": 3, "grade": 4, "end": 9}
 _ID = re.compile(r"^(\d{17})-(\d)-(.{0,400})$", re.S)
@@ -100,12 +101,19 @@ def record_events(store: Store, run_id: str, after: str | None = None, limit: in
     events: list[Event] = []
     with Session(store.engine) as s, s.begin():  # one snapshot for the four tables
         for kind, table, columns in _SOURCES:
-            q = select(table.created_at, *(getattr(table, c) for c in columns)).where(table.run_id == run_id)
+            q = select(table.created_at, *(getattr(table, c) for c in columns))
+            if kind == "analysis":  # issues live in the stored call's text (store/derive.py)
+                q = q.add_columns(CallRow.text, CallRow.reasoning, CallRow.finish_reason).outerjoin(
+                    CallRow, (CallRow.key == table.id) & table.from_call)
+            q = q.where(table.run_id == run_id)
             if since_t is not None:
                 q = q.where(table.created_at >= since_t)  # equal times are sorted out below
+            # Each table's first rows in time: the merged first `limit` come from these.
             q = q.order_by(table.created_at).limit(limit + 1000)
             for row in s.execute(q):
-                data = dict(zip(columns, row[1:]))
+                data = dict(zip(columns, row[1:len(columns) + 1]))
+                if kind == "analysis" and row[-3] is not None:
+                    data["issues"] = derived_fields("verification", *row[-3:])["issues"]
                 events.append(Event(event_id(row[0], kind, str(data["id"])), kind, data))
     events.sort(key=_key)
     if since is not None:

@@ -108,7 +108,7 @@ def pair_results(services: Any, run: Run) -> list[dict[str, Any]]:
 
 def v1_router(settings: ServeSettings) -> APIRouter:
     """The /v1 routes with the limits of `settings` (they appear in the OpenAPI schema)."""
-    router = APIRouter(tags=["v1"])
+    router = APIRouter(prefix="/v1", tags=["v1"])  # its own prefix: route templates in metrics say /v1
     add_start_routes(router, settings.limits)
     add_run_routes(router, settings.limits)
     return router

@@ -25,7 +25,8 @@ from sqlalchemy.orm import Session
 from proofloop.errors import UserInputError
 from proofloop.runs import run_usage
 from proofloop.store import Store
-from proofloop.store.schema import GradeRow, MetaVerificationRow, ProofRow, Run, RunRow, VerificationRow
+from proofloop.store.derive import derived_fields
+from proofloop.store.schema import CallRow, GradeRow, MetaVerificationRow, ProofRow, Run, RunRow, VerificationRow
 
 from proofloop.api.events import from_micros, micros
 from proofloop.api.workers import api_status
@@ -60,24 +61,31 @@ def run_item(store: Store, run: Run, status_of: StatusOf = api_status) -> dict[s
 
 
 def best_proof(store: Store, run: Run) -> dict[str, Any] | None:
-    """The best proof so far: the chosen one once the run is done, else the proof with the
-    highest mean verifier score (self score when none was verified yet)."""
+    """The best proof so far: the chosen one once the run is done, else the usable proof with
+    the highest mean verifier score (then self score). Only its text is read."""
     with Session(store.engine) as s, s.begin():
         means = dict(s.execute(select(VerificationRow.proof_id, func.avg(VerificationRow.score))
                                .where(VerificationRow.run_id == run.id, VerificationRow.score.is_not(None))
                                .group_by(VerificationRow.proof_id)).all())
-        rows = s.execute(select(ProofRow.id, ProofRow.self_score, ProofRow.solution, ProofRow.status)
-                         .where(ProofRow.run_id == run.id, ProofRow.solution.is_not(None))).all()
+        rows = s.execute(select(ProofRow.id, ProofRow.self_score, ProofRow.status)
+                         .where(ProofRow.run_id == run.id)).all()
     if not rows:
         return None
-    chosen = (run.summary or {}).get("proof")
-
-    def rank(r: Any) -> tuple:
-        return (r.solution == chosen if chosen else False, means.get(r.id, -1.0), r.self_score or -1.0)
-
-    best = max(rows, key=rank)
+    chosen = (run.summary or {}).get("best_proof_id")
+    best = max(rows, key=lambda r: (r.id == chosen, r.status == "ok", means.get(r.id, -1.0), r.self_score or -1.0))
     return {"id": best.id, "mean_score": means.get(best.id), "self_score": best.self_score,
-            "status": best.status, "solution": best.solution}
+            "status": best.status, "solution": proof_solution(store, run.id, best.id)}
+
+
+def proof_solution(store: Store, run_id: str, proof_id: str) -> str | None:
+    """One proof's solution text (re-derived from its call when stored that way)."""
+    with Session(store.engine) as s, s.begin():
+        row = s.execute(select(ProofRow.solution, CallRow.text, CallRow.reasoning, CallRow.finish_reason)
+                        .outerjoin(CallRow, (CallRow.key == ProofRow.id) & ProofRow.from_call)
+                        .where(ProofRow.run_id == run_id, ProofRow.id == proof_id)).one_or_none()
+    if row is None:
+        return None
+    return derived_fields("proof", *row[1:])["solution"] if row[1] is not None else row[0]
 
 
 def run_detail(store: Store, run: Run, status_of: StatusOf = api_status) -> dict[str, Any]:
