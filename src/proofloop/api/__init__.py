@@ -2,7 +2,7 @@
 
     >>> from proofloop.api import ServeSettings, create_app
     >>> app = create_app(ServeSettings(db=":memory:"))       # the simulator as model
-    >>> app.title, "/v1/prove" in {r.path for r in app.routes}
+    >>> app.title, "/v1/prove" in app.openapi()["paths"]
     ('proofloop', True)
 
 - app.py: create_app(settings, routers=[Mount(router, prefix, auth)]), errors, limits, /metrics

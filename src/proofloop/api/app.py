@@ -166,10 +166,6 @@ def add_error_handlers(app: FastAPI) -> None:
 # ---- middleware (plain ASGI: streaming responses pass through untouched) ---------------------
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 class BodyLimit:
     """413 for a request body over `max_bytes`, by its Content-Length or as it streams in."""
 
@@ -182,26 +178,29 @@ class BodyLimit:
         length = dict(scope["headers"]).get(b"content-length", b"0").decode("latin-1")
         if not length.isdigit() or int(length) > self.max_bytes:
             return await self._refuse(scope, receive, send, length)
-        seen, started = 0, False
+        seen, started, refused = 0, False, False
 
         async def counted() -> Message:
-            nonlocal seen
+            # Over the limit: answer 413 now and tell the app the client left (an exception
+            # here would reach FastAPI's body parser, which turns it into a 400).
+            nonlocal seen, refused
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                raise BodyTooLarge()
+            if seen > self.max_bytes and not refused:
+                refused = True
+                if not started:
+                    await self._refuse(scope, receive, send, str(seen))
+                return {"type": "http.disconnect"}
             return message
 
         async def watched(message: Message) -> None:
             nonlocal started
+            if refused:  # the 413 went out; whatever the app says after it is dropped
+                return
             started = started or message["type"] == "http.response.start"
             await send(message)
 
-        try:
-            await self.app(scope, counted, watched)
-        except BodyTooLarge:
-            if not started:
-                await self._refuse(scope, receive, send, str(seen))
+        await self.app(scope, counted, watched)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, length: str) -> None:
         message = (f"request body too large ({length} bytes; at most {self.max_bytes})" if length.isdigit()
