@@ -39,12 +39,12 @@ def serve(
     uvicorn = require("uvicorn", "serve", "proofloop serve")
     require("prometheus_client", "serve", "proofloop serve")
     from proofloop.api import Limits, ServeSettings, create_app, load_tokens
-    from proofloop.cli.common import open_store
+    from proofloop.store import Store
     from proofloop.cli.console import note
 
     setup = model_options.setup()
     setup.resolved()  # a server that cannot work fails now, in one line, not at the first run
-    settings = ServeSettings(db=db or open_store(None).path, setup=setup, api_key=model_options.api_key,
+    settings = ServeSettings(db=db or Store.default_path(), setup=setup, api_key=model_options.api_key,
                              workers=workers, tokens=load_tokens(token_file), no_auth=no_auth, host=host,
                              limits=Limits(max_body_bytes=max_body_bytes))
     settings.check_bind()
