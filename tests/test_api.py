@@ -82,6 +82,7 @@ BAD = [  # (method, path, kwargs, status, words in the message)
     ("post", "/v1/prove", {"json": {"problem": PROBLEM, "strategy": "magic"}}, 422, "body.strategy"),
     ("post", "/v1/prove", {"json": {"problem": PROBLEM, "options": {"no_such_option": 1}}}, 400, "no_such_option"),
     ("post", "/v1/prove", {"json": {"problem": PROBLEM, "surprise": 1}}, 422, "surprise"),
+    ("post", "/v1/prove", {"json": {"problem": PROBLEM, "options": {"threads": 10**9}}}, 400, "cap of 1024"),
     ("post", "/v1/prove", {"json": {"problem": PROBLEM, "budgets": {"tokens": 0}}}, 422, "budgets.tokens"),
     ("post", "/v1/prove", {"json": {"problem": PROBLEM, "sampling": {"temperature": 9}}}, 422, "temperature"),
     ("post", "/v1/verify", {"json": {"pairs": []}}, 422, "body.pairs"),

@@ -25,6 +25,7 @@ from fastapi import APIRouter, Header, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from proofloop.errors import UserInputError
 from proofloop.store.schema import Run
 
 from proofloop.api.events import BATCH, end_event, is_after, parse_event_id, record_events
@@ -65,9 +66,23 @@ def mark_service_run(services: Any, run_id: str, budgets: Budgets | None) -> Non
     services.store.update_run_config(run_id, changes)
 
 
+def check_option_sizes(options: dict[str, Any], cap: int) -> None:
+    """A service caps the numbers in strategy options (a request for a billion threads is
+    refused here, not discovered by the worker that runs out of memory)."""
+    for key, value in options.items():
+        if key.startswith("budget_"):  # spending limits, not amounts of work
+            continue
+        numbers = value if isinstance(value, list) else [value]
+        if any(isinstance(n, (int, float)) and not isinstance(n, bool) and n > cap for n in numbers):
+            raise UserInputError(f"option {key}={value} is over this server's cap of {cap} per option")
+
+
 def start_prove(services: Any, body: ProveRequest) -> str:
     from proofloop.runs import create_prove_run
 
+    from proofloop.search.options import validate_options
+
+    check_option_sizes(validate_options(body.strategy, dict(body.options)), services.settings.limits.max_option)
     run_id = create_prove_run(services.store, body.problem, setup_for(services.settings, body.sampling),
                               strategy=body.strategy, options=dict(body.options))
     mark_service_run(services, run_id, body.budgets)

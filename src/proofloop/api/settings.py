@@ -23,7 +23,7 @@ import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from proofloop.errors import UserInputError
 
@@ -60,6 +60,7 @@ def load_tokens(token_file: Path | None = None, environ: dict[str, str] | None =
 @dataclass
 class Limits:
     max_body_bytes: int = 2_000_000  # a request body larger than this is refused with 413
+    max_option: int = 1024  # most any number in a strategy's options may be (threads, rounds, ...)
     page_max: int = 200  # most runs one GET /v1/runs returns
     sync_max_pairs: int = 8  # verify/grade batches up to this size are answered in the call
     sync_wait_s: float = 300.0  # a synchronous batch not done by then is answered 202 with its run
@@ -100,10 +101,6 @@ class ServeSettings:
         from proofloop.runs import ModelSetup
 
         return self.setup or ModelSetup(ModelSettings(provider="sim"))
-
-    def describe(self) -> dict[str, Any]:
-        """What may be shown (no token, no key)."""
-        return {"db": str(self.db), "workers": self.workers, "auth": self.auth_required, "host": self.host}
 
 
 def token_digest(token: str) -> str:
