@@ -99,7 +99,7 @@ def start_pairs(services: Any, body: VerifyRequest, grader: str) -> str:
             for i, p in enumerate(body.pairs)]
     run_id = create_grade_run(services.store, setup_for(services.settings, body.sampling), grader=grader,
                               n=body.n, rows=rows)
-    mark_service_run(services, run_id, body.budgets)
+    mark_service_run(services, run_id, None)  # grading has no budget: its size is pairs x n
     services.workers.submit(run_id)
     return run_id
 

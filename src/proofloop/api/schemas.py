@@ -63,7 +63,6 @@ class VerifyRequest(Strict):
     pairs: list[Pair] = Field(min_length=1, max_length=MAX_PAIRS)
     n: int = Field(4, ge=1, le=64, description="verifier analyses per proof")
     sampling: SamplingIn | None = None
-    budgets: Budgets | None = None
     wait: bool | None = Field(None, description="answer with the results (true) or at once with the run (false); "
                                                 "default: wait for small batches only")
 
