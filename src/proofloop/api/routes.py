@@ -140,18 +140,18 @@ def add_start_routes(router: APIRouter, limits: Limits) -> None:
         s = _services(request)
         run_id = await run_in_threadpool(start_pairs, s, body, grader)
         wait = body.wait if body.wait is not None else len(body.pairs) <= limits.sync_max_pairs
-        if wait:
-            future = s.workers.submit(run_id)
+        if wait:  # a small batch: answer with its results (or 202 if it takes over sync_wait_s)
             try:
-                await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), limits.sync_wait_s)
+                await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(s.workers.submit(run_id))),
+                                       limits.sync_wait_s)
             except asyncio.TimeoutError:
                 pass
-            run = _run_or_404(request, run_id)
-            status = s.workers.status(run)
-            if status not in LIVE:
-                results = await run_in_threadpool(pair_results, s, run)
-                return JSONResponse({"id": run_id, "status": status, "error": run.error, "results": results})
-        return JSONResponse({"id": run_id, "status": "queued"}, status_code=202)
+        run = await run_in_threadpool(_run_or_404, request, run_id)
+        status = s.workers.status(run)
+        if status in LIVE or not wait:  # follow it at /v1/runs/{id} (and /results once done)
+            return JSONResponse({"id": run_id, "status": status}, status_code=202)
+        results = await run_in_threadpool(pair_results, s, run)
+        return JSONResponse({"id": run_id, "status": status, "error": run.error, "results": results})
 
     @router.post("/verify", responses={202: {"description": "a large batch: started as a run"}})
     async def verify(request: Request, body: VerifyRequest) -> JSONResponse:
