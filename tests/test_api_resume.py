@@ -90,3 +90,22 @@ def test_cancel_queued_and_running_runs_and_a_restart_leaves_them(tmp_path):
             time.sleep(1.0)  # a restarted server would have picked them up by now
             assert status(c, running) == status(c, queued) == "cancelled"
     assert len(sent(log)) == requests, "a cancelled run sent requests after it was cancelled"
+
+
+def test_a_stopped_server_stores_its_runs_interrupted_and_finishes_them_when_started_again(tmp_path):
+    db, log = tmp_path / "db", tmp_path / "log.jsonl"
+    with ServerProcess(script=SCRIPT, request_log=log) as model:
+        first = ApiServer(db, SERVE, model_url=model.base_url).start()
+        with first.client() as c:
+            run_id = c.post("/v1/prove", json={**PROVE, "options": {"threads": 2, "attempts": 2}}).json()["id"]
+            wait_for(lambda: stored_calls(db) >= 1)
+        first.stop()  # SIGTERM: a clean stop
+        stopped_at, before = time.time(), stored(db, run_id)
+        store = Store(db)
+        run = store.get_run(run_id)
+        store.close()
+        assert (run.status.value, run.owner) == ("interrupted", None) and "server stopped" in run.error
+        with ApiServer(db, SERVE, model_url=model.base_url) as second, second.client() as c:
+            done = wait_for(lambda: (r := c.get(f"/v1/runs/{run_id}").json())["status"] == "finished" and r)
+    assert done["summary"]["proof"] and done["usage"]["calls"] == len(stored(db, run_id)) > len(before)
+    assert not before & set(sent(log, since=stopped_at)), "a call stored before the stop was sent again"

@@ -35,6 +35,7 @@ log = logging.getLogger("proofloop.api")
 
 API_STATUSES = ("queued", "running", "finished", "failed", "interrupted", "cancelled")
 CANCELLED = "cancelled"
+SERVER_STOPPED = "the server stopped; it resumes this run when it starts again"
 
 
 class Conflict(ProofloopError):
@@ -152,7 +153,11 @@ class Workers:
     def shutdown(self) -> None:
         """Stop every executing run (stored interrupted, resumed at the next start) and wait."""
         with self.lock:
+            stopped = [j.run_id for j in self.jobs.values() if j.started]
             for job in self.jobs.values():
                 job.cancel.set()
         self.pool.shutdown(wait=True, cancel_futures=True)
-
+        for run_id in stopped:  # say why: the runner calls every stop through `cancel` "cancelled"
+            run = self.store.get_run(run_id)
+            if run is not None and api_status(run) == "interrupted":
+                self.store.set_run_status(run_id, RunStatus.INTERRUPTED, error=SERVER_STOPPED)
