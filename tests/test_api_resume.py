@@ -85,6 +85,7 @@ def test_cancel_queued_and_running_runs_and_a_restart_leaves_them(tmp_path):
             assert end["event"] == "end" and end["data"]["status"] == "cancelled"
             assert c.post(f"/v1/runs/{running}/cancel").status_code == 409  # nothing left to cancel
             assert c.get(f"/v1/runs/{queued}").json()["progress"]["proofs"] == 0
+            assert 'proofloop_runs{kind="prove",status="cancelled"} 2.0' in c.get("/metrics").text
             requests = len(sent(log))
         with ApiServer(db, SERVE, model_url=model.base_url) as again, again.client() as c:
             time.sleep(1.0)  # a restarted server would have picked them up by now

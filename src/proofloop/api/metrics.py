@@ -113,11 +113,13 @@ class Metrics:
     def _count_runs(self) -> None:
         counts: dict[tuple[str, str], int] = {}
         with Session(self.store.engine) as s, s.begin():
-            settled = s.execute(select(RunRow.kind, RunRow.status, func.count()).where(RunRow.status != "running")
-                                .group_by(RunRow.kind, RunRow.status)).all()
+            cancelled = func.json_extract(RunRow.config, "$.api.cancelled")  # as api_status reads it
+            settled = s.execute(select(RunRow.kind, RunRow.status, cancelled, func.count())
+                                .where(RunRow.status != "running").group_by(RunRow.kind, RunRow.status, cancelled)).all()
             live = s.scalars(select(RunRow.id).where(RunRow.status == "running")).all()
-        for kind, status, n in settled:
-            counts[(kind, status)] = counts.get((kind, status), 0) + n
+        for kind, status, flag, n in settled:
+            key = (kind, "cancelled" if flag and status != "finished" else status)
+            counts[key] = counts.get(key, 0) + n
         for run_id in live:  # queued, running or interrupted: needs the lease (and cancelled flag)
             run = self.store.get_run(run_id)
             if run is not None:
