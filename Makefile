@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install browser bench-search-quick bench-search clean test-api
+.PHONY: demo test install browser bench-search-quick bench-search clean
 
 # torch is pinned here, not in pyproject.toml: 2.13.0 is the CPU build this machine has on disk
 # (an unpinned torch would pull a multi-GB CUDA build).
@@ -44,6 +44,7 @@ clean:
 	rm -rf $(VENV) .proofloop build *.egg-info
 
 # The proof service's tests: a real uvicorn, kill -9 and resume, schemathesis (about 90 s).
+.PHONY: test-api
 test-api: $(STAMP)
 	$(BIN)/python -m pytest -q tests/test_api.py tests/test_api_units.py tests/test_api_resume.py tests/test_api_schema.py
 
