@@ -67,3 +67,9 @@ verl-env: $(VERL_STAMP)
 
 clean:
 	rm -rf $(VENV) $(VERL_VENV) .proofloop build *.egg-info
+
+# The proof service's tests: a real uvicorn, kill -9 and resume, schemathesis (about 90 s).
+.PHONY: test-api
+test-api: $(STAMP)
+	$(BIN)/python -m pytest -q tests/test_api.py tests/test_api_units.py tests/test_api_resume.py tests/test_api_schema.py
+

@@ -10,6 +10,10 @@ Resume policy: `resume` finishes unfinished work. A call that failed (after its 
 not stored as a finished call, so resuming sends it again, and everything decided from it is
 decided again from the new answer: a resumed run is the same as a run that never failed.
 
+`cancel` (a threading.Event, for a service that runs runs in worker threads) stops a run from
+another thread: its work is cancelled like Ctrl-C and it is stored as interrupted with the
+error "cancelled"; finished calls stay, so a resume still finishes it.
+
 A run holds a lease while it executes (renewed every 20 s): a second process cannot execute it
 at the same time, and a run whose process was killed reads as `interrupted` once the lease
 expires (after at most a minute), never `running` forever.
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -39,11 +44,16 @@ class AllCallsFailed(ProofloopError):
     """Every model call of a run failed: an unusable server, not an empty result."""
 
 
+class RunCancelled(ProofloopError):
+    """The run was stopped through its `cancel` event; it is stored as interrupted."""
+
+
 def execute(store: Store, run_id: str, *, api_key: str | None = None,
             on_record: Callable[[str, Any], None] | None = None,
-            notice: Callable[[str], None] = print) -> dict[str, Any]:
+            notice: Callable[[str], None] = print, cancel: threading.Event | None = None) -> dict[str, Any]:
     """Do (or finish) the work of a run; return its summary, which is also stored on the run.
-    Whatever happens, every finished call and record stays in the store."""
+    Whatever happens, every finished call and record stays in the store. Setting `cancel`
+    (from another thread) stops it: RunCancelled, stored as interrupted."""
     run = store.get_run(run_id)
     if run is None:
         raise UserInputError(f"no run {run_id!r} in {store.path}")
@@ -55,11 +65,14 @@ def execute(store: Store, run_id: str, *, api_key: str | None = None,
             ctx = RunContext.build(store, run_id, run.config, api_key=api_key, on_record=on_record, notice=notice)
             notice(ctx.setup.describe())
             with _sigterm_as_interrupt():
-                summary = asyncio.run(_execute_and_close(kind.execute, ctx))
+                summary = asyncio.run(_execute_and_close(kind.execute, ctx, cancel))
             _check_some_call_succeeded(store, run_id)
             prune_orphans(store, run_id, ctx.recorder.recorded)
         except KeyboardInterrupt:
             lease.release("interrupted", error="interrupted (Ctrl-C or SIGTERM)")
+            raise
+        except RunCancelled:
+            lease.release("interrupted", error="cancelled")
             raise
         except BaseException as e:
             lease.release("failed", error=str(e) or type(e).__name__)
@@ -69,15 +82,32 @@ def execute(store: Store, run_id: str, *, api_key: str | None = None,
     return summary
 
 
-async def _execute_and_close(execute_kind: Callable[[RunContext], Any], ctx: RunContext) -> dict[str, Any]:
+async def _execute_and_close(execute_kind: Callable[[RunContext], Any], ctx: RunContext,
+                             cancel: threading.Event | None = None) -> dict[str, Any]:
     """Run the work, then close the providers' HTTP clients inside the same event loop."""
     try:
-        return await execute_kind(ctx)
+        if cancel is None:
+            return await execute_kind(ctx)
+        return await _cancellable(execute_kind(ctx), cancel)
     finally:
         for model in ctx.models():
             close = getattr(model.provider, "aclose", None)
             if close is not None:
                 await close()
+
+
+async def _cancellable(work: Any, cancel: threading.Event) -> dict[str, Any]:
+    """Await `work`, cancelling it once `cancel` is set (looked at every 0.1 s)."""
+    task = asyncio.ensure_future(work)
+    while not task.done():
+        if cancel.is_set():
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                raise RunCancelled("cancelled") from None
+        await asyncio.wait({task}, timeout=0.1)
+    return task.result()
 
 
 @contextmanager
