@@ -1,5 +1,5 @@
-"""The proof service's FastAPI app: /v1 (api/routes.py), /metrics, /healthz, /readyz, and the
-routers other parts mount (the web viewer, the reward server).
+"""The proof service's FastAPI app: /v1 (api/routes.py), /metrics, /healthz, /readyz, the web
+viewer under /ui and the reward server at /v1/rewards (api/mounts.py), and any other router.
 
     create_app(settings, routers=[Mount(viewer_router), Mount(reward_router, prefix="/reward")])
 
@@ -41,6 +41,7 @@ from proofloop.store import RunBusy, Store, StoreError
 
 from proofloop.api.auth import require_token
 from proofloop.api.metrics import CONTENT_TYPE, Metrics
+from proofloop.api.mounts import include_rewards, include_viewer
 from proofloop.api.settings import ServeSettings
 from proofloop.api.workers import Conflict, Workers
 
@@ -94,6 +95,10 @@ def create_app(settings: ServeSettings, routers: Sequence[Mount] = ()) -> FastAP
     add_error_handlers(app)
     app.include_router(v1_router(settings), dependencies=[Depends(require_token)])
     app.include_router(service_router())
+    if settings.viewer:
+        include_viewer(app, app.state.services)
+    if settings.rewards:
+        include_rewards(app, app.state.services)
     for mount in routers:  # the lead mounts the viewer and the reward server here
         app.include_router(mount.router, prefix=mount.prefix,
                            dependencies=[Depends(require_token)] if mount.auth else [])

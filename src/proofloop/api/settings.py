@@ -79,6 +79,8 @@ class ServeSettings:
     host: str = "127.0.0.1"
     limits: Limits = field(default_factory=Limits)
     resume_unfinished: bool = True  # at start-up, pick up the runs a killed server left
+    viewer: bool = True  # the web pages under /ui
+    rewards: bool = True  # POST /v1/rewards: the paper's rewards, judged by the served model
 
     def __post_init__(self) -> None:
         if self.workers < 1:

@@ -30,6 +30,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
+from proofloop.api.auth import COOKIE
 from proofloop.api.markdown import render_inline
 from proofloop.api.viewer import pages
 from proofloop.api.viewer.queries import proof_text
@@ -88,16 +89,46 @@ class Renderer:
 
 
 def viewer_router(store: Store | Callable[[], Store] | str | Path, *, start_verify: StartVerify | None = None,
-                  events_url: str = EVENTS_URL) -> APIRouter:
+                  events_url: str = EVENTS_URL, check_token: Callable[[str], bool] | None = None) -> APIRouter:
     """The viewer's pages over a run store. `start_verify(problem, proof)` starts a verify run
     and returns its id (None: the verify form says the server does not offer it);
-    `events_url` is where a running run's page listens for progress ({run_id} filled in)."""
+    `events_url` is where a running run's page listens for progress ({run_id} filled in);
+    `check_token(token)` tells the login page whether a token is known (None: no login)."""
     router, render, get_store = APIRouter(), Renderer(), as_store(store)
     add_static(router)
     add_run_pages(router, render, get_store, events_url)
     add_record_pages(router, render, get_store)
     add_verify(router, render, start_verify)
+    add_login(router, render, check_token)
     return router
+
+
+def safe_next(target: str, fallback: str) -> str:
+    """Only a path of this site: no scheme, no host, no `//host` (not an open redirect)."""
+    ok = target.startswith("/") and not target.startswith("//") and "\\" not in target and ":" not in target.split("?")[0]
+    return target if ok else fallback
+
+
+def add_login(router: APIRouter, render: Renderer, check_token: Callable[[str], bool] | None) -> None:
+    """A form that takes a bearer token and keeps it as a cookie, for browsers: they cannot send
+    the Authorization header on links or on the live-progress EventSource."""
+
+    @router.get("/login", name="viewer_login_form", response_class=HTMLResponse, include_in_schema=False)
+    def login_form(request: Request, next: str = Query("", max_length=2000)) -> HTMLResponse:
+        return render.page(request, "login.html", next=next, error=None, enabled=check_token is not None)
+
+    @router.post("/login", name="viewer_login", include_in_schema=False)
+    async def login(request: Request) -> Response:
+        body = await request.body()
+        form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()} if len(body) < 10_000 else {}
+        target = safe_next(form.get("next", ""), request.url_for("viewer_runs").path)
+        if not same_origin(request) or check_token is None or not check_token(form.get("token", "")):
+            return render.page(request, "login.html", 401, next=target, error="unknown token",
+                               enabled=check_token is not None)
+        response = RedirectResponse(target, status_code=303)
+        response.set_cookie(COOKIE, form["token"], httponly=True, samesite="strict", path="/",
+                            secure=request.url.scheme == "https")
+        return response
 
 
 def add_static(router: APIRouter) -> None:
