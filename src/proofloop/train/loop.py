@@ -28,12 +28,16 @@ tests the plumbing, not learning.
     >>> from proofloop.store import Store
     >>> from proofloop.models.factory import ModelSettings
     >>> from proofloop.runs import ModelSetup
+    >>> import json, pathlib
+    >>> seed = {"problem": "Prove that 1 + 1 = 2.", "proof": "By definition.", "status": "labelled", "score": 1.0}
+    >>> _ = pathlib.Path("seed.jsonl").write_text(json.dumps(seed) + "\\n")
     >>> store = Store(":memory:")
     >>> run = create_loop_run(store, problems=[{"id": "a", "problem": "Prove that 1 + 1 = 2."}],
-    ...                       verifier_data="examples/train/verifier-seed.jsonl", model="tiny",
-    ...                       output_dir="/tmp/loop-doctest", judge=ModelSetup(ModelSettings(provider="sim")))
-    >>> store.get_run(run).kind, store.get_run(run).config["stages"]
-    ('train-loop', {})
+    ...                       verifier_data="seed.jsonl", model="tiny", output_dir="out",
+    ...                       judge=ModelSetup(ModelSettings(provider="sim")))
+    >>> config = store.get_run(run).config
+    >>> store.get_run(run).kind, config["base_model"], config["stages"]
+    ('train-loop', 'tiny', {})
 
 (`proofloop train loop` and `make train-demo` run one; tests/test_train_loop.py runs it whole.)
 """
