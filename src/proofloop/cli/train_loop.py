@@ -86,7 +86,7 @@ def loop(
             rft_max_length=rft_max_length, seed=seed)
         served = {"seed": seed, "max_tokens": max_tokens, "verify_max_tokens": verify_max_tokens, "api_key": api_key}
         run_id = L.create_loop_run(
-            store, problems=read_rows(problems), verifier_data=verifier_data, model=model, output_dir=output_dir,
+            store, problems=L.read_problems(problems), verifier_data=verifier_data, model=model, output_dir=output_dir,
             settings=settings, judge=server_setup(judge_provider, judge_base_url, judge_model, **served),
             generator=server_setup(**generator, **served) if any(generator.values()) else None)
     store.update_run_config(run_id, {"stop_after": stop_after})
@@ -105,9 +105,3 @@ def server_setup(provider: str | None, base_url: str | None, model: str | None, 
     from proofloop.runs import ModelSetup
 
     return ModelSetup(ModelSettings(provider=provider, base_url=base_url, model=model), **options)
-
-
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    from proofloop.rows import read_rows as rows_of
-
-    return rows_of(path)

@@ -117,6 +117,13 @@ def setup_from(fields: Mapping[str, Any], api_key: str | None = None) -> ModelSe
 # ---------------------------------------------------------------------------- create
 
 
+def read_problems(path: str | Path) -> list[dict[str, Any]]:
+    """Problem rows of a JSONL / JSON / CSV / parquet file (`problem` or `statement`, `id`)."""
+    from proofloop.rows import read_rows
+
+    return read_rows(path)
+
+
 def create_loop_run(store: Store, *, problems: Sequence[Mapping[str, Any]], verifier_data: str | Path, model: str,
                     output_dir: str | Path, judge: ModelSetup, generator: ModelSetup | None = None,
                     settings: LoopSettings = LoopSettings()) -> str:
