@@ -45,7 +45,10 @@ tests the plumbing, not learning.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -177,6 +180,7 @@ class Loop:
         self.settings = LoopSettings(**self.config["settings"])
         self.out = Path(self.config["output_dir"])
         self.stages: dict[str, dict[str, Any]] = dict(self.config.get("stages") or {})
+        self.stopping = threading.Event()
 
     def path(self, name: str) -> Path:
         return self.out / name
@@ -187,12 +191,15 @@ class Loop:
             "generator": self.train_generator, "generate": self.generate, "label": self.label,
             "next-verifier-set": self.next_verifier_set, "rft": self.rft}
         for name in STAGES:
+            if self.stopping.is_set():
+                return
             if self.stages.get(name, {}).get("status") == "finished":
                 self.ctx.notice(f"[loop] {name}: finished earlier, skipped")
                 continue
             self.ctx.notice(f"[loop] {name}: starting")
             started = time.monotonic()
-            outputs = steps[name]()
+            with contextlib.redirect_stdout(sys.stderr):  # trainers print their logs: stdout keeps the summary
+                outputs = steps[name]()
             self.record(name, status="finished", seconds=round(time.monotonic() - started, 2), **outputs)
             self.ctx.notice(f"[loop] {name}: finished")
             if name == self.config.get("stop_after"):
@@ -347,10 +354,19 @@ class Loop:
 
 async def execute_loop(ctx: RunContext) -> dict[str, Any]:
     """Do (or finish) the loop. The stages block (training) and start runs of their own
-    (each with its own event loop), so they run in a worker thread."""
+    (each with its own event loop), so they run in a worker thread. A thread cannot be
+    cancelled: Ctrl-C lets the stage in progress end (kill the process to stop at once;
+    checkpoints and finished calls are kept either way)."""
     loop = Loop(ctx)
-    await asyncio.to_thread(loop.run)
-    return summarise(loop.stages, ctx.config)
+    try:
+        await asyncio.to_thread(loop.run)
+    except asyncio.CancelledError:  # Ctrl-C / SIGTERM: the stage in progress ends, no next one starts
+        loop.stopping.set()
+        raise
+    summary = summarise(loop.stages, ctx.config)
+    children = [r for stage in ("generate", "label") for r in loop.stages.get(stage, {}).get("runs") or ()]
+    summary["child_calls"] = {r: ctx.store.run_usage(r).calls for r in children}
+    return summary
 
 
 def summarise(stages: Mapping[str, Mapping[str, Any]], config: Mapping[str, Any]) -> dict[str, Any]:
@@ -373,7 +389,8 @@ def summarise(stages: Mapping[str, Mapping[str, Any]], config: Mapping[str, Any]
 
 
 STAGE_LINES: dict[str, Callable[[Mapping[str, Any]], str]] = {
-    "verifier": lambda r: f"verifier GRPO   {r['steps']} steps -> {r['model']}   (rewards: {r['rewards']})",
+    "verifier": lambda r: (f"verifier GRPO   {r['steps']} steps from {r['from']} -> {r['model']}   "
+                           f"(rewards: {r['rewards']})"),
     "generator-init": lambda r: f"generator init  from {r['model']}",
     "generator": lambda r: f"generator GRPO  {r['steps']} steps -> {r['model']}   (rewards: {r['rewards']})",
     "generate": lambda r: f"generated       {r['proofs']} proofs on {r['server']}: prove runs {', '.join(r['runs'])}",
@@ -393,6 +410,9 @@ def render_loop(summary: dict[str, Any]) -> list[str]:
     lines = [f"training loop in {summary['output_dir']}"]
     lines += [STAGE_LINES[name](finished[name]) for name in STAGES if name in finished]
     lines += [f"{name:<18}not done" for name in STAGES if name not in finished]
+    calls = summary.get("child_calls") or {}
+    if calls:
+        lines.append(f"model calls     {sum(calls.values())} in the prove and label runs (the judges' below)")
     return lines + [usage_line(summary)]
 
 
