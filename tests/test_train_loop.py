@@ -175,6 +175,19 @@ def test_servers_can_be_pointed_elsewhere_before_resuming(tmp_path):
     assert config["judge"]["settings"]["provider"] == "sim" and config["model"]["provider"] == "sim"
 
 
+def test_a_new_generator_server_remakes_an_unfinished_generate_stage_only(tmp_path):
+    store = Store(tmp_path / "store.db")
+    run = new_loop(store, tmp_path / "out")
+    unfinished = {"verifier": {"status": "finished"}, "generate": {"status": "running", "runs": ["r-old"]}}
+    store.update_run_config(run, {"stages": unfinished})
+    L.point_servers(store, run, judge={}, generator={"model": "gen-2"})
+    assert store.get_run(run).config["stages"] == {"verifier": {"status": "finished"}}
+    finished = {"generate": {"status": "finished", "runs": ["r-old"]}}
+    store.update_run_config(run, {"stages": finished})
+    L.point_servers(store, run, judge={}, generator={"model": "gen-3"})
+    assert store.get_run(run).config["stages"] == finished
+
+
 def test_a_new_loop_refuses_bad_input(tmp_path):
     store = Store(tmp_path / "store.db")
     judge = ModelSetup(ModelSettings(provider="sim"))

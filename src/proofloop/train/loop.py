@@ -50,6 +50,7 @@ import dataclasses
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,7 +152,8 @@ def create_loop_run(store: Store, *, problems: Sequence[Mapping[str, Any]], veri
 def point_servers(store: Store, run_id: str, *, judge: Mapping[str, str | None],
                   generator: Mapping[str, str | None]) -> None:
     """Point a stored loop at servers that moved or appeared (e.g. vLLM serving the trained
-    generator) before resuming it. None leaves a setting as it is. Child runs already made
+    generator) before resuming it. None leaves a setting as it is. A new generator server
+    makes an unfinished generate stage start again with new prove runs; finished child runs
     keep their own servers."""
     config = store.get_run(run_id).config
     changes: dict[str, Any] = {}
@@ -161,6 +163,9 @@ def point_servers(store: Store, run_id: str, *, judge: Mapping[str, str | None],
             fields = dict(config[key])
             fields["settings"] = {**fields["settings"], **given}
             changes[key] = fields
+    stages = config.get("stages") or {}
+    if "generator_server" in changes and stages.get("generate", {}).get("status") not in (None, "finished"):
+        changes["stages"] = {k: v for k, v in stages.items() if k != "generate"}
     if "judge" in changes:  # the loop's own model settings are the judge's
         model = {**config["model"], **{k: v for k, v in judge.items() if v is not None}}
         changes["model"] = model
@@ -287,8 +292,12 @@ class Loop:
         runs = self.child_runs("generate", lambda: [
             create_prove_run(self.store, p["problem"], setup, strategy="single", options=options)
             for p in self.config["problems"]])
-        return {"runs": runs, "server": setup.settings.base_url or setup.settings.provider,
-                "proofs": len(self.new_proofs(runs))}
+        proofs = self.new_proofs(runs)
+        if not proofs:  # nothing to label: say why, and leave the stage unfinished
+            statuses = Counter(p.status for r in runs for p in self.store.proofs(r))
+            raise UserInputError(f"the generator wrote no usable proof ({sum(statuses.values())} outputs, statuses "
+                                 f"{dict(statuses)}): resume with a stronger generator server (--gen-*)")
+        return {"runs": runs, "server": setup.settings.base_url or setup.settings.provider, "proofs": len(proofs)}
 
     def new_proofs(self, runs: Sequence[str]) -> list[LabelItem]:
         """The usable proofs the prove runs made, each once, in run order."""
