@@ -5,6 +5,7 @@ call and no finished training; a GRPO stage cut short resumes from its checkpoin
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -22,7 +23,7 @@ import proofloop.train.rft as rft  # noqa: E402
 from proofloop.errors import UserInputError  # noqa: E402
 from proofloop.models.factory import ModelSettings  # noqa: E402
 from proofloop.rows import read_rows  # noqa: E402
-from proofloop.runs import ModelSetup, execute, get_kind  # noqa: E402
+from proofloop.runs import ModelSetup, RunContext, execute, get_kind  # noqa: E402
 from proofloop.store import Store  # noqa: E402
 from transformers import TrainerCallback  # noqa: E402
 
@@ -144,6 +145,21 @@ def test_a_training_stage_cut_short_resumes_from_its_checkpoint(tmp_path, monkey
     assert summary["stopped_after"] == "verifier" and summary["artefacts"]["rft_model"] is None
     assert (out / "verifier" / "checkpoint-2").is_dir()
     assert any("not done" in line for line in L.render_loop(summary))
+
+
+def test_the_judges_calls_are_stored_under_the_loop_and_replayed(tmp_path):
+    store = Store(tmp_path / "store.db")
+    run = new_loop(store, tmp_path / "out", settings=L.LoopSettings(judge_n=2, n=2, k=1))
+    loop = L.Loop(RunContext.build(store, run, store.get_run(run).config, **quiet))
+    output = ("## Solution\n\nBoth are 2a + 1 and 2b + 1; the sum is 2(a + b + 1).\n\n## Self Evaluation\n\n"
+              "Here is my evaluation of the solution: complete.\n\n"
+              "Based on my evaluation, the final overall score should be: \\boxed{1}")
+    problem = read_rows(PROBLEMS)[0]["problem"]
+    [first] = asyncio.run(loop.judge().generator_rewards(problem, [output]))
+    calls = stored_calls(store)
+    assert first.total is not None and calls and {ns for ns, _ in calls} == {run}
+    [again] = asyncio.run(loop.judge().generator_rewards(problem, [output]))  # a new judge, as a resumed stage has
+    assert again == first and stored_calls(store) == calls
 
 
 # ---------------------------------------------------------------------------- pure parts
