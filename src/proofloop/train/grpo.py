@@ -42,7 +42,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from proofloop.errors import UserInputError
 from proofloop.extras import require
@@ -50,8 +50,10 @@ from proofloop.protocol import Templates, proof_for_verification
 from proofloop.rows import read_rows
 from proofloop.train.datasets import (TASKS, generator_examples, meta_verifier_examples, trl_row,
                                       verifier_examples)
-from proofloop.train.judge import Judge, JudgeStats
 from proofloop.train.rewards import ALPHA, BETA, Reward, meta_verifier_reward, verifier_reward
+
+if TYPE_CHECKING:  # the model layer loads only where a judge is built: the GPU check runs without it
+    from proofloop.train.judge import Judge
 
 VLLM_MODES = ("server", "colocate")
 # The columns each task's input rows need (`proofloop label` output for the verifier; rated
@@ -158,6 +160,7 @@ def build_judge(*, provider: str | None = None, base_url: str | None = None, mod
     from proofloop.models.cache import InMemoryCallCache
     from proofloop.models.factory import ModelSettings, build_provider
     from proofloop.models.wrapper import Model
+    from proofloop.train.judge import Judge
 
     if provider is None and base_url is None and not os.environ.get("PROOFLOOP_BASE_URL"):
         raise UserInputError("this reward needs a judge model: pass --judge-base-url and --judge-model "
@@ -221,6 +224,16 @@ def completion_text(completion: Any) -> str:
     return "".join(str(m.get("content") or "") for m in completion if m.get("role") == "assistant")
 
 
+@dataclass
+class RewardStats:
+    """How many completions a reward function scored, broke their format (reward 0) or had a
+    judge fail (no reward)."""
+
+    completions: int = 0
+    format_failures: int = 0
+    failed_judgements: int = 0
+
+
 class TaskReward:
     """The TRL reward function of one task: async, one reward per completion (None where a
     judge failed: TRL leaves that completion out of the advantages), each component logged
@@ -239,7 +252,7 @@ class TaskReward:
             raise UserInputError("--with-meta applies to the verifier task only")
         self.task, self.judge, self.with_meta, self.alpha, self.beta = task, judge, with_meta, alpha, beta
         self.rewards_path = Path(rewards_path) if rewards_path else None
-        self.stats = JudgeStats()  # this function's own counts (a shared judge counts all its users)
+        self.stats = RewardStats()  # this function's own (a judge counts all its users')
         self.__name__ = task.replace("-", "_")  # TRL logs rewards/<name>/mean under this name
 
     async def __call__(self, prompts: list[Any], completions: list[Any], **columns: Any) -> list[float | None]:
@@ -294,7 +307,7 @@ class GrpoRun:
 
     output_dir: Path
     steps: int
-    stats: JudgeStats
+    stats: RewardStats
     log: list[dict[str, Any]]
     rewards_path: Path
 
@@ -308,10 +321,11 @@ def last_checkpoint(output_dir: str | os.PathLike[str]) -> str | None:
 def train_grpo(task: str, model: Any, rows: Sequence[Mapping[str, Any]], output_dir: str | os.PathLike[str], *,
                settings: GrpoSettings | None = None, judge: Judge | None = None, with_meta: bool = False,
                tokenizer: Any = None, templates: Templates | None = None, resume: bool = False,
-               callbacks: Iterable[Any] = ()) -> GrpoRun:
+               callbacks: Iterable[Any] = (), print_logs: bool = True) -> GrpoRun:
     """Train `model` (a hub id, a local path or a loaded model) on `task` with GRPO; `rows`
     are the input rows (see NEEDED_COLUMNS). `resume`: continue from the last checkpoint in
-    `output_dir` (an error if there is none)."""
+    `output_dir` (an error if there is none). `print_logs` False: no progress bar or log lines
+    from transformers (a `callbacks` entry reports instead)."""
     settings = settings or GrpoSettings()
     trl = require("trl", "train", "proofloop train")
     datasets = require("datasets", "train", "proofloop train")
@@ -331,6 +345,10 @@ def train_grpo(task: str, model: Any, rows: Sequence[Mapping[str, Any]], output_
         model.config.name_or_path = str(out / "initial-model")
     trainer = trl.GRPOTrainer(model=model, reward_funcs=[reward], args=config, train_dataset=data,
                               processing_class=tokenizer, callbacks=list(callbacks) or None)
+    if not print_logs:
+        callbacks_module = require("transformers.trainer_callback", "train", "proofloop train")
+        for printer in (callbacks_module.PrinterCallback, callbacks_module.ProgressCallback):
+            trainer.remove_callback(printer)
     trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(str(out))
     return GrpoRun(out, trainer.state.global_step, reward.stats, list(trainer.state.log_history), out / REWARDS_FILE)
