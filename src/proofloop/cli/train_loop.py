@@ -29,25 +29,38 @@ if TYPE_CHECKING:
     from proofloop.runs import ModelSetup
 
 
+Problems = Annotated[Optional[Path], typer.Option(
+    "--problems", help="JSONL / JSON / CSV / parquet rows with `problem`")]
+VerifierData = Annotated[Optional[str], typer.Option(
+    "--verifier-data", help="labelled proofs (label output, a file, hf:NAME)")]
+BaseModel = Annotated[Optional[str], typer.Option(
+    "--model", help="the model to train: hub id, local path, or `tiny` (in-process)")]
+OutputDir = Annotated[Optional[Path], typer.Option(
+    "--output-dir", help="checkpoints, datasets, labels, the RFT model")]
+Resume = Annotated[Optional[str], typer.Option(
+    "--resume", help="finish the loop run RUN from its first unfinished stage")]
+Text = Optional[str]
+
+
 def loop(
-    problems: Annotated[Optional[Path], typer.Option("--problems", help="JSONL / JSON / CSV / parquet rows with `problem`")] = None,
-    verifier_data: Annotated[Optional[str], typer.Option("--verifier-data", help="labelled proofs (label output, a file, hf:NAME)")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", help="the model to train: hub id, local path, or `tiny` (in-process)")] = None,
-    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", help="checkpoints, datasets, labels, the RFT model")] = None,
-    resume: Annotated[Optional[str], typer.Option("--resume", help="finish the loop run RUN from its first unfinished stage")] = None,
-    judge_provider: Annotated[Optional[str], typer.Option(help="judge: openai | sim")] = None,
-    judge_base_url: Annotated[Optional[str], typer.Option(help="judge server URL (verifier / meta-verifier)")] = None,
-    judge_model: Annotated[Optional[str], typer.Option(help="judge model id on its server")] = None,
-    gen_provider: Annotated[Optional[str], typer.Option(help="generator server provider (default: the judge's)")] = None,
-    gen_base_url: Annotated[Optional[str], typer.Option(help="server of the trained generator, e.g. vLLM of OUTPUT_DIR/generator")] = None,
-    gen_model: Annotated[Optional[str], typer.Option(help="the generator's model id on that server")] = None,
-    api_key: Annotated[Optional[str], typer.Option(help="API key of the servers (or PROOFLOOP_API_KEY)")] = None,
+    problems: Problems = None,
+    verifier_data: VerifierData = None,
+    model: BaseModel = None,
+    output_dir: OutputDir = None,
+    resume: Resume = None,
+    judge_provider: Annotated[Text, typer.Option(help="judge: openai | sim")] = None,
+    judge_base_url: Annotated[Text, typer.Option(help="judge server URL (verifier / meta-verifier)")] = None,
+    judge_model: Annotated[Text, typer.Option(help="judge model id on its server")] = None,
+    gen_provider: Annotated[Text, typer.Option(help="generator server provider (default: the judge's)")] = None,
+    gen_base_url: Annotated[Text, typer.Option(help="server of the trained generator, e.g. vLLM")] = None,
+    gen_model: Annotated[Text, typer.Option(help="the generator's model id on that server")] = None,
+    api_key: Annotated[Text, typer.Option(help="API key of the servers (or PROOFLOOP_API_KEY)")] = None,
     steps: Annotated[int, typer.Option(min=1, help="GRPO steps per role")] = 100,
     num_generations: Annotated[int, typer.Option(min=2, help="GRPO group size")] = 8,
     max_completion_length: Annotated[int, typer.Option(min=1, help="GRPO completion tokens")] = 1024,
     learning_rate: Annotated[float, typer.Option(min=0.0)] = 1e-6,
     save_steps: Annotated[int, typer.Option(min=1, help="steps between checkpoints (GRPO and RFT)")] = 50,
-    vllm: Annotated[Optional[str], typer.Option(help="GRPO generation with vLLM: server | colocate")] = None,
+    vllm: Annotated[Text, typer.Option(help="GRPO generation with vLLM: server | colocate")] = None,
     with_meta: Annotated[bool, typer.Option("--with-meta", help="the verifier's reward includes R_meta")] = False,
     judge_n: Annotated[int, typer.Option(min=1, help="analyses per proof in the generator's reward")] = 4,
     proofs_per_problem: Annotated[int, typer.Option(min=1, help="new proofs per problem")] = 4,
@@ -57,8 +70,8 @@ def loop(
     rft_steps: Annotated[Optional[int], typer.Option(min=1, help="RFT steps (default: one pass)")] = None,
     rft_max_length: Annotated[int, typer.Option(min=16, help="RFT tokens per example")] = 8192,
     max_tokens: Annotated[Optional[int], typer.Option(min=1, help="served generation tokens per proof")] = None,
-    verify_max_tokens: Annotated[Optional[int], typer.Option(min=1, help="served tokens per (meta-)verification")] = None,
-    stop_after: Annotated[Optional[str], typer.Option(help="stop after this stage (to serve a checkpoint, then --resume)")] = None,
+    verify_max_tokens: Annotated[Optional[int], typer.Option(min=1, help="served tokens per check")] = None,
+    stop_after: Annotated[Text, typer.Option(help="stop after this stage (serve a checkpoint, then --resume)")] = None,
     seed: int = 0,
     *, db: Db = None, json_out: Json = False, verbose: Verbose = False,
 ) -> None:

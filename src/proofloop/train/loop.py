@@ -114,7 +114,8 @@ def setup_fields(setup: ModelSetup) -> dict[str, Any]:
 def setup_from(fields: Mapping[str, Any], api_key: str | None = None) -> ModelSetup:
     f = dict(fields)
     attempt = f.pop("attempt_s", None)
-    return ModelSetup(ModelSettings(**f.pop("settings")), timeouts=Timeouts(attempt_s=attempt) if attempt else Timeouts(),
+    timeouts = Timeouts(attempt_s=attempt) if attempt else Timeouts()
+    return ModelSetup(ModelSettings(**f.pop("settings")), timeouts=timeouts,
                       api_key=api_key, **f)
 
 
@@ -407,7 +408,8 @@ STAGE_LINES: dict[str, Callable[[Mapping[str, Any]], str]] = {
                         f"(n={r['n']}, m={r['m']}, k={r['k']}) -> {r['output']}   (label run {r['runs'][0]})"),
     "next-verifier-set": lambda r: (f"next verifier   {r['labelled']} new + {r['seed']} seed rows -> {r['rows']} "
                                     f"(TRL layout: {r['trl']})"
-                                    + (f"; meta-verifier set -> {r['meta_verifier']}" if r.get("meta_verifier") else "")),
+                                    + (f"; meta-verifier set -> {r['meta_verifier']}"
+                                       if r.get("meta_verifier") else "")),
     "rft": lambda r: (f"RFT             {r['examples']} examples ({r['generator_examples']} proofs, "
                       f"{r['verifier_examples']} analyses; set {r['dataset']}), {r['steps']} steps "
                       f"-> {r['model']}   (the next iteration's model)"),
@@ -421,7 +423,8 @@ def render_loop(summary: dict[str, Any]) -> list[str]:
     lines += [f"{name:<18}not done" for name in STAGES if name not in finished]
     calls = summary.get("child_calls") or {}
     if calls:
-        lines.append(f"model calls     {sum(calls.values())} in the prove and label runs (the judges' below)")
+        lines.append(f"model calls     {sum(calls.values())} in the prove and label runs "
+                     "(the GRPO judges' calls: the next line)")
     return lines + [usage_line(summary)]
 
 
