@@ -215,6 +215,25 @@ def test_a_new_loop_refuses_bad_input(tmp_path):
                           model="tiny", output_dir=tmp_path, judge=judge)
 
 
+def test_the_command_starts_stops_after_a_stage_and_resumes(tmp_path):
+    env = {**os.environ, "PROOFLOOP_DB": str(tmp_path / "store.db")}
+    command = [sys.executable, "-m", "proofloop.cli", "train", "loop"]
+    tiny = ["--judge-provider", "sim", "--steps", "1", "--num-generations", "2", "--max-completion-length", "8",
+            "--save-steps", "1"]
+    done = subprocess.run([*command, "--problems", str(PROBLEMS), "--verifier-data", str(SEED), "--model", "tiny",
+                           "--output-dir", str(tmp_path / "out"), *tiny, "--stop-after", "verifier", "--json"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(done.stdout)  # the trainer's logs went to stderr
+    assert summary["stopped_after"] == "verifier" and summary["stages"]["verifier"]["steps"] == 1
+    resumed = subprocess.run([*command, "--resume", summary["run_id"], "--stop-after", "generator-init"],
+                             capture_output=True, text=True, env=env, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"generator init  from {tmp_path / 'out' / 'verifier'}" in resumed.stdout
+    assert "generator         not done" in resumed.stdout
+    assert f"continue with `proofloop train loop --resume {summary['run_id']}`" in resumed.stdout
+
+
 @pytest.mark.parametrize("args, message", [
     (["--problems", str(PROBLEMS)], "a new loop needs --problems, --verifier-data, --model and --output-dir"),
     (["--resume", "r-none"], "no train-loop run 'r-none'"),
