@@ -111,6 +111,10 @@ def test_one_iteration_runs_every_stage_and_a_resume_repeats_nothing_finished(tm
     labelled = [r for r in labels if r["status"] == "labelled"]
     assert len(next_rows) == len(read_rows(SEED)) + len(labelled) == st["next-verifier-set"]["seed"] + len(labelled)
     assert len(read_rows(art["next_verifier_set_trl"])) == len(next_rows)
+    nv = st["next-verifier-set"]  # the meta-verifier set, or why there is none
+    assert ("meta_verifier" in nv) != ("meta_verifier_missing" in nv)
+    if "meta_verifier" in nv:
+        assert read_rows(nv["meta_verifier"]) and art["meta_verifier_set"] == nv["meta_verifier"]
     rft_set = read_rows(art["rft_set"])
     assert len(rft_set) == st["rft"]["examples"] > 0 and st["rft"]["steps"] == TINY.rft_steps
     lines = get_kind("train-loop").render(summary)

@@ -338,9 +338,10 @@ class Loop:
                "labelled": len(new),
                "trl": str(write_dataset(verifier_set(rows, origin="the next verifier set"),
                                         data / "verifier-next.trl.jsonl"))}
-        rated = [a for r in new for a in r.get("analyses") or () if a.get("meta")]
-        if rated:  # meta-verified analyses exist only where some analysis reported an issue
+        try:  # meta-verified analyses exist only where an analysis reported an issue, and need a majority
             out["meta_verifier"] = str(write_dataset(meta_verifier_set(new), data / "meta-verifier-next.trl.jsonl"))
+        except UserInputError as e:  # an optional set: say why there is none
+            out["meta_verifier_missing"] = str(e)
         return out
 
     def rft(self) -> dict[str, Any]:
