@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install browser bench-search-quick bench-search bench-train bench-serve clean verl-env
+.PHONY: demo test install browser bench-search-quick bench-search bench-train bench-serve clean verl-env train-demo
 
 # torch is pinned here, not in pyproject.toml: 2.13.0 is the CPU build this machine has on disk
 # (an unpinned torch would pull a multi-GB CUDA build).
@@ -64,6 +64,16 @@ $(VERL_STAMP): pyproject.toml
 	touch $(VERL_STAMP)
 
 verl-env: $(VERL_STAMP)
+
+# One tiny iteration of the training loop on CPU (docs/TRAINING.md): the tiny in-process model is
+# trained; the simulator serves the generator and judges. It exercises every stage, not learning.
+TRAIN_DEMO := .proofloop/train-demo
+train-demo: $(STAMP)
+	rm -rf $(TRAIN_DEMO)
+	PROOFLOOP_DB=$(TRAIN_DEMO)/store.db $(BIN)/proofloop train loop --problems examples/train/problems.jsonl \
+	  --verifier-data examples/train/verifier-seed.jsonl --model tiny --output-dir $(TRAIN_DEMO)/out \
+	  --judge-provider sim --steps 2 --num-generations 2 --max-completion-length 16 --save-steps 1 --judge-n 2 \
+	  --proofs-per-problem 2 -n 3 -m 2 -k 1 --rft-steps 2 --rft-max-length 1024 --seed 0
 
 clean:
 	rm -rf $(VENV) $(VERL_VENV) .proofloop build *.egg-info

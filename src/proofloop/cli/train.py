@@ -8,6 +8,7 @@
     proofloop train data verifier --from labels.jsonl -o verifier.parquet --format verl
     proofloop train rft --from labels.jsonl --model out/generator --output-dir out/rft
     proofloop train serve-rewards --port 8100 --judge-base-url http://host:8000/v1 --judge-model M
+    proofloop train loop --problems P --verifier-data D --model M --output-dir O --judge-provider sim
 
 GRPO on TRL (train/grpo.py): checkpoints every --save-steps in the output folder, `--resume`
 continues from the last one; every reward with its components goes to
@@ -24,10 +25,11 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 
 from proofloop.cli.console import note
+from proofloop.cli.options import Json
 from proofloop.cli.train_data import data
+from proofloop.cli.train_loop import loop
 from proofloop.cli.train_rewards import serve_rewards
 from proofloop.cli.train_rft import rft
-from proofloop.cli.options import Json
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Train the generator, verifier and meta-verifier with the paper's rewards; build their data.")
@@ -126,3 +128,4 @@ app.command("generator", help="GRPO on the generator: R_format * (0.76 R_Y + 0.2
 app.command()(data)
 app.command()(rft)
 app.command("serve-rewards")(serve_rewards)
+app.command()(loop)
