@@ -24,6 +24,11 @@ install: $(STAMP)
 # Prove an example problem with the embedded default model (SmolLM2-135M on CPU, offline).
 demo: $(STAMP)
 	PROOFLOOP_DB=.proofloop/demo.db $(BIN)/proofloop prove examples/problem.md --attempts 2 --threads 1 --max-tokens 256
+	@run=$$(PROOFLOOP_DB=.proofloop/demo.db $(BIN)/proofloop runs list --limit 1 --json | \
+	  $(BIN)/python -c "import json, sys; print(json.load(sys.stdin)[0]['id'])") && \
+	echo "" && echo "See this run in the viewer: start the service with" && \
+	echo "  PROOFLOOP_DB=.proofloop/demo.db $(BIN)/proofloop serve --port 8080" && \
+	echo "and open http://127.0.0.1:8080/ui/runs/$$run"
 
 # Headless Chromium opens the HTML report in a test (skipped where it cannot be installed).
 browser:
