@@ -1,4 +1,4 @@
-"""`proofloop serve`: the proof service (HTTP API, metrics; the viewer when mounted) on uvicorn.
+"""`proofloop serve`: the proof service (HTTP API, web viewer, reward server, metrics) on uvicorn.
 
     proofloop serve --port 8080 --provider sim                # loopback: no token needed
     PROOFLOOP_API_TOKENS=t1,t2 proofloop serve --host 0.0.0.0 --base-url http://gpu:8000/v1
@@ -33,7 +33,8 @@ def serve(
     url_file: Annotated[Optional[Path], typer.Option(help="write the server's URL here once it listens")] = None,
     *, model_options: ModelOptions, db: Db = None,
 ) -> None:
-    """Serve the HTTP API: POST /v1/prove, /v1/verify, /v1/grade, GET /v1/runs, /metrics."""
+    """Serve the HTTP API (POST /v1/prove, /v1/verify, /v1/grade, /v1/rewards, GET /v1/runs,
+    /metrics) and the web viewer (/ui/)."""
     from proofloop.extras import require
 
     uvicorn = require("uvicorn", "serve", "proofloop serve")
@@ -50,7 +51,7 @@ def serve(
     settings.check_bind()
     sock = listening_socket(host, port)
     url = f"http://{host if ':' not in host else f'[{host}]'}:{sock.getsockname()[1]}"
-    note(f"proofloop serve: {url}  (API {url}/v1, schema {url}/openapi.json, metrics {url}/metrics; "
+    note(f"proofloop serve: {url}  (viewer {url}/ui/, API {url}/v1, schema {url}/openapi.json, metrics {url}/metrics; "
          f"auth {'on' if settings.auth_required else 'off'}, {workers} worker(s), store {settings.db})")
     if url_file is not None:
         url_file.write_text(url + "\n", encoding="utf-8")
