@@ -24,20 +24,22 @@ ALLOWED: dict[str, set[str]] = {
     "roles": {"errors", "protocol", "models"},
     "store": {"errors", "protocol", "models"},
     "sim": {"errors", "extras", "protocol", "models"},
-    "search": {"errors", "protocol", "models", "roles"},
+    "search": {"errors", "protocol", "models", "roles", "steps"},  # steps: the `tree` strategy
     "label": {"errors", "extras", "protocol", "models", "roles", "rows"},
     "rows": {"errors", "extras"},
-    "runs": {"errors", "extras", "protocol", "models", "roles", "store", "search", "label"},
-    "bench": {"errors", "extras", "protocol", "models", "roles", "store", "search", "runs", "rows"},
+    "runs": {"errors", "extras", "protocol", "models", "roles", "store", "search", "label", "steps", "packs"},
+    # domain packs (issue 12): rubric, templates, loaders, evidence, metrics
+    "packs": {"errors", "extras", "protocol", "models", "roles", "rows"},
+    "bench": {"errors", "extras", "protocol", "models", "roles", "store", "search", "runs", "rows", "steps", "packs"},
     # rewards (pure), judged rewards, datasets, TRL/verl adapters, training runs
     "train": {"errors", "extras", "protocol", "models", "roles", "store", "search", "label", "rows", "runs"},
     # proof steps and symbolic checks (issue 11)
     "steps": {"errors", "extras", "protocol", "models", "roles"},
     # HTTP service, monitoring, web viewer; mounts the reward server
     "api": {"errors", "extras", "protocol", "models", "roles", "store", "search", "label", "rows", "runs", "bench",
-            "train", "steps"},
+            "train", "steps", "packs"},
     "cli": {"errors", "extras", "protocol", "models", "roles", "store", "search", "label", "runs", "bench", "sim",
-            "train", "api", "steps"},
+            "train", "api", "steps", "packs"},
 }
 MAX_FUNCTION_LINES = 80
 
