@@ -244,6 +244,7 @@ def write_rows(path, rows) -> str:
     ("no judge", "needs a judge model"),
     ("meta without a judge", "needs a judge model"),
     ("resume without checkpoint", "no checkpoint"),
+    ("weights for the verifier", "--alpha and --beta weigh the generator's reward"),
 ])
 def test_cli_bad_input_is_one_line_and_exit_2(case, expected, tmp_path, capsys):
     verifier_rows = write_rows(tmp_path / "v.jsonl", rows_for("verifier"))
@@ -254,6 +255,7 @@ def test_cli_bad_input_is_one_line_and_exit_2(case, expected, tmp_path, capsys):
         "no judge": ["generator", "--data", write_rows(tmp_path / "g.jsonl", rows_for("generator"))],
         "meta without a judge": ["verifier", "--data", verifier_rows, "--with-meta"],
         "resume without checkpoint": ["verifier", "--data", verifier_rows, "--resume"],
+        "weights for the verifier": ["verifier", "--data", verifier_rows, "--alpha", "1"],
     }[case]
     code, out, err = cli(capsys, *args, "--model", "unused", "--output-dir", str(tmp_path / "out"), "--cpu")
     assert code == 2 and expected in err and len(err.strip().splitlines()) == 1, err

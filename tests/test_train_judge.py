@@ -110,3 +110,12 @@ def test_verifier_rewards_with_and_without_the_meta_verifier():
     for before, after in zip(plain[:2], judged[:2]):
         assert after.total == pytest.approx(before.total * after.components["meta"])
     assert judged[2].total == 0.0
+
+
+@pytest.mark.parametrize("alpha, beta", [(1.0, 0.0), (0.0, 1.0), (0.5, 0.5)])
+def test_the_judge_weighs_the_generator_reward_with_its_own_alpha_and_beta(alpha, beta):
+    judge, outputs = sim_judge(), sim_outputs(3)
+    judge.alpha, judge.beta = alpha, beta
+    for r in asyncio.run(judge.generator_rewards(PROBLEM, outputs)):
+        c = r.components
+        assert r.total == pytest.approx(c["format"] * (alpha * c["proof"] + beta * c["self_evaluation"]))

@@ -58,6 +58,10 @@ JudgeProvider = Annotated[Optional[str], typer.Option(help="judge provider: open
 JudgeUrl = Annotated[Optional[str], typer.Option(help="judge's OpenAI-compatible server, e.g. http://host:8000/v1")]
 JudgeModel = Annotated[Optional[str], typer.Option(help="judge's model id on that server")]
 JudgeKey = Annotated[Optional[str], typer.Option(help="judge's API key")]
+Alpha = Annotated[Optional[float], typer.Option(
+    min=0.0, help="generator only: weight of the verifier's score of the proof (paper: 0.76)")]
+Beta = Annotated[Optional[float], typer.Option(
+    min=0.0, help="generator only: weight of the self evaluation's reward (paper: 0.24)")]
 JudgeN = Annotated[int, typer.Option(min=1, help="verifier analyses per proof (the proof's score is their mean)")]
 JudgeTokens = Annotated[int, typer.Option(min=1, help="max tokens per judge call (the paper: 65536)")]
 JudgeConcurrency = Annotated[int, typer.Option(min=1, help="judge requests in flight")]
@@ -74,8 +78,13 @@ def _grpo_command(task: str) -> Callable[..., None]:
                 templates: TemplatesDir = None, with_meta: WithMeta = False, judge_provider: JudgeProvider = None,
                 judge_base_url: JudgeUrl = None, judge_model: JudgeModel = None, judge_api_key: JudgeKey = None,
                 judge_n: JudgeN = 4, judge_max_tokens: JudgeTokens = 65_536,
-                judge_concurrency: JudgeConcurrency = 64, json_out: Json = False) -> None:
+                judge_concurrency: JudgeConcurrency = 64, alpha: Alpha = None, beta: Beta = None,
+                json_out: Json = False) -> None:
+        from proofloop.errors import UserInputError
         from proofloop.train.grpo import GrpoSettings
+
+        if task != "generator" and (alpha is not None or beta is not None):
+            raise UserInputError("--alpha and --beta weigh the generator's reward; the other roles have no weights")
 
         settings = GrpoSettings(
             steps=steps, num_generations=num_generations, prompts_per_step=prompts_per_step,
@@ -83,7 +92,8 @@ def _grpo_command(task: str) -> Callable[..., None]:
             vllm=vllm, vllm_server_url=vllm_server_url, seed=seed, use_cpu=True if cpu else None,
             report_to=report_to)
         judge = dict(provider=judge_provider, base_url=judge_base_url, model=judge_model, api_key=judge_api_key,
-                     n=judge_n, max_tokens=judge_max_tokens, max_concurrency=judge_concurrency, seed=seed)
+                     n=judge_n, max_tokens=judge_max_tokens, max_concurrency=judge_concurrency, seed=seed,
+                     alpha=alpha, beta=beta)
         run_grpo(task, model=model, data=data, output_dir=output_dir, settings=settings, templates=templates,
                  with_meta=with_meta, judge=judge, resume=resume, json_out=json_out)
 

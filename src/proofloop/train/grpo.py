@@ -158,7 +158,8 @@ def grpo_config(output_dir: str | os.PathLike[str], settings: GrpoSettings) -> A
 
 def build_judge(*, provider: str | None = None, base_url: str | None = None, model: str | None = None,
                 api_key: str | None = None, n: int = 4, max_tokens: int = 65_536, max_concurrency: int = 64,
-                seed: int | None = None, templates: Templates | None = None) -> Judge:
+                seed: int | None = None, templates: Templates | None = None, alpha: float | None = None,
+                beta: float | None = None) -> Judge:
     """The judge (verifier with n analyses, meta-verifier) served at `base_url` (or by
     `provider`, e.g. "sim"), sampling as the paper does; its calls are cached in memory."""
     from proofloop.models.base import Sampling
@@ -173,8 +174,9 @@ def build_judge(*, provider: str | None = None, base_url: str | None = None, mod
     settings, key = ModelSettings(provider=provider, base_url=base_url, model=model).resolved(api_key)
     served = Model(build_provider(settings, key), cache=InMemoryCallCache(), max_concurrency=max_concurrency,
                    endpoint=settings.endpoint)
+    weights = {k: v for k, v in (("alpha", alpha), ("beta", beta)) if v is not None}  # None: the paper's
     return Judge(served, n=n, sampling=Sampling(temperature=1.0, top_p=0.95, max_tokens=max_tokens, seed=seed),
-                 templates=templates)
+                 templates=templates, **weights)
 
 
 # ----------------------------------------------------------------------------- rows

@@ -51,6 +51,8 @@ class Judge:
     sampling: Sampling = field(default_factory=Sampling)
     templates: Templates | None = None
     stats: JudgeStats = field(default_factory=JudgeStats)
+    alpha: float = ALPHA  # the generator reward's weights: proof score, self evaluation
+    beta: float = BETA
 
     async def proof_score(self, problem: str, solution: str) -> float | None:
         """The verifier's mean score of a proof (None: no analysis gave a score)."""
@@ -63,10 +65,11 @@ class Judge:
                                 templates=self.templates)
         return r.rating if r.ok else None
 
-    async def generator_reward(self, problem: str, output: str, *, alpha: float = ALPHA,
-                               beta: float = BETA) -> Reward:
+    async def generator_reward(self, problem: str, output: str, *, alpha: float | None = None,
+                               beta: float | None = None) -> Reward:
         """The generator's reward for one output; the verifier and the meta-verifier judge it
-        at the same time (neither needs the other's answer)."""
+        at the same time (neither needs the other's answer). Weights: the judge's unless given."""
+        alpha, beta = self.alpha if alpha is None else alpha, self.beta if beta is None else beta
         parsed = parse_proof(output)
         if parsed.status.value != "ok":
             return self._count(generator_reward(output, None, None, alpha=alpha, beta=beta))  # no calls
