@@ -40,7 +40,7 @@ _SEPARATORS = {r"\quad", r"\qquad", r"\implies", r"\impliedby", r"\iff", r"\Righ
 _FOREIGN = {r"\in", r"\notin", r"\subset", r"\subseteq", r"\supset", r"\supseteq", r"\to", r"\mapsto",
             r"\rightarrow", r"\mid", r"\nmid", r"\approx", r"\sim", r"\simeq", r"\cong", r"\parallel", r"\perp",
             r"\propto", r"\ll", r"\gg", r"\prec", r"\succ", r"\vdots", r"\cdots", r"\ldots", r"\dots", ":", "∈"}
-_TOKEN = re.compile(r"\\[A-Za-z]+|\\.|:=|[=<>≤≥≠≡,;:|∈{}()\[\]&]|[^\\=<>≤≥≠≡,;:|∈{}()\[\]&]+")
+_TOKEN = re.compile(r"\\\\\[[^\]]*\]|\\[A-Za-z]+|\\.|:=|[=<>≤≥≠≡,;:|∈{}()\[\]&]|[^\\=<>≤≥≠≡,;:|∈{}()\[\]&]+")
 _PMOD = re.compile(r"\\pmod\s*\{[^{}]*\}|\\pmod\s*\w+|\(\s*\\(?:bmod|mod)\s*[^()]*\)|\\\s*\(\s*\\mathrm\{mod\}[^()]*\)"
                    r"|\(\s*\\(?:text|mathrm|operatorname)\{mod\}[^()]*\)|\\(?:bmod|mod)\s*\{?\w+\}?")
 
@@ -122,6 +122,7 @@ def _statements(text: str, start: int, end: int) -> list[tuple[int, int]]:
     i = 0
     while i < len(tokens):
         token = tokens[i].group()
+        token = "\\\\" if token.startswith("\\\\") else token  # a line break, with its [2mm] if any
         depth = max(0, depth + _depth_change(token))
         foreign |= depth == 0 and token in _FOREIGN
         if depth == 0 and (token in (",", ";") or token in _SEPARATORS):
