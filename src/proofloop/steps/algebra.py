@@ -134,15 +134,13 @@ _REALS = [Fraction(v) for v in ("0", "1", "-1", "1/2", "2", "3", "-2", "1/3", "1
 _INTEGERS = [Fraction(v) for v in (0, 1, 2, 3, -1, -2, 5, 10, 4, 7, -3)]
 
 
-def _bounds(job: dict, symbols: list[sympy.Symbol]) -> dict[str, tuple[Fraction | None, Fraction | None]]:
-    """(lowest, highest) value each variable may take, from the stated conditions (x > 0, n \\ge 1);
-    a strict bound is nudged inwards. Conflicting conditions leave a variable unbounded."""
+def _bounds(job: dict, symbols: list[sympy.Symbol]) -> dict[str, list]:
+    """[lowest, highest] value each variable may take (None: unbounded), from the stated
+    positivity and conditions (x > 0, n \\ge 1); values are (bound, strict). Conflicting
+    conditions leave a variable unbounded."""
     names = {str(s) for s in symbols}
-    bounds: dict[str, list] = {n: [None, None] for n in names}
-    if job.get("positive"):
-        bounds = {n: [Fraction(1, 10 ** 6), None] for n in names}
-    elif job.get("nonnegative"):
-        bounds = {n: [Fraction(0), None] for n in names}
+    floor = (Fraction(0), True) if job.get("positive") else (Fraction(0), False) if job.get("nonnegative") else None
+    bounds: dict[str, list] = {n: [floor, None] for n in names}
     for lhs, op, rhs in job.get("conditions", []):
         try:
             left, right = parse(lhs), parse(rhs)
@@ -150,21 +148,28 @@ def _bounds(job: dict, symbols: list[sympy.Symbol]) -> dict[str, tuple[Fraction 
             continue
         if right.is_Symbol and left.is_Rational:
             left, right, op = right, left, {"<": ">", ">": "<", "<=": ">=", ">=": "<="}[op]
-        if not (left.is_Symbol and right.is_Rational and str(left) in names):
-            continue
-        value = Fraction(int(right.p), int(right.q))
-        nudge = Fraction(1, 10 ** 6) if op in ("<", ">") else Fraction(0)
-        low, high = bounds[str(left)]
-        if op in (">", ">="):
-            bounds[str(left)][0] = max(value + nudge, low) if low is not None else value + nudge
-        else:
-            bounds[str(left)][1] = min(value - nudge, high) if high is not None else value - nudge
-    return {n: (lo, hi) if lo is None or hi is None or lo <= hi else (None, None) for n, (lo, hi) in bounds.items()}
+        if left.is_Symbol and right.is_Rational and str(left) in names:
+            bound = (Fraction(int(right.p), int(right.q)), op in ("<", ">"))
+            bounds[str(left)][0 if op in (">", ">=") else 1] = bound
+    return {n: (lo, hi) if lo is None or hi is None or lo[0] < hi[0] else [None, None] for n, (lo, hi) in bounds.items()}
 
 
 def _is_integer(job: dict, name: str) -> bool:
     base = re.sub(r"_.*", "", name)
     return bool(job.get("all_integers")) or name in job.get("integers", ()) or base in job.get("integers", ())
+
+
+def _inside(value: Fraction, low, high, integer: bool) -> Fraction:
+    """`value`, or a value inside (low, high) derived from it when it lies outside."""
+    if low is not None and (value < low[0] or (value == low[0] and low[1])):
+        value = low[0] + (low[0] - value + 1) / 7
+    if high is not None and (value > high[0] or (value == high[0] and high[1])):
+        value = high[0] - (value - high[0] + 1) / 11
+    if integer:
+        value = Fraction(math.ceil(value))
+        if low is not None and (value < low[0] or (value == low[0] and low[1])):
+            value = Fraction(math.floor(low[0]) + 1)
+    return value
 
 
 def _candidates(job: dict, name: str, low, high, rng: random.Random) -> list[Fraction]:
@@ -173,14 +178,8 @@ def _candidates(job: dict, name: str, low, high, rng: random.Random) -> list[Fra
     values = list(_INTEGERS if integer else _REALS)
     for _ in range(8):
         values.append(Fraction(rng.randint(-30, 30)) if integer else Fraction(rng.randint(-60, 60), rng.randint(1, 9)))
-    if low is not None:
-        values = [v + low if v >= 0 else low + abs(v) / 7 for v in values]
-    if high is not None:
-        values = [v if v <= high else high - abs(v) / 11 for v in values]
-    if integer:
-        values = [Fraction(math.ceil(v)) for v in values if (low is None or math.ceil(v) >= low)
-                  and (high is None or math.ceil(v) <= high)]
-    return values or ([low] if low is not None else [Fraction(0)])
+    inside = [_inside(v, low, high, integer) for v in values]
+    return [v for v in dict.fromkeys(inside) if (high is None or v <= high[0])] or [inside[0]]
 
 
 def _points(job: dict, symbols: list[sympy.Symbol], count: int, seed: int) -> list[dict]:
@@ -287,7 +286,8 @@ def check(job: dict) -> dict:
         difference, functions = _sides(job)
         symbols = sorted(difference.free_symbols, key=str)
         if op == "≡":
-            return _congruence(job, difference, symbols) if job.get("modulus") else \
+            return dict(_congruence(job, difference, symbols), variables=[str(v) for v in symbols]) \
+                if job.get("modulus") else \
                 {"verdict": "unparsed", "reason": "a congruence without a modulus"}
         if op in ("=", "!=") and _simplifies_to_zero(difference):
             return ({"verdict": "consistent", "reason": "the difference simplifies to 0"} if op == "=" else
