@@ -329,8 +329,9 @@ def serve(memory_mb: int) -> None:
     for line in sys.stdin:
         try:
             result = check(json.loads(line))
-        except MemoryError:
-            result = {"verdict": "timeout", "reason": f"memory limit ({memory_mb} MiB) exceeded"}
+        except MemoryError:  # answer, then exit: the parent starts a fresh worker for the next job
+            print(json.dumps({"verdict": "timeout", "reason": f"memory limit ({memory_mb} MiB) exceeded"}), flush=True)
+            return
         print(json.dumps(result), flush=True)
 
 

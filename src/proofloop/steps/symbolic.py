@@ -27,6 +27,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 
+from proofloop.errors import ProofloopError
 from proofloop.steps.relations import Domain, Relation, find_relations, is_condition, stated_domain
 from proofloop.steps.split import Step, split_steps
 
@@ -150,12 +151,15 @@ class Checker:
         return json.loads(line) if line else None
 
     def _worker(self) -> subprocess.Popen:
+        if self._process is not None and self._process.poll() is not None:  # it exited (memory limit)
+            self._kill()
+            self.replaced += 1
         if self._process is None:
             self._process = subprocess.Popen([sys.executable, "-m", "proofloop.steps.algebra", str(self.memory_mb)],
                                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             if self._read(self.start_timeout) != {"ready": True}:
                 self._kill()
-                raise RuntimeError("the symbolic checker's worker did not start")
+                raise ProofloopError("the symbolic checker's worker did not start (is the 'steps' extra installed?)")
         return self._process
 
     def run(self, job: dict) -> dict:
