@@ -71,7 +71,8 @@ def parse(latex: str) -> sympy.Expr:
         raise
     except Exception as e:  # the parser's own errors (LaTeXParsingError, ANTLR's, TypeError ...)
         raise Unparsed(f"the LaTeX parser rejected it ({type(e).__name__})") from None
-    if not isinstance(expr, sympy.Expr) or isinstance(expr, sympy.logic.boolalg.Boolean):
+    # (a Symbol is also a Boolean in SymPy: only relations and logic are turned away)
+    if not isinstance(expr, sympy.Expr) or isinstance(expr, (sympy.Rel, sympy.logic.boolalg.BooleanFunction)):
         raise Unparsed("not an expression")
     return expr
 

@@ -171,6 +171,9 @@ class Checker:
             result = self._read(self.timeout)
         except (BrokenPipeError, ValueError):
             result = None
+        if result is not None and result["verdict"] == "timeout":  # the worker hit its memory limit and exits
+            self._kill()
+            self.replaced += 1
         if result is not None:
             return result
         alive = worker.poll() is None
