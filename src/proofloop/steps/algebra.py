@@ -272,6 +272,10 @@ def _sides(job: dict) -> tuple[sympy.Expr, list[str]]:
     lhs, rhs = parse(job["lhs"]), parse(job["rhs"])
     for side in (lhs, rhs):
         _guard(side, job.get("max_digits", MAX_DIGITS))
+        for loop in side.atoms(sympy.Sum, sympy.Product):
+            if any(not bound.is_number for _, *bounds in loop.limits for bound in bounds):
+                # a_i inside reads as one variable a_{i}, not a sequence: such sums are not checked
+                raise Unparsed("a sum or product with symbolic bounds")
     (lhs, left_names), (rhs, right_names) = _opaque(lhs), _opaque(rhs)
     return sympy.Add(lhs, -rhs), sorted(set(left_names) | set(right_names))
 

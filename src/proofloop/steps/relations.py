@@ -214,11 +214,13 @@ class Domain:
 
 
 def is_condition(relation: Relation) -> bool:
-    """A variable compared with a number (x > 0, n \\ge 1, x = 0): it sets a domain or a value,
-    it does not claim an identity."""
+    """A variable compared with a number or a variable (x > 0, n \\ge 1, a_0 = a), or a variable
+    equal to anything (b = y^2): it sets a domain, a value or a name, it claims no identity."""
     sides = (relation.lhs.replace("&", ""), relation.rhs.replace("&", ""))
     atoms = [bool(re.fullmatch(rf"\s*{_ATOM}\s*", s)) for s in sides]
     numbers = [bool(re.fullmatch(rf"\s*(?:{_NUMBER})\s*", s)) for s in sides]
+    if relation.op == "=" and any(atoms):  # b = y^2, \delta = (-1)^n: a definition or a value found
+        return True
     return (atoms[0] and (numbers[1] or atoms[1])) or (atoms[1] and numbers[0])
 
 

@@ -157,9 +157,11 @@ class Checker:
         if self._process is None:
             self._process = subprocess.Popen([sys.executable, "-m", "proofloop.steps.algebra", str(self.memory_mb)],
                                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-            if self._read(self.start_timeout) != {"ready": True}:
+            first = self._read(self.start_timeout)
+            if first != {"ready": True}:
                 self._kill()
-                raise ProofloopError("the symbolic checker's worker did not start (is the 'steps' extra installed?)")
+                raise ProofloopError(f"the symbolic checker's worker did not start (it answered {first!r}; "
+                                     "is the 'steps' extra installed?)")
         return self._process
 
     def run(self, job: dict) -> dict:
@@ -188,8 +190,8 @@ class Checker:
         started = time.monotonic()
         domain = domain or Domain()
         if is_condition(relation) and relation.op in ("<", ">", "<=", ">=", "="):
-            return Check(relation, "consistent", "a variable compared with a number: read as a condition",
-                         "condition")
+            return Check(relation, "consistent", "a variable compared with a number or a variable, or one "
+                         "defined by an equation: read as a condition or a definition, not checked", "condition")
         claim = {"≡": "congruence", "=": "equality", "!=": "equality"}.get(relation.op, "inequality")
         refusal = next(filter(None, map(quick_refusal, (relation.lhs, relation.rhs, relation.modulus or ""))), None)
         if refusal:
