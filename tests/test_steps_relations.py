@@ -51,8 +51,8 @@ def test_prefix_and_offsets_into_the_whole_text():
 
 
 def test_conditions_and_domain():
-    assert [is_condition(r) for r in find_relations(r"$x > 0$, $n \ge 1$, $a_0 = a$, $x + 1 = 2$")] == \
-        [True, True, True, False]
+    assert [is_condition(r) for r in find_relations(r"$x > 0$, $n \ge 1$, $a_0 = a$, $x + 1 = 2$, $b = y^2$, "
+                                                    r"$y^2 < b$")] == [True, True, True, False, True, False]
     domain = stated_domain(r"Let $a, b$ be positive real numbers and $n \in \mathbb{N}$ with $n \ge 2$.")
     assert domain.positive and "n" in domain.integers and not domain.all_integers
     assert [(c.lhs, c.op, c.rhs) for c in domain.conditions] == [("n", ">=", "2")]
