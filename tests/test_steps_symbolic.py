@@ -32,7 +32,8 @@ def checker():
 TRUE = [("x^2-1", "=", "(x-1)(x+1)"), ("(a+b)^2", "=", "a^2+2ab+b^2"), (r"\frac{1}{2}+\frac{1}{3}", "=", r"\frac56"),
         (r"\sqrt{2}\cdot\sqrt{8}", "=", "4"), ("2^{10}", "=", "1024"), ("10!", "=", "3628800"),
         (r"\binom{5}{2}", "=", "10"), (r"\sin^2 x+\cos^2 x", "=", "1"), (r"\frac{5^{-k}}{4^{-k}}", "=",
-        r"\left(\frac45\right)^k"), ("a^2+b^2", ">=", "2ab"), ("x^2+1", ">", "0"), (r"\left|a-b\right|", "<=", "|a|+|b|"),
+        r"\left(\frac45\right)^k"), ("a^2+b^2", ">=", "2ab"), ("x^2+1", ">", "0"),
+        (r"\left|a-b\right|", "<=", "|a|+|b|"),
         ("3", "<", "4"), ("x(x+1)", "=", "x^2+x"), ("x+1", "!=", "x")]
 FALSE = [("x^2-1", "=", "(x-1)(x+2)"), ("(a+b)^2", "=", "a^2+b^2"), (r"\frac{1}{2}+\frac{1}{3}", "=", r"\frac25"),
          (r"\sqrt{2}+\sqrt{3}", "=", r"\sqrt{5}"), ("2^{10}", "=", "1000"), (r"\frac{5^{-k}}{4^{-k}}", "=",
@@ -164,3 +165,12 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
     (tmp_path / "empty.md").write_text("  \n", encoding="utf-8")
     assert _cli(str(tmp_path / "empty.md")).returncode == 2
     assert _cli("-", stdin="").returncode == 2
+
+
+def test_the_cli_lists_check_without_loading_sympy():
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    code = "import sys, proofloop.cli; print('sympy' in sys.modules, 'antlr4' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env).stdout.split() == \
+        ["False", "False"]
+    listing = subprocess.run([sys.executable, "-m", "proofloop.cli", "--help"], capture_output=True, text=True, env=env)
+    assert " check " in listing.stdout

@@ -26,8 +26,8 @@ from proofloop.errors import UserInputError
 
 def check(
     proof: Annotated[Path, typer.Argument(help="the proof (Markdown / LaTeX text; '-' for stdin)")],
-    problem: Annotated[Optional[Path], typer.Option("--problem", help="the problem: its stated domain "
-                                                                      "(positive reals, integers, x > 0) is used")] = None,
+    problem: Annotated[Optional[Path], typer.Option(
+        "--problem", help="the problem: its stated domain (positive reals, integers, x > 0) is used")] = None,
     timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="seconds per relation")] = 10.0,
     memory: Annotated[int, typer.Option("--memory", min=64, help="MiB the worker may use beyond its start")] = 1024,
     json_out: Json = False,

@@ -152,7 +152,8 @@ def _bounds(job: dict, symbols: list[sympy.Symbol]) -> dict[str, list]:
         if left.is_Symbol and right.is_Rational and str(left) in names:
             bound = (Fraction(int(right.p), int(right.q)), op in ("<", ">"))
             bounds[str(left)][0 if op in (">", ">=") else 1] = bound
-    return {n: (lo, hi) if lo is None or hi is None or lo[0] < hi[0] else [None, None] for n, (lo, hi) in bounds.items()}
+    return {n: (lo, hi) if lo is None or hi is None or lo[0] < hi[0] else [None, None]
+            for n, (lo, hi) in bounds.items()}
 
 
 def _is_integer(job: dict, name: str) -> bool:

@@ -40,7 +40,10 @@ _SEPARATORS = {r"\quad", r"\qquad", r"\implies", r"\impliedby", r"\iff", r"\Righ
 _FOREIGN = {r"\in", r"\notin", r"\subset", r"\subseteq", r"\supset", r"\supseteq", r"\to", r"\mapsto",
             r"\rightarrow", r"\mid", r"\nmid", r"\approx", r"\sim", r"\simeq", r"\cong", r"\parallel", r"\perp",
             r"\propto", r"\ll", r"\gg", r"\prec", r"\succ", r"\vdots", r"\cdots", r"\ldots", r"\dots", ":", "∈"}
-_TOKEN = re.compile(r"\\\\\[[^\]]*\]|\\[A-Za-z]+|\\.|:=|[=<>≤≥≠≡,;:|∈{}()\[\]&]|[^\\=<>≤≥≠≡,;:|∈{}()\[\]&]+")
+# Tokens: a line break with its spacing (\\[2mm]), a command, an escaped character, :=, one
+# operator or bracket, or a run of anything else.
+_TOKEN = re.compile(r"\\\\\[[^\]]*\]|\\[A-Za-z]+|\\.|:=|[=<>≤≥≠≡,;:|∈{}()\[\]&]"
+                    r"|[^\\=<>≤≥≠≡,;:|∈{}()\[\]&]+")
 _PMOD = re.compile(r"\\pmod\s*\{[^{}]*\}|\\pmod\s*\w+|\(\s*\\(?:bmod|mod)\s*[^()]*\)|\\\s*\(\s*\\mathrm\{mod\}[^()]*\)"
                    r"|\(\s*\\(?:text|mathrm|operatorname)\{mod\}[^()]*\)|\\(?:bmod|mod)\s*\{?\w+\}?")
 
