@@ -57,6 +57,8 @@ def test_conditions_and_domain():
     assert domain.positive and "n" in domain.integers and not domain.all_integers
     assert [(c.lhs, c.op, c.rhs) for c in domain.conditions] == [("n", ">=", "2")]
     assert stated_domain("for all integers k, m").integers == {"k", "m"}
+    assert stated_domain(r"Let $n \ge 1$ be an integer and $k$ a positive integer.").integers == {"n", "k"}
+    assert stated_domain("for every n \\ge 1 integer").integers == {"n"}
 
 
 SIDE = st.sampled_from(["x", "a+b", r"\frac{1}{2}", "(x-1)^2", "2^{10}", r"\sqrt{y}", "f(x, y)", "3"])

@@ -233,8 +233,13 @@ def stated_domain(text: str) -> Domain:
     lowered = text.lower()
     positive = bool(re.search(r"\bpositive\s+(?:real|integer|rational|number)", lowered))
     nonnegative = bool(re.search(r"\bnon-?negative\s+(?:real|integer|rational|number)", lowered))
-    integers = set(re.findall(r"\bintegers?\s+\\?\(?\$?\s*([a-z](?:\s*,\s*[a-z])*)", text))
+    integers = set(re.findall(r"\bintegers?\s+\\?\(?\$?\s*([a-z](?:\s*,\s*[a-z])*)\b", text))
     names = {n.strip() for group in integers for n in group.split(",")}
+    # "n \\ge 1 integer", "$n$ is a positive integer", "let k be an integer"
+    for m in re.finditer(r"(?<![A-Za-z\\])([A-Za-z])\b[^.;:A-Za-z]{0,20}(?:\\[gl]eq?[^.;:A-Za-z]{0,12})?"
+                         r"(?:\s(?:is|be|an?|are)\b)*\s*(?:a|an)?\s*(?:positive|non-?negative)?\s*integers?\b", text):
+        article = m.group(1) in "aA" and text[m.end(1):].lstrip().startswith(("positive", "non", "integer"))
+        names |= set() if article else {m.group(1)}  # "a positive integer": the article, not a variable
     for m in re.finditer(r"((?:[A-Za-z]\s*,\s*)*[A-Za-z])\s*\\in\s*\\mathbb\s*\{?[NZ]", text):
         names |= {n.strip() for n in m.group(1).split(",")}
     all_integers = bool(re.search(r"\bintegers?\b", lowered)) and not re.search(r"\breals?\b|\\mathbb\s*\{?R", text)
