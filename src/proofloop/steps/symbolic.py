@@ -20,6 +20,7 @@ size estimate that refuses huge numbers before anything is evaluated (algebra.py
 from __future__ import annotations
 
 import json
+import os
 import re
 import select
 import subprocess
@@ -155,8 +156,12 @@ class Checker:
             self._kill()
             self.replaced += 1
         if self._process is None:
+            # The worker finds proofloop where this process did; its stderr (SymPy's warnings, a
+            # traceback) stays out of the command's output: failures come back as verdicts.
+            env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
             self._process = subprocess.Popen([sys.executable, "-m", "proofloop.steps.algebra", str(self.memory_mb)],
-                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                             text=True, env=env)
             first = self._read(self.start_timeout)
             if first != {"ready": True}:
                 self._kill()
