@@ -174,3 +174,13 @@ def test_the_cli_lists_check_without_loading_sympy():
         ["False", "False"]
     listing = subprocess.run([sys.executable, "-m", "proofloop.cli", "--help"], capture_output=True, text=True, env=env)
     assert " check " in listing.stdout
+
+
+def test_evidence_leaves_out_relations_false_on_purpose_and_ones_with_variables():
+    proof = ("Then $2+2 = 5$.\n\nIf it held we would get $1 \\le 0$, a contradiction.\n\n"
+             "And $d \\le d - 1$ fails.\n\nSo $T(1,2) < T(2,1)$.")
+    report = check_proof(proof, timeout=30)
+    assert [c.relation.id for c in report.refuted()] == ["s1.r1", "s2.r1", "s3.r1"]
+    assert [c.relation.id for c in report.refuted(closed_only=True)] == ["s1.r1", "s2.r1"]
+    assert [c.relation.id for c in report.evidence()] == ["s1.r1"]
+    assert report.checks[-1].verdict == "unparsed" and "unknown function" in report.checks[-1].reason

@@ -77,8 +77,11 @@ def _summary(rows, times, checks, false_alarms, replaced) -> dict:
         "p99_seconds_per_proof": round(ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))], 2),
         "workers_replaced": replaced,
         "refuted_in_full_mark_proofs": {"closed": sum(c.closed for _, _, c in false_alarms),
+                                        "closed_not_hedged (evidence)": sum(c.closed and not c.hedged
+                                                                            for _, _, c in false_alarms),
                                         "with_variables": sum(not c.closed for _, _, c in false_alarms)},
-        "closed_false_alarms": [f"{s} {i}: {c.evidence()}" for s, i, c in false_alarms if c.closed],
+        "closed_false_alarms": [f"{s} {i}: {c.evidence()}" + (" [hedged]" if c.hedged else "")
+                                for s, i, c in false_alarms if c.closed],
     }
 
 

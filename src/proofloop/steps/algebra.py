@@ -28,7 +28,9 @@ from sympy.parsing.latex import parse_latex
 __all__ = ["check", "parse", "magnitude", "Unparsed", "MAX_DIGITS"]
 
 MAX_DIGITS = 10_000  # numbers with more digits than this are refused before evaluation
-_FUNCTIONS = set("fghFGHPQR") | {"phi", "psi"}  # letters read as unknown functions before "("
+# Lower-case letters read as unknown functions before "(" (any other lower-case letter before a
+# single argument is a product: x(x+1)); capitals and several arguments are always functions.
+_FUNCTIONS = set("fghpq") | {"phi", "psi", "varphi"}
 _ALLOWED = {r"\frac", r"\sqrt", r"\cdot", r"\times", r"\div", r"\pi", r"\sin", r"\cos", r"\tan",
             r"\ln", r"\log", r"\exp", r"\binom", r"\lfloor", r"\rfloor", r"\lceil", r"\rceil", r"\infty", r"\sum",
             r"\prod", r"\gcd", r"\cot", r"\sec", r"\csc"}
@@ -121,7 +123,7 @@ def _opaque(expr: sympy.Expr) -> tuple[sympy.Expr, list[str]]:
     replacements = {}
     for call in sorted(expr.atoms(AppliedUndef), key=lambda c: -len(str(c))):
         name = str(call.func)
-        if name in _FUNCTIONS:
+        if name in _FUNCTIONS or not name[:1].islower() or len(call.args) > 1:
             names.append(name)
             replacements[call] = sympy.Symbol(str(call))
         else:
@@ -268,8 +270,9 @@ def _congruence(job: dict, difference: sympy.Expr, symbols: list) -> dict:
     return {"verdict": "consistent", "reason": "lhs - rhs divisible by the modulus at every point tried"}
 
 
-def _sides(job: dict) -> tuple[sympy.Expr, list[str]]:
-    """lhs - rhs, guarded, with unknown functions made opaque (and their names)."""
+def _sides(job: dict) -> tuple[sympy.Expr, list[str], set]:
+    """lhs - rhs, guarded, with unknown functions made opaque; their names; the variables of
+    both sides (before anything cancels)."""
     lhs, rhs = parse(job["lhs"]), parse(job["rhs"])
     for side in (lhs, rhs):
         _guard(side, job.get("max_digits", MAX_DIGITS))
@@ -278,7 +281,7 @@ def _sides(job: dict) -> tuple[sympy.Expr, list[str]]:
                 # a_i inside reads as one variable a_{i}, not a sequence: such sums are not checked
                 raise Unparsed("a sum or product with symbolic bounds")
     (lhs, left_names), (rhs, right_names) = _opaque(lhs), _opaque(rhs)
-    return sympy.Add(lhs, -rhs), sorted(set(left_names) | set(right_names))
+    return sympy.Add(lhs, -rhs), sorted(set(left_names) | set(right_names)), lhs.free_symbols | rhs.free_symbols
 
 
 def check(job: dict) -> dict:
@@ -289,19 +292,20 @@ def check(job: dict) -> dict:
     if op not in ("=", "!=", "<", ">", "<=", ">=", "≡"):
         return {"verdict": "unparsed", "reason": f"the relation {op!r} is not checked"}
     try:
-        difference, functions = _sides(job)
+        difference, functions, stated = _sides(job)
         symbols = sorted(difference.free_symbols, key=str)
+        variables = [str(v) for v in sorted(stated, key=str)]  # as stated: d <= d - 1 has a variable
         if op == "≡":
-            return dict(_congruence(job, difference, symbols), variables=[str(v) for v in symbols]) \
+            return dict(_congruence(job, difference, symbols), variables=variables) \
                 if job.get("modulus") else \
                 {"verdict": "unparsed", "reason": "a congruence without a modulus"}
         if op in ("=", "!=") and _simplifies_to_zero(difference):
             return ({"verdict": "consistent", "reason": "the difference simplifies to 0"} if op == "=" else
                     {"verdict": "refuted", "difference": "0", "reason": "both sides are equal"})
         if not symbols:
-            return dict(_search(job, op, difference.doit(), [], 1), variables=[])
+            return dict(_search(job, op, difference.doit(), [], 1), variables=variables)
         result = dict(_search(job, op, difference, symbols, job.get("points", 6) if op == "=" else 40),
-                      variables=[str(v) for v in symbols])
+                      variables=variables)
         if result["verdict"] == "refuted" and functions:
             return {"verdict": "unparsed", "reason": f"involves the unknown function(s) {', '.join(functions)}: "
                                                      "a use of the hypothesis, not an identity to check"}

@@ -26,6 +26,7 @@ import select
 import subprocess
 import sys
 import time
+import dataclasses
 from dataclasses import asdict, dataclass, field
 
 from proofloop.errors import ProofloopError
@@ -37,6 +38,9 @@ __all__ = ["Check", "ProofCheck", "Checker", "check_proof", "VERDICTS", "quick_r
 VERDICTS = ("refuted", "consistent", "unparsed", "timeout")
 MAX_LATEX = 2000  # characters per side: longer is refused before parsing
 MAX_NESTING = 40  # braces and brackets deep
+# Words of a step whose relations may be false on purpose ("... gives 1 \le 0, a contradiction").
+HEDGES = re.compile(r"contradict|impossible|absurd|cannot|can't|can not|would|false|suppose|assume|otherwise",
+                    re.I)
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,7 @@ class Check:
     difference: str | None = None
     seconds: float = 0.0
     variables: tuple[str, ...] | None = None  # the relation's variables, once parsed
+    hedged: bool = False  # its step speaks of a contradiction or a supposition: it may be false on purpose
 
     @property
     def closed(self) -> bool:
@@ -86,12 +91,17 @@ class ProofCheck:
         """The refuted checks (only those without variables, the strongest evidence, if asked)."""
         return [c for c in self.checks if c.verdict == "refuted" and (c.closed or not closed_only)]
 
+    def evidence(self) -> list[Check]:
+        """What a verifier should be shown (`verify --symbolic`): refuted relations without
+        variables in steps that do not argue by contradiction or supposition."""
+        return [c for c in self.refuted(closed_only=True) if not c.hedged]
+
     def counts(self) -> dict[str, int]:
         return {v: sum(c.verdict == v for c in self.checks) for v in VERDICTS}
 
     def to_dict(self) -> dict:
         return {"steps": [asdict(s) for s in self.steps], "checks": [c.to_dict() for c in self.checks],
-                "counts": self.counts()}
+                "counts": self.counts(), "evidence": [c.relation.id for c in self.evidence()]}
 
 
 def quick_refusal(latex: str) -> str | None:
@@ -220,8 +230,9 @@ class Checker:
         for step in steps:
             local = Domain(overall.positive, overall.nonnegative, overall.integers, overall.all_integers,
                            from_problem + stated_domain(step.text).conditions)
+            hedged = bool(HEDGES.search(step.text))
             for relation in find_relations(proof, step.start, step.end, prefix=f"{step.id}."):
-                report.checks.append(self.check(relation, local))
+                report.checks.append(dataclasses.replace(self.check(relation, local), hedged=hedged))
         return report
 
 
