@@ -20,6 +20,7 @@ record with status CALL_ERROR and its cause; the mean leaves unscored samples ou
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from proofloop.models.base import Sampling
@@ -29,7 +30,7 @@ from proofloop.protocol.stepwise import (StepTemplates, continuation_messages, p
 from proofloop.roles import record_fields, text_id
 from proofloop.roles.records import AnalysisRecord, RoleRecord, Verification
 
-__all__ = ["verify_step", "propose_steps", "step_key", "StepRecord"]
+__all__ = ["verify_step", "propose_steps", "judge_steps", "step_key", "StepRecord"]
 
 DEFAULT_SAMPLING = Sampling()
 
@@ -70,3 +71,16 @@ async def propose_steps(model: Model, problem: str, prefix: Sequence[str], *, k:
     samples = await model.sample(continuation_messages(problem, prefix, templates), sampling, k,
                                  start=start, tag="continue_step")
     return [StepRecord(problem=problem, parent=parent, **record_fields(s, parse_next_step)) for s in samples]
+
+
+async def judge_steps(model: Model, problem: str, steps: Sequence[str], *, n: int = 1,
+                      sampling: Sampling = DEFAULT_SAMPLING, templates: StepTemplates | None = None,
+                      evidence: Sequence[Sequence[str]] | None = None,
+                      step_ids: Sequence[str] | None = None) -> list[Verification]:
+    """Every step judged given its prefix, all at once: one Verification per step, in order.
+    `evidence[i]`: refuted relations of step i for its prompt; `step_ids[i]`: its record id."""
+    evidence = evidence or [()] * len(steps)
+    ids = step_ids or [None] * len(steps)
+    return list(await asyncio.gather(*(
+        verify_step(model, problem, steps[:i], step, sampling=sampling, n=n, templates=templates,
+                    evidence=evidence[i], step_id=ids[i]) for i, step in enumerate(steps))))
