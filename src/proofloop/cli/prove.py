@@ -10,13 +10,13 @@ from proofloop.cli.common import open_store, parse_options, read_input, run_and_
 from proofloop.cli.options import Db, Json, ModelOptions, Verbose, model_options
 from proofloop.errors import UserInputError
 
-STRATEGIES = ("single", "sequential", "pool", "adaptive")
+STRATEGIES = ("single", "sequential", "pool", "adaptive", "tree")
 
 
 @model_options
 def prove(
     problem: Annotated[str, typer.Argument(help="problem file, or - for stdin")],
-    strategy: Annotated[str, typer.Option(help="single | sequential | pool | adaptive")] = "sequential",
+    strategy: Annotated[str, typer.Option(help="single | sequential | pool | adaptive | tree")] = "sequential",
     attempts: Annotated[int, typer.Option(min=1, help="sequential: most proofs per thread")] = 8,
     threads: Annotated[int, typer.Option(min=1, help="sequential: parallel threads")] = 4,
     k: Annotated[int, typer.Option(min=1, help="single: proofs to sample")] = 4,
