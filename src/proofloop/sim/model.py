@@ -601,7 +601,8 @@ class SimModel:
             score = (0.0, 0.5, 1.0)[int(_u("foreign-step", prompt, key) * 3)]
         body = "The step's claim follows from the earlier steps." if score == 1 else \
             "The step's claim is not justified by the earlier steps: there is a gap here."
-        text = f"Here is my evaluation of the step: {body}\n\n{STEP_FINAL_PHRASE} \\boxed{{{_fmt(score)}}}"
+        text = (f"Here is my evaluation of the step: <!-- sim:stepcheck id={_hex('stepcheck', key)} -->\n{body}\n\n"
+                f"{STEP_FINAL_PHRASE} \\boxed{{{_fmt(score)}}}")
         return text, _lognormal(rng, c.verify_reasoning_median / 4, c.verify_reasoning_sigma)
 
     # ---- meta-verifier
