@@ -19,7 +19,7 @@ from proofloop.sim.provider import SimProvider
 from proofloop.sim.steps import StepSimConfig, step_markers
 
 BIG = Sampling(max_tokens=200_000)
-PERFECT = SimConfig(steps=StepSimConfig(valid_one=1.0, invalid_zero=1.0))
+PERFECT = SimConfig(steps=StepSimConfig(valid_one=1.0, invalid_zero=1.0, fool_prob=0.0, doubt_prob=0.0))
 
 
 def context(config: SimConfig | None = None, seed: int = 1) -> SearchContext:
@@ -105,11 +105,12 @@ def test_mcts_backs_up_every_expansion_through_the_root():
     assert sum(priors) == pytest.approx(1.0)
 
 
-def test_token_budget_stops_the_search():
-    problem = make_problems(1, seed=3, mix="basic")[0]  # accepted after 7 expansions and 164K tokens unbudgeted
-    run, result = solve(Tree(k=2, step_verifications=2, budget_tokens=60_000, max_expansions=50), problem, context())
+def test_token_budget_stops_the_search_between_expansions():
+    problem = make_problems(1, seed=3, mix="basic")[0]  # unbudgeted: accepted at the 6th expansion
+    run, result = solve(Tree(k=2, step_verifications=2, budget_tokens=30_000, max_expansions=50), problem, context())
     assert result.stop_reason == "budget_tokens"
-    assert run.expansions < 50
+    assert run.spent.tokens >= 30_000 and run.expansions < 6
+    assert "30000" in result.stop_detail
 
 
 def test_refuted_steps_are_pruned():

@@ -17,7 +17,7 @@ from proofloop.sim import SimModel, make_problems, problem_difficulty
 from proofloop.sim.model import SimConfig, p_correct
 from proofloop.sim.provider import SimProvider
 from proofloop.sim.steps import (ASSEMBLED_INVALID_Q, ASSEMBLED_VALID_Q, StepSimConfig, assembled_quality,
-                                 step_markers, step_validity_prob)
+                                 seen_accuracy, step_markers, step_validity_prob)
 
 SIM = SimModel(seed=3)
 BIG = 200_000
@@ -64,9 +64,9 @@ def test_step_verifier_accuracy_matches_its_parameters():
             scores = [float(o.text.rsplit("boxed{", 1)[1].rstrip("}")) for o in outs]
             counts[v][0] += sum(s == (1.0 if v == "1" else 0.0) for s in scores)
             counts[v][1] += len(scores)
-    assert abs(counts["1"][0] / counts["1"][1] - config.valid_one) < 0.05
+    assert abs(counts["1"][0] / counts["1"][1] - seen_accuracy(config, True)) < 0.06
     assert counts["0"][1] > 50
-    assert abs(counts["0"][0] / counts["0"][1] - config.invalid_zero) < 0.08
+    assert abs(counts["0"][0] / counts["0"][1] - seen_accuracy(config, False)) < 0.1
 
 
 def test_one_sample_first_error_f1_is_near_the_stated_target():
@@ -110,3 +110,17 @@ def test_roles_over_the_sim_provider():
     v = asyncio.run(verify_step(model, problem, [], proposals[0].step, n=4, sampling=Sampling(max_tokens=BIG)))
     assert len(v.valid) == 4 and v.proof_id.startswith("t-")
     assert SimConfig().steps == StepSimConfig()
+
+
+def test_more_step_samples_locate_first_errors_better_but_not_perfectly():
+    """Misjudged steps are misjudged by every sample (sim/steps.py), so F1 rises with n and stays below 1."""
+    from proofloop.bench.step_eval import evaluate_first_errors
+
+    samples = []
+    for j, problem in enumerate(make_problems(120, seed=31)):
+        steps = write_proof(problem, 0)
+        truth = [step_markers(s)[0]["v"] == "1" for s in steps]
+        samples.append(Sample(str(j), problem, steps, truth.index(False) if False in truth else -1))
+    f1 = {n: asyncio.run(evaluate_first_errors(Model(SimProvider(seed=n), max_concurrency=64), samples, n=n))[1].f1
+          for n in (1, 8)}
+    assert 0.5 < f1[1] < f1[8] < 0.95

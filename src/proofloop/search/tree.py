@@ -120,7 +120,8 @@ class Tree:
     """Options (`-o key=value`, search.options.TREE lists them): k proposals per expansion,
     step_verifications per step, prune_below, search (best_first | beam | mcts), beam_width,
     c_puct, max_depth (steps), max_expansions, verifications / pass_min_valid / meta for a
-    finished proof, symbolic (the SymPy checker on each step), budget_tokens."""
+    finished proof, symbolic (the SymPy checker on each step), budget_tokens (checked between
+    expansions: the expansion that crosses it finishes, whole-proof verifications included)."""
 
     k: int = 4
     step_verifications: int = 4

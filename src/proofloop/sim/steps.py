@@ -16,11 +16,15 @@ Assumptions, and where their numbers come from:
   same probability as a whole proof of model.py is correct (the generator's calibration,
   docs/SIMULATOR.md). A step after an invalid one is drawn the same way: the error stays in
   the prefix (ProcessBench's label is the FIRST wrong step).
-- Step verifier: per sample and independently, a valid step scores 1 with probability
-  `valid_one` (else 0.5 or 0 evenly) and an invalid step scores 0 with probability
-  `invalid_zero` (else 0.5 or 1 evenly). Free parameters, set so that one sample's first-
-  error F1 on simulated proofs lands near 0.7: the ProcessBench paper (arXiv 2412.06559)
-  reports 71.5 F1 for the best open critic (QwQ-32B-Preview) and 87.9 for o1-mini. Not fitted.
+- Step verifier: a step is *seen* as it is, except that an invalid step fools the verifier
+  consistently (every sample) with probability `fool_prob` and a valid step is consistently
+  doubted with probability `doubt_prob` (a hash of the step: the errors of repeated samples
+  are correlated, so more samples do not make the verifier perfect). Then, per sample, a
+  step seen as valid scores 1 with probability `valid_one` (else 0.5 or 0 evenly) and one
+  seen as invalid scores 0 with probability `invalid_zero` (else 0.5 or 1 evenly). All four
+  are free parameters, set so that one sample's first-error F1 on simulated proofs lands
+  near 0.7: the ProcessBench paper (arXiv 2412.06559) reports 71.5 F1 for the best open
+  critic model (QwQ-32B-Preview) and 87.9 for o1-mini. Not fitted to any data.
 - A whole proof assembled from sim steps is judged by the whole-proof verifier of model.py as a
   proof of quality ASSEMBLED_VALID_Q when every step is valid, else ASSEMBLED_INVALID_Q (an
   incorrect proof with a fatal defect): the calibrated verifier then decides as for any proof.
@@ -41,7 +45,7 @@ import re
 from dataclasses import dataclass
 
 __all__ = ["StepSimConfig", "next_step", "step_score", "step_validity_prob", "assembled_quality", "step_markers",
-           "ASSEMBLED_VALID_Q", "ASSEMBLED_INVALID_Q"]
+           "ASSEMBLED_VALID_Q", "ASSEMBLED_INVALID_Q", "seen_accuracy"]
 
 ASSEMBLED_VALID_Q = 0.9    # above model.py's correct threshold (0.75)
 ASSEMBLED_INVALID_Q = 0.3  # below its partial threshold (0.5): grade 0
@@ -56,8 +60,10 @@ _CLAIMS = ("the quantity in question is bounded by the previous estimate", "the 
 
 @dataclass(frozen=True)
 class StepSimConfig:
-    valid_one: float = 0.9      # free parameter: P(score 1 | valid step), one sample
-    invalid_zero: float = 0.75  # free parameter: P(score 0 | invalid step), one sample
+    valid_one: float = 0.95     # free parameter: P(score 1 | step seen as valid), one sample
+    invalid_zero: float = 0.85  # free parameter: P(score 0 | step seen as invalid), one sample
+    fool_prob: float = 0.12     # free parameter: share of invalid steps seen as valid by every sample
+    doubt_prob: float = 0.03    # free parameter: share of valid steps seen as invalid by every sample
     min_steps: int = 4
     max_steps: int = 7
     reasoning_tokens: int = 1500  # guess: thinking per step (a sixth of a whole proof's)
@@ -67,6 +73,14 @@ class StepSimConfig:
 def _u(*parts: object) -> float:
     digest = hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()
     return (int.from_bytes(digest[:7], "big") + 0.5) / 2 ** 56
+
+
+def seen_accuracy(config: StepSimConfig, valid: bool) -> float:
+    """P(one sample scores a valid step 1, or an invalid step 0): the mixture of seen-as-is
+    and consistently misjudged steps."""
+    if valid:
+        return (1 - config.doubt_prob) * config.valid_one + config.doubt_prob * (1 - config.invalid_zero) / 2
+    return (1 - config.fool_prob) * config.invalid_zero + config.fool_prob * (1 - config.valid_one) / 2
 
 
 def step_markers(text: str) -> list[dict[str, str]]:
@@ -111,6 +125,8 @@ def step_score(prompt: str, rng: random.Random, config: StepSimConfig) -> float 
     if not found:
         return None
     valid = found[-1].get("v") == "1"
+    if _u("misread", found[-1].get("id", "")) < (config.doubt_prob if valid else config.fool_prob):
+        valid = not valid  # this step is misjudged by every sample
     hit = rng.random() < (config.valid_one if valid else config.invalid_zero)
     if hit:
         return 1.0 if valid else 0.0
