@@ -11,10 +11,10 @@ Safety: every check runs in a process started with `spawn`, limited in memory
 signals); text reaches SymPy only through its LaTeX parser, after a command whitelist and a
 size estimate that refuses huge numbers before anything is evaluated (algebra.py).
 
-    >>> with Checker(timeout=20) as checker:                        # doctest: +SKIP
-    ...     report = checker.check_proof(r"Hence \((a+b)^2 = a^2 + b^2\).")
-    >>> [(c.relation.id, c.verdict, c.counterexample) for c in report.checks]   # doctest: +SKIP
-    [('s1.r1', 'refuted', {'a': '1', 'b': '1'})]
+    >>> with Checker(timeout=60) as checker:     # starts one worker (SymPy loads there)
+    ...     report = checker.check_proof(r"Hence \((a+b)^2 = a^2 + b^2\) and \(2^{10} = 1024\).")
+    >>> [(c.relation.id, c.verdict, c.counterexample) for c in report.checks]
+    [('s1.r1', 'refuted', {'a': '1', 'b': '1'}), ('s1.r2', 'consistent', None)]
 """
 
 from __future__ import annotations
