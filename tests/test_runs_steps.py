@@ -66,3 +66,15 @@ def test_cli_prints_the_first_wrong_step_and_resumes_without_calls(tmp_path):
     whole = [a for a in args if a != "--steps"] + ["--symbolic"]
     bad = run_cli(whole, env)
     assert bad.returncode == 2 and "--symbolic needs --steps" in bad.stderr
+
+
+def test_symbolic_evidence_reaches_the_step_with_the_false_relation():
+    pytest.importorskip("sympy")
+    store = Store(":memory:")
+    proof = "We compute the sum.\n\n\\[ 2 + 3 = 6 \\]\n\nHence the claim."
+    run_id = create_step_verify_run(store, "Prove that 2 + 3 = 5.", proof, ModelSetup(ModelSettings(provider="sim")),
+                                    n=1, symbolic=True)
+    summary = execute(store, run_id, notice=lambda line: None)
+    assert summary["symbolic"]["counts"]["refuted"] == 1
+    assert [bool(s["evidence"]) for s in summary["steps"]] == [False, True, False]
+    assert "2 + 3 = 6" in summary["steps"][1]["evidence"][0]
