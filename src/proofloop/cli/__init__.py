@@ -6,6 +6,7 @@
     proofloop label --proofs proofs.jsonl -n 8 -m 3 -k 2
     proofloop runs list | runs show RUN | runs export RUN -o run.jsonl
     proofloop resume RUN                            # finish a killed run, repeating no finished call
+    proofloop check proof.md --problem p.md         # symbolic check of the proof's algebra (SymPy)
     proofloop bench ... | sim ... | templates ...   # sub-commands, loaded when used
 
 Model server: --base-url/--model/--api-key, or PROOFLOOP_BASE_URL / PROOFLOOP_MODEL /
@@ -23,6 +24,7 @@ import sys
 
 import typer
 
+from proofloop.cli import check as check_cmds
 from proofloop.cli import prove as prove_cmds
 from proofloop.cli import runs as runs_cmds
 from proofloop.cli.console import note
@@ -40,6 +42,7 @@ app.command()(prove_cmds.verify)
 app.command("meta-verify")(prove_cmds.meta_verify)
 app.command()(label)
 app.command()(runs_cmds.resume)
+app.command()(check_cmds.check)
 app.add_typer(runs_cmds.app, name="runs")
 
 SUB_APPS = {  # name -> (module, help); imported only when used

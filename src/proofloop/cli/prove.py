@@ -10,13 +10,13 @@ from proofloop.cli.common import open_store, parse_options, read_input, run_and_
 from proofloop.cli.options import Db, Json, ModelOptions, Verbose, model_options
 from proofloop.errors import UserInputError
 
-STRATEGIES = ("single", "sequential", "pool", "adaptive")
+STRATEGIES = ("single", "sequential", "pool", "adaptive", "tree")
 
 
 @model_options
 def prove(
     problem: Annotated[str, typer.Argument(help="problem file, or - for stdin")],
-    strategy: Annotated[str, typer.Option(help="single | sequential | pool | adaptive")] = "sequential",
+    strategy: Annotated[str, typer.Option(help="single | sequential | pool | adaptive | tree")] = "sequential",
     attempts: Annotated[int, typer.Option(min=1, help="sequential: most proofs per thread")] = 8,
     threads: Annotated[int, typer.Option(min=1, help="sequential: parallel threads")] = 4,
     k: Annotated[int, typer.Option(min=1, help="single: proofs to sample")] = 4,
@@ -44,18 +44,27 @@ def verify(
     problem: Annotated[str, typer.Option("--problem", help="problem file, or -")],
     proof: Annotated[str, typer.Option("--proof", help="proof file, or -")],
     n: Annotated[int, typer.Option("-n", min=1, help="verifier analyses")] = 4,
+    steps: Annotated[bool, typer.Option("--steps", help="judge each step given its prefix; report the first wrong step")] = False,
+    threshold: Annotated[float, typer.Option(help="--steps: a step whose mean score is below this is wrong")] = 0.5,
+    symbolic: Annotated[bool, typer.Option("--symbolic", help="--steps: show each step's refuted relations (SymPy)")] = False,
     *, model_options: ModelOptions, db: Db = None, json_out: Json = False, verbose: Verbose = False,
 ) -> None:
-    """Verify a proof with n analyses: mean score and the issues found."""
+    """Verify a proof with n analyses: mean score and the issues found (--steps: where it first goes wrong)."""
     set_verbosity(verbose)
     if problem == "-" and proof == "-":
         raise UserInputError("only one of --problem and --proof can be read from stdin")
     text, proof_text = read_input(problem, "problem"), read_input(proof, "proof")
     from proofloop.runs import create_verify_run
+    from proofloop.runs.steps import create_step_verify_run
 
     setup = model_options.setup()
     store = open_store(db)
-    run_id = create_verify_run(store, text, proof_text, setup, n=n)
+    if steps:
+        run_id = create_step_verify_run(store, text, proof_text, setup, n=n, threshold=threshold, symbolic=symbolic)
+    elif symbolic:
+        raise UserInputError("--symbolic needs --steps here (the whole-proof evidence comes with the checker's branch)")
+    else:
+        run_id = create_verify_run(store, text, proof_text, setup, n=n)
     run_and_render(store, run_id, api_key=model_options.api_key, json_mode=json_out, verbose=verbose)
 
 

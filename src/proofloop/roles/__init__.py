@@ -47,7 +47,7 @@ def text_id(text: str) -> str:
     return "t-" + hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-def _fields(sample: Sample, parse) -> dict:
+def record_fields(sample: Sample, parse) -> dict:
     """The record fields of one sample: a failed call keeps its cause (status CALL_ERROR, no
     score); a finished one its raw text and what `parse` reads from it."""
     if sample.error is not None:
@@ -60,7 +60,7 @@ def _fields(sample: Sample, parse) -> dict:
 
 
 def _proof_records(problem: str, samples: list[Sample], parents: list[str], analyses: list[str]):
-    return [ProofRecord(problem=problem, parents=parents, analyses_used=analyses, **_fields(s, parse_proof))
+    return [ProofRecord(problem=problem, parents=parents, analyses_used=analyses, **record_fields(s, parse_proof))
             for s in samples]
 
 
@@ -97,7 +97,7 @@ async def verify(model: Model, problem: str, proof: ProofRecord | str, *,
         proof_id, text = proof.id, proof_for_verification(proof.solution or proof.raw or "")
     samples = await model.sample(verification_messages(problem, text, templates), sampling, n,
                                  start=start, tag="verify")
-    analyses = [AnalysisRecord(proof_id=proof_id, **_fields(s, parse_verification)) for s in samples]
+    analyses = [AnalysisRecord(proof_id=proof_id, **record_fields(s, parse_verification)) for s in samples]
     return Verification(proof_id=proof_id, analyses=analyses)
 
 
@@ -114,7 +114,7 @@ async def meta_verify(model: Model, problem: str, proof: ProofRecord | str, anal
     samples = await model.sample(messages, sampling, m, start=start, tag="meta_verify")
     records = []
     for s in samples:
-        fields = _fields(s, parse_meta_verification)
+        fields = record_fields(s, parse_meta_verification)
         fields["rating"] = fields.pop("score", None)  # the meta-verifier rates an analysis
         records.append(MetaRecord(analysis_id=analysis_id, **fields))
     return records

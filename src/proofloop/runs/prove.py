@@ -142,6 +142,9 @@ def render_prove(summary: dict[str, Any]) -> list[str]:
             lines.append(f"lineage: {len(lineage)} step(s) back to an initial proof")
     else:
         lines.append(f"self score: {summary.get('self_score')}")
+    tree = (summary.get("report") or {}).get("tree")
+    if tree:  # the tree strategy draws what it explored
+        lines += ["──── explored tree ────", *tree]
     reason, detail = summary.get("stop_reason"), summary.get("stop_detail")
     lines.append(f"strategy: {summary.get('strategy')}   proofs: {summary.get('proofs')}   "
                  f"stopped: {STOP_REASONS.get(reason, reason)}" + (f" ({detail})" if detail else ""))

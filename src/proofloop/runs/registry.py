@@ -17,7 +17,7 @@ module here imports them and nothing dispatches on kind strings anywhere else.
     >>> get_kind("no-such-kind")
     Traceback (most recent call last):
     ...
-    proofloop.errors.UserInputError: unknown run kind 'no-such-kind'; known kinds: bench, bench-grade, label, meta-verify, prove, verify
+    proofloop.errors.UserInputError: unknown run kind 'no-such-kind'; known kinds: bench, bench-grade, label, meta-verify, prove, ...verify, verify-steps
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ if TYPE_CHECKING:
 ENTRY_POINT_GROUP = "proofloop.run_kinds"
 # Kinds of this package: module to import when one of them is first asked for.
 BUILTIN_MODULES = {"prove": "proofloop.runs.prove", "verify": "proofloop.runs.prove",
-                   "meta-verify": "proofloop.runs.prove", "label": "proofloop.runs.label"}
+                   "meta-verify": "proofloop.runs.prove", "label": "proofloop.runs.label",
+                   "verify-steps": "proofloop.runs.steps"}
 
 
 @dataclass(frozen=True)

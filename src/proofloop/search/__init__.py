@@ -26,8 +26,10 @@ from proofloop.search.options import options_help as _render_help
 from proofloop.search.pool import Pool
 from proofloop.search.sequential import Sequential
 from proofloop.search.single import Single
+from proofloop.search.tree import Tree
 
-STRATEGIES: dict[str, type] = {"single": Single, "sequential": Sequential, "pool": Pool, "adaptive": Adaptive}
+STRATEGIES: dict[str, type] = {"single": Single, "sequential": Sequential, "pool": Pool, "adaptive": Adaptive,
+                             "tree": Tree}
 
 __all__ = ["STRATEGIES", "make_strategy", "validate_options", "options_help", "MemoryRecorder", "ProblemResult",
            "Recorder", "SearchContext", "StopReason"]

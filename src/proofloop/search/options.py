@@ -134,7 +134,24 @@ ADAPTIVE = {
     "window": Spec(**_POS, nullable=True, help="acceptance candidates verified at once (null: auto)"),
 }
 
-SPECS: dict[str, dict[str, Spec]] = {"single": SINGLE, "sequential": SEQUENTIAL, "pool": POOL, "adaptive": ADAPTIVE}
+TREE = {
+    "k": Spec(**_POS, help="next steps proposed per expansion"),
+    "step_verifications": Spec(**_POS, help="step-verifier samples per proposed step"),
+    "prune_below": Spec("float", 0, help="a step whose mean score is at most this is pruned (0: zero-scored only)"),
+    "search": Spec("choice", choices=("best_first", "beam", "mcts"), help="which node to expand next"),
+    "beam_width": Spec(**_POS, help="beam: nodes kept per level"),
+    "c_puct": Spec("float", 0, help="mcts: weight of the prior in PUCT"),
+    "max_depth": Spec(**_POS, help="steps a proof may have at most"),
+    "max_expansions": Spec(**_POS, help="nodes expanded at most"),
+    "verifications": Spec(**_POS, help="whole-proof verifier analyses of a finished proof"),
+    "pass_min_valid": Spec(**_POS, nullable=True, help="scored analyses a finished proof needs to pass (default half)"),
+    "meta": Spec("int", 0, help="meta-verifications per issue-finding analysis of a finished proof (0: off)"),
+    "symbolic": Spec("bool", help="check each step with the symbolic checker; refuted steps are pruned"),
+    "budget_tokens": Spec(**_POS, nullable=True, help="tokens this problem may spend"),
+}
+
+SPECS: dict[str, dict[str, Spec]] = {"single": SINGLE, "sequential": SEQUENTIAL, "pool": POOL, "adaptive": ADAPTIVE,
+                                     "tree": TREE}
 
 
 def valid_keys(strategy: str) -> str:

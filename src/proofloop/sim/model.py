@@ -39,9 +39,11 @@ from statistics import NormalDist
 from typing import Any, Literal, NamedTuple, Sequence
 
 from proofloop.extras import require
+from proofloop.protocol.stepwise import STEP_FINAL_PHRASE, detect_step_role
 from proofloop.protocol.templates import ROLE_MARKERS, detect_role
 from proofloop.sim import calibration as _calibration
 from proofloop.sim.calibration import Calibration
+from proofloop.sim.steps import StepSimConfig, assembled_quality, next_step, step_score
 
 betaincinv = require("scipy.special", "sim", "the proofloop simulator").betaincinv
 
@@ -121,6 +123,8 @@ class SimConfig:
     meta_markers: tuple[str, ...] = ROLE_MARKERS["meta_verify"]
     verify_markers: tuple[str, ...] = ROLE_MARKERS["verify"]
     generate_markers: tuple[str, ...] = ROLE_MARKERS["generate"]
+    # --- step-level behaviour (sim/steps.py states its assumptions)
+    steps: StepSimConfig = field(default_factory=StepSimConfig)
 
     @classmethod
     def from_data(cls, data_dir: str | None = None, **overrides: Any) -> "SimConfig":
@@ -418,6 +422,9 @@ class SimModel:
         forced = [m["_value"] for m in markers(text, "role") if m["_value"] in ROLES]
         if forced:
             return forced[-1]
+        step_role = detect_step_role(messages)  # a step prompt quotes proof text: checked first
+        if step_role:
+            return step_role
         role = detect_role(messages, {"refine": c.refine_markers, "meta_verify": c.meta_markers,
                                       "generate": c.generate_markers, "verify": c.verify_markers})
         if role in ("refine", "meta_verify"):
@@ -447,6 +454,8 @@ class SimModel:
             answer, reasoning_tokens = self._generate(role, prompt, key, rng)
         elif role == "verify":
             answer, reasoning_tokens = self._verify(prompt, rng)
+        elif role in ("step_verify", "continue_step"):
+            answer, reasoning_tokens = self._step(role, prompt, key, rng)
         else:
             answer, reasoning_tokens = self._meta_verify(prompt, rng)
         answer_tokens = count_tokens(answer, c.chars_per_token)
@@ -547,8 +556,11 @@ class SimModel:
     def _verify(self, prompt: str, rng: random.Random) -> tuple[str, int]:
         c = self.config
         proofs = markers(prompt, "proof")
+        assembled = assembled_quality(prompt)
         if proofs and "id" in proofs[0] and "q" in proofs[0]:
             pid, q = proofs[0]["id"], float(proofs[0]["q"])
+        elif assembled is not None:  # a proof written step by step (sim/steps.py)
+            pid, q = assembled
         else:  # a proof that is not ours: quality from its text
             pid, q = "x" + _hex("foreign-proof", prompt), _u("foreign-quality", prompt)
         real = proof_defects(pid, round(q, 4), c)
@@ -573,6 +585,25 @@ class SimModel:
         text = (f"Here is my evaluation of the solution: {marker}\n{body}\n\n"
                 f"Based on my evaluation, the final overall score should be: \\boxed{{{_fmt(score)}}}")
         return text, _lognormal(rng, c.verify_reasoning_median, c.verify_reasoning_sigma)
+
+    # ---- step roles
+
+    def _step(self, role: str, prompt: str, key: str, rng: random.Random) -> tuple[str, int]:
+        """A next step (continue_step) or one step-verifier judgement (step_verify)."""
+        c = self.config
+        if role == "continue_step":
+            problems = markers(prompt, "problem")
+            d = float(problems[0].get("d", 0.5)) if problems else 0.2 + 0.6 * _u("difficulty", prompt.split("## Proof So Far")[0])
+            text, _ = next_step(prompt, key, c.steps, p_correct(d, c))
+            return text, _lognormal(rng, c.steps.reasoning_tokens, c.gen_reasoning_sigma)
+        score = step_score(prompt, rng, c.steps)
+        if score is None:  # a step that is not ours: a verdict from its text
+            score = (0.0, 0.5, 1.0)[int(_u("foreign-step", prompt, key) * 3)]
+        body = "The step's claim follows from the earlier steps." if score == 1 else \
+            "The step's claim is not justified by the earlier steps: there is a gap here."
+        text = (f"Here is my evaluation of the step: <!-- sim:stepcheck id={_hex('stepcheck', key)} -->\n{body}\n\n"
+                f"{STEP_FINAL_PHRASE} \\boxed{{{_fmt(score)}}}")
+        return text, _lognormal(rng, c.verify_reasoning_median / 4, c.verify_reasoning_sigma)
 
     # ---- meta-verifier
 
