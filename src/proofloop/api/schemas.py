@@ -42,7 +42,7 @@ class Budgets(Strict):
 
 class ProveRequest(Strict):
     problem: str = Text
-    strategy: Literal["single", "sequential", "pool", "adaptive"] = "sequential"
+    strategy: Literal["single", "sequential", "pool", "adaptive", "tree"] = "sequential"
     options: dict[str, Any] = Field(default_factory=dict, max_length=64,
                                     description="strategy options, as `proofloop prove -o key=value`")
     budgets: Budgets | None = None

@@ -64,7 +64,7 @@ def run(
     limit: Annotated[Optional[int], typer.Option(min=1, help="only the first N problems")] = None,
     ids: Annotated[list[str], typer.Option("--id", help="only these problem ids (repeatable, or comma-separated)")] = [],
     field: Annotated[list[str], typer.Option("--field", help="for files: FIELD=COLUMN, e.g. statement=question")] = [],
-    strategy: Annotated[str, typer.Option(help="single | sequential | pool | adaptive")] = "single",
+    strategy: Annotated[str, typer.Option(help="single | sequential | pool | adaptive | tree")] = "single",
     k: Annotated[int, typer.Option(min=1, help="single: proofs to sample")] = 4,
     attempts: Annotated[int, typer.Option(min=1, help="sequential: most proofs per thread")] = 8,
     threads: Annotated[int, typer.Option(min=1, help="sequential: parallel threads")] = 4,
