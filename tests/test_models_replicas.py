@@ -10,6 +10,9 @@ in the servers' request logs, not timings.
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import time
 from collections import Counter, defaultdict
 
 import pytest
@@ -27,8 +30,11 @@ from proofloop.models.wrapper import Model
 from proofloop.runs import ModelSetup, create_prove_run, execute
 from proofloop.sim import make_problems
 from proofloop.sim.app import make_sim_app
-from proofloop.sim.http import Fault, Faults, ServerThread, fingerprint
+from proofloop.sim.http import Fault, Faults, ServerThread, fingerprint, read_request_log
 from proofloop.store import Store
+from support.cli import CLI, cli_env, stored_calls
+from support.scripted import ServerProcess
+from support.servers import running_server
 
 # ---------------------------------------------------------------------------- the chooser
 
@@ -363,3 +369,41 @@ def test_run_finishes_on_the_other_replica_when_one_fails(tmp_path):
     assert max(answered.values()) == 1  # no finished call was sent again
     assert len(store.calls(run_id)) == sum(answered.values())  # each answered sample stored, once
     assert len(store.failures(run_id)) == a_report["failures"]
+
+
+# ---------------------------------------------------------------------------- the CLI, one replica killed
+
+
+def test_cli_run_survives_a_replica_killed_mid_run(tmp_path):
+    """`proofloop prove --base-url A --base-url B`: A is killed (SIGKILL) after a few stored
+    calls; the run finishes on B, every answered sample was answered once, and the summary
+    names both endpoints."""
+    db = tmp_path / "runs.db"
+    (tmp_path / "problem.md").write_text("Prove that for every positive integer $n$, $n^3 - n$ is divisible by 6.")
+    pool = ["--strategy", "pool", "-o", "initial=4", "-o", "verifications=3", "-o", "top_k=2", "-o", "rounds=2",
+            "-o", "accept=false", "--max-tokens", "4000", "--verify-max-tokens", "4000", "--max-n", "1",
+            "--seed", "5", "--max-concurrency", "2"]
+    with ServerProcess(script={"stream_delay_s": 0.02, "stream_chunk_chars": 16},
+                       request_log=tmp_path / "a.jsonl") as a, running_server() as (b, log_b):
+        env = cli_env(db, None, PROOFLOOP_MODEL="scripted", PROOFLOOP_API_KEY="k")
+        proc = subprocess.Popen(CLI + ["prove", str(tmp_path / "problem.md"), *pool, "--base-url", a.base_url,
+                                       "--base-url", b.base_url, "--json"],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while stored_calls(db) < 4:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        a.kill()
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-3000:]
+    summary = json.loads(out)
+    a_report, b_report = summary["endpoints"]["replicas"]
+    assert (a_report["endpoint"], b_report["endpoint"]) == (a.base_url, b.base_url)
+    assert a_report["requests"] >= 1 and a_report["failures"] >= 1 and b_report["requests"] >= 10
+    logs = {"a": read_request_log(tmp_path / "a.jsonl"), "b": log_b}
+    answered = sent_once(logs)
+    assert max(answered.values()) == 1  # no finished call was sent again
+    store = Store(db)
+    [run] = store.list_runs()
+    assert run.status.value == "finished" and len(store.calls(run.id)) == sum(answered.values())
