@@ -407,3 +407,17 @@ def test_cli_run_survives_a_replica_killed_mid_run(tmp_path):
     store = Store(db)
     [run] = store.list_runs()
     assert run.status.value == "finished" and len(store.calls(run.id)) == sum(answered.values())
+
+
+def test_every_replica_refusing_is_unreachable_soon():
+    """Nobody listens anywhere: the wrapper says "unreachable" after a few attempts instead
+    of waiting out cool-downs."""
+    from proofloop.errors import EndpointUnreachable
+
+    a, b = Instant("http://a/v1"), Instant("http://b/v1")
+    a.broken = b.broken = ModelConnectionError("connection refused", refused=True)
+    model = Model(ReplicaSet([a, b], breaker=BreakerPolicy(threshold=1, cool_down_s=600)),
+                  retry=RetryPolicy(initial_s=0.001, max_s=0.001))
+    with pytest.raises(EndpointUnreachable, match="no server answers at http://a/v1,http://b/v1"):
+        asyncio.run(model.sample(msgs(0), Sampling()))
+    assert (a.calls, b.calls) == (1, 1)

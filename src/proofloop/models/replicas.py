@@ -192,6 +192,7 @@ class Replica:
     requests: int = 0  # requests it answered
     samples: int = 0
     failures: int = 0  # failed attempts it was sent
+    refused: bool = False  # its last failure was "nobody there" (refused, unresolvable)
 
     def slot(self, now: float, capacity: int) -> Slot:
         state = self.breaker.state(now)
@@ -305,13 +306,16 @@ class ReplicaSet:
         """Every replica's breaker is open: retryable, with Retry-After = the first cool-down's end."""
         now = self.clock()
         wait = min(r.breaker.open_until for r in self.replicas if r.breaker.open_until is not None) - now
+        # Refused everywhere counts as "nobody there", so the wrapper soon calls it unreachable.
         return ModelConnectionError(f"all {len(self.replicas)} endpoints are out after repeated failures; "
-                                    f"the first is tried again in {wait:.1f}s", retry_after=max(0.0, wait))
+                                    f"the first is tried again in {wait:.1f}s", retry_after=max(0.0, wait),
+                                    refused=all(r.refused for r in self.replicas))
 
     # -- outcomes ------------------------------------------------------------------------------
 
     def _failed(self, replica: Replica, key: str, error: ModelError) -> None:
         replica.failures += 1
+        replica.refused = bool(getattr(error, "refused", False))
         self._failed_on[key] = replica.name
         self._failed_on.move_to_end(key)
         while len(self._failed_on) > 10_000:  # a bounded memory of recent failures
@@ -328,6 +332,7 @@ class ReplicaSet:
     def _answered(self, replica: Replica, key: str, samples: int) -> None:
         replica.requests += 1
         replica.samples += samples
+        replica.refused = False
         self._failed_on.pop(key, None)
         self._served.setdefault(key, Counter())[replica.name] += 1
 

@@ -106,6 +106,8 @@ class ModelSetup:
         """One line of the effective settings, printed once when a run starts."""
         s, gen, ver = self.settings, self.sampling.get("gen"), self.sampling.get("verify")
         where = s.base_url or ("embedded SmolLM2-135M" if s.provider == "local" and not s.model else s.provider)
+        if len(s.base_urls) > 1:
+            where = f"{len(s.base_urls)} replicas ({', '.join(s.base_urls)})"
         parts = [f"provider {s.provider}", f"model {s.model or 'default'}", f"at {where}"]
         if gen and ver:
             parts += [f"temperature {gen.temperature:g}", f"top_p {gen.top_p:g}",
