@@ -101,21 +101,37 @@ def test_split_and_check_base_urls():
 # ---------------------------------------------------------------------------- scripted replicas
 
 
-class Held:
-    """A replica whose requests wait until the test releases them (or fail, when `broken`)."""
+class Instant:
+    """A replica that answers at once (or raises `broken`)."""
 
-    name, model, max_n = "held", "m", None
+    name, model, max_n = "fake", "m", None
 
     def __init__(self, endpoint: str):
         self.endpoint = endpoint
-        self.gates: list[asyncio.Event] = []
-        self.in_flight = self.most_in_flight = self.calls = 0
+        self.calls = 0
         self.broken: Exception | None = None
 
     async def complete(self, messages, sampling, n):
         self.calls += 1
         if self.broken is not None:
             raise self.broken
+        await self.wait()
+        return ProviderResponse([Completion(f"{self.endpoint} {messages[-1]['content']}") for _ in range(n)],
+                                Usage(5, n))
+
+    async def wait(self) -> None:
+        pass
+
+
+class Held(Instant):
+    """A replica whose requests wait until the test releases them: load is then observable."""
+
+    def __init__(self, endpoint: str):
+        super().__init__(endpoint)
+        self.gates: list[asyncio.Event] = []
+        self.in_flight = self.most_in_flight = 0
+
+    async def wait(self) -> None:
         gate = asyncio.Event()
         self.gates.append(gate)
         self.in_flight += 1
@@ -124,21 +140,10 @@ class Held:
             await gate.wait()
         finally:
             self.in_flight -= 1
-        return ProviderResponse([Completion(f"{self.endpoint} {messages[-1]['content']}") for _ in range(n)],
-                                Usage(5, n))
 
     def release_all(self) -> None:
         for g in self.gates:
             g.set()
-
-
-class Instant(Held):
-    async def complete(self, messages, sampling, n):
-        self.calls += 1
-        if self.broken is not None:
-            raise self.broken
-        return ProviderResponse([Completion(f"{self.endpoint} {messages[-1]['content']}") for _ in range(n)],
-                                Usage(5, n))
 
 
 def msgs(i: int) -> list[dict[str, str]]:
