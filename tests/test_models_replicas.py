@@ -426,3 +426,18 @@ def test_every_replica_refusing_is_unreachable_soon():
     with pytest.raises(EndpointUnreachable, match="no server answers at http://a/v1,http://b/v1"):
         asyncio.run(model.sample(msgs(0), Sampling()))
     assert (a.calls, b.calls) == (1, 1)
+
+
+def test_proofloop_base_url_with_commas_builds_a_replica_set_capped_per_replica(monkeypatch, tmp_path):
+    from proofloop.models.factory import build_provider
+
+    monkeypatch.chdir(tmp_path)  # no ./.env
+    monkeypatch.setenv("PROOFLOOP_BASE_URL", "http://a:1/v1, http://b:2/v1")
+    monkeypatch.setenv("PROOFLOOP_MODEL", "m")
+    settings, _ = ModelSettings().resolved()
+    assert (settings.provider, settings.base_url) == ("openai", "http://a:1/v1,http://b:2/v1")
+    provider = build_provider(settings)
+    assert isinstance(provider, ReplicaSet) and [r.name for r in provider.replicas] == settings.base_urls
+    model = ModelSetup(settings, max_concurrency=3).resolved().model(Store(":memory:"), "run", notice=print)
+    assert (model.provider.capacity, model.max_concurrency) == (3, 6)
+    assert "2 replicas (http://a:1/v1, http://b:2/v1)" in ModelSetup(settings).resolved().describe()
