@@ -441,3 +441,19 @@ def test_proofloop_base_url_with_commas_builds_a_replica_set_capped_per_replica(
     model = ModelSetup(settings, max_concurrency=3).resolved().model(Store(":memory:"), "run", notice=print)
     assert (model.provider.capacity, model.max_concurrency) == (3, 6)
     assert "2 replicas (http://a:1/v1, http://b:2/v1)" in ModelSetup(settings).resolved().describe()
+
+
+def test_an_attempt_cut_off_by_the_attempt_timeout_is_retried_on_the_other_replica():
+    """A replica that never answers: the wrapper's attempt timeout cuts the attempt off and
+    the retry goes to the other replica (the breaker does not count a cancellation)."""
+    from proofloop.models.base import Timeouts
+
+    a, b = Held("http://a/v1"), Instant("http://b/v1")
+    replicas = ReplicaSet([a, b], capacity=4)
+    key = next(i for i in range(100) if rank(affinity_key(msgs(i)), [a.endpoint, b.endpoint])[0] == a.endpoint)
+    cache = InMemoryCallCache()
+    model = Model(replicas, cache=cache, timeouts=Timeouts(attempt_s=0.05), retry=RetryPolicy(initial_s=0.001))
+    [s] = asyncio.run(model.sample(msgs(key), Sampling()))
+    assert s.ok and s.completion.text.startswith("http://b/v1") and (a.calls, b.calls) == (1, 1)
+    assert [f.kind for f in cache.failures] == ["timeout"]
+    assert replicas.report()["replicas"][0]["state"] == "closed" and a.in_flight == 0

@@ -19,7 +19,9 @@ attempt goes:
   one probe request is let through: success closes the breaker, failure opens it again.
 - Failover. A failed attempt is raised to the wrapper (which records and retries it) with
   `retry_after` 0 when another replica can take it, and the key remembers which replica
-  failed it, so the retry goes elsewhere at once. The call-cache key does not name the
+  failed it, so the retry goes elsewhere at once. An attempt the wrapper cut off (its attempt
+  timeout) is retried elsewhere too, but not counted by the breaker: a replica that hangs is
+  taken out by its own idle-read timeouts. The call-cache key does not name the
   endpoint, so a sample answered by any replica is stored once under the same key.
 
 `report()` says which replica served how many requests, their failures and breaker openings,
@@ -266,6 +268,12 @@ class ReplicaSet:
             if e.retryable:
                 self._failed(replica, key, e)
             raise
+        except asyncio.CancelledError:
+            # The wrapper's attempt timeout or a search that no longer needs the call: only
+            # the first is the replica's fault and they look the same here, so the breaker
+            # does not count it, but a retry of this prompt goes elsewhere.
+            self._avoid(key, replica)
+            raise
         finally:
             self._release(replica, verdict)
         self._answered(replica, key, len(resp.completions))
@@ -316,10 +324,7 @@ class ReplicaSet:
     def _failed(self, replica: Replica, key: str, error: ModelError) -> None:
         replica.failures += 1
         replica.refused = bool(getattr(error, "refused", False))
-        self._failed_on[key] = replica.name
-        self._failed_on.move_to_end(key)
-        while len(self._failed_on) > 10_000:  # a bounded memory of recent failures
-            self._failed_on.popitem(last=False)
+        self._avoid(key, replica)
         error.message = f"{error.message} [endpoint {replica.name}]"
         # Another replica that looks healthy can take the retry now: no backoff. When every
         # replica is failing, the wrapper's backoff (or a server's Retry-After) stands.
@@ -328,6 +333,13 @@ class ReplicaSet:
         if healthy:
             error.retry_after = 0.0
         log.info("endpoint %s failed (%s); %d other endpoint(s) healthy", replica.name, error.kind, len(healthy))
+
+    def _avoid(self, key: str, replica: Replica) -> None:
+        """The next attempt for `key` goes to another replica if one has room."""
+        self._failed_on[key] = replica.name
+        self._failed_on.move_to_end(key)
+        while len(self._failed_on) > 10_000:  # a bounded memory of recent failures
+            self._failed_on.popitem(last=False)
 
     def _answered(self, replica: Replica, key: str, samples: int) -> None:
         replica.requests += 1
