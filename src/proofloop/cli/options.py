@@ -28,8 +28,9 @@ Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="show retries and
 class ModelOptions:
     provider: Annotated[Optional[str], typer.Option(
         help="openai | local | sim (default: openai if a server is configured, else the embedded local model)")] = None
-    base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible server URL, e.g. http://host:8000/v1 "
-                                                         "(or PROOFLOOP_BASE_URL)")] = None
+    base_url: Annotated[Optional[list[str]], typer.Option(
+        help="OpenAI-compatible server URL, e.g. http://host:8000/v1 (or PROOFLOOP_BASE_URL); several replicas of "
+             "the model: repeat it or separate URLs with commas")] = None
     api_key: Annotated[Optional[str], typer.Option(help="API key (or PROOFLOOP_API_KEY)")] = None
     model: Annotated[Optional[str], typer.Option(
         "--model", help="model id on the server, hub id or local path (or PROOFLOOP_MODEL)")] = None
@@ -57,7 +58,8 @@ class ModelOptions:
         from proofloop.runs import ModelSetup
 
         return ModelSetup(
-            ModelSettings(provider=self.provider, base_url=self.base_url, model=self.model, max_n=self.max_n),
+            ModelSettings(provider=self.provider, base_url=",".join(self.base_url) if self.base_url else None,
+                          model=self.model, max_n=self.max_n),
             temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens,
             verify_max_tokens=self.verify_max_tokens, seed=self.seed,
             templates=Templates.load(self.templates) if self.templates else None,

@@ -112,6 +112,7 @@ class ProviderResponse:
 
     completions: list[Completion]
     usage: Usage
+    endpoint: str | None = None  # the server that answered, when a provider has several (models/replicas.py)
 
 
 @runtime_checkable

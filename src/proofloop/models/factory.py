@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from proofloop.errors import UserInputError
 from proofloop.models.base import Timeouts
 from proofloop.models.registry import provider_factory
+from proofloop.models.replicas import split_base_urls
 
 
 @dataclass
@@ -24,7 +25,7 @@ class ModelSettings:
     """Everything needed to rebuild the same provider on resume (the API key is never stored)."""
 
     provider: str | None = None
-    base_url: str | None = None
+    base_url: str | None = None  # one server, or several replicas of the model, comma-separated
     model: str | None = None
     max_n: int | None = None
     stream: bool = True
@@ -46,9 +47,14 @@ class ModelSettings:
                     raise UserInputError("the openai provider needs a server: pass --base-url or set PROOFLOOP_BASE_URL")
                 if not model:
                     raise UserInputError("no model name: pass --model or set PROOFLOOP_MODEL")
-                s.base_url, s.model = base_url, model
+                s.base_url, s.model = ",".join(split_base_urls(base_url)), model
                 return s, key
         return s, api_key
+
+    @property
+    def base_urls(self) -> list[str]:
+        """Every server of the model (several: replicas, see models/replicas.py)."""
+        return split_base_urls(self.base_url)
 
     @property
     def endpoint(self) -> str:

@@ -49,6 +49,7 @@ from proofloop.errors import (AuthError, BadRequestError, ContextWindowError, Em
                               ModelConnectionError, ModelError, ModelNotFoundError, ModelTimeoutError,
                               RateLimitError, ServerError, UserInputError)
 from proofloop.models.base import ACTIVITY, Completion, Message, ProviderResponse, Sampling, Timeouts, Usage
+from proofloop.models.replicas import ReplicaSet, split_base_urls
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,15 @@ def check_base_url(base_url: str) -> str:
     if not ok:
         raise UserInputError(f"base URL must look like http://host:port/v1, got {base_url!r}")
     return base_url
+
+
+def check_base_urls(value: str) -> str:
+    """`value` (one URL or several, comma-separated: replicas of one model) with each URL
+    checked, as one comma-separated string."""
+    urls = split_base_urls(value)
+    if not urls:
+        raise UserInputError(f"no base URL in {value!r}")
+    return ",".join(check_base_url(u) for u in urls)
 
 
 def openai_settings_from_env(base_url: str | None = None, api_key: str | None = None,
@@ -382,7 +392,11 @@ class OpenAIProvider:
 
 
 def provider_from_settings(settings: Any, *, api_key: str | None = None, timeouts: Timeouts | None = None,
-                           notice: Any = print) -> OpenAIProvider:
-    """The registry's factory for "openai" (entry point in pyproject.toml; models/registry.py)."""
-    return OpenAIProvider(settings.model, base_url=settings.base_url, api_key=api_key or "EMPTY",
-                          timeouts=timeouts or Timeouts(), stream=settings.stream, max_n=settings.max_n)
+                           notice: Any = print) -> OpenAIProvider | ReplicaSet:
+    """The registry's factory for "openai" (entry point in pyproject.toml; models/registry.py).
+    Several base URLs (comma-separated) are replicas of one model: a ReplicaSet over them."""
+    urls: list[str | None] = list(split_base_urls(settings.base_url)) or [None]
+    members = [OpenAIProvider(settings.model, base_url=url, api_key=api_key or "EMPTY",
+                              timeouts=timeouts or Timeouts(), stream=settings.stream, max_n=settings.max_n)
+               for url in urls]
+    return members[0] if len(members) == 1 else ReplicaSet(members)

@@ -396,7 +396,8 @@ class Model:
             key=keys[i], namespace=self.namespace, model=self.provider.model, provider=self.provider.name,
             sampling=sampling.as_key(), messages=messages, index=i, completion=c, prompt_tokens=u.prompt_tokens,
             completion_tokens=u.completion_tokens, cached_prompt_tokens=u.cached_prompt_tokens, latency_s=latency,
-            tag=tag, cost_usd=u.cost_usd, attempt=attempt_no, request_size=asked)
+            tag=tag, cost_usd=u.cost_usd, attempt=attempt_no, request_size=asked,
+            endpoint=resp.endpoint or self.endpoint)
             for i, c, u in zip(indices, resp.completions, shares)]
         if self.cache is not None:
             self.cache.put_many(records)  # before anyone sees the results

@@ -24,6 +24,7 @@ from typing import Any
 from proofloop.errors import UserInputError
 from proofloop.models.base import RetryPolicy, Sampling, Timeouts
 from proofloop.models.factory import ModelSettings, build_provider
+from proofloop.models.replicas import ReplicaSet
 from proofloop.models.wrapper import Model
 from proofloop.protocol import Templates
 from proofloop.roles.records import AnalysisRecord, MetaRecord, ProofRecord
@@ -72,9 +73,9 @@ class ModelSetup:
         sampling per role with the defaults for that provider."""
         settings, key = self.settings.resolved(self.api_key)
         if settings.base_url:  # a URL that cannot work fails before a run exists
-            from proofloop.models.openai_provider import check_base_url
+            from proofloop.models.openai_provider import check_base_urls
 
-            check_base_url(settings.base_url)
+            settings = replace(settings, base_url=check_base_urls(settings.base_url))
         defaults = EMBEDDED_MAX_TOKENS if settings.provider == "local" and not settings.model else PAPER_MAX_TOKENS
         limits = {"gen": self.max_tokens or defaults["gen"],
                   "verify": self.verify_max_tokens or defaults["verify"],
@@ -105,6 +106,8 @@ class ModelSetup:
         """One line of the effective settings, printed once when a run starts."""
         s, gen, ver = self.settings, self.sampling.get("gen"), self.sampling.get("verify")
         where = s.base_url or ("embedded SmolLM2-135M" if s.provider == "local" and not s.model else s.provider)
+        if len(s.base_urls) > 1:
+            where = f"{len(s.base_urls)} replicas ({', '.join(s.base_urls)})"
         parts = [f"provider {s.provider}", f"model {s.model or 'default'}", f"at {where}"]
         if gen and ver:
             parts += [f"temperature {gen.temperature:g}", f"top_p {gen.top_p:g}",
@@ -116,8 +119,10 @@ class ModelSetup:
     def model(self, store: Store, namespace: str, notice: Callable[[str], None]) -> Model:
         """The wrapped model whose calls are cached in `store` under `namespace` (the run id)."""
         provider = build_provider(self.settings, self.api_key, timeouts=self.timeouts, notice=notice)
+        # Several replicas: --max-concurrency is per replica, the wrapper caps their total.
+        total = provider.cap_each(self.max_concurrency) if isinstance(provider, ReplicaSet) else self.max_concurrency
         return Model(provider, namespace=namespace, cache=store, timeouts=self.timeouts, retry=RetryPolicy(),
-                     max_concurrency=self.max_concurrency, endpoint=self.settings.endpoint)
+                     max_concurrency=total, endpoint=self.settings.endpoint)
 
 
 DERIVED = {"derived": True}  # a record an execution derives (not an input stored at creation)

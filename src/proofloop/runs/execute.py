@@ -33,6 +33,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from proofloop.errors import ProofloopError, UserInputError
+from proofloop.models.replicas import ReplicaSet
 from proofloop.runs.context import RunContext
 from proofloop.runs.registry import get_kind
 from proofloop.store import Heartbeat, Store, default_owner
@@ -77,9 +78,16 @@ def execute(store: Store, run_id: str, *, api_key: str | None = None,
         except BaseException as e:
             lease.release("failed", error=str(e) or type(e).__name__)
             raise
-    summary = {"run_id": run_id, **summary, "usage": run_usage(store, run_id)}
+    summary = {"run_id": run_id, **summary, **endpoint_report(ctx), "usage": run_usage(store, run_id)}
     lease.release("finished", summary=summary)
     return summary
+
+
+def endpoint_report(ctx: RunContext) -> dict[str, Any]:
+    """{"endpoints": ...} when the run's model is served by several replicas: which one served
+    how many requests, failures, breaker openings and the affinity share (models/replicas.py)."""
+    reports = [m.provider.report() for m in ctx.models() if isinstance(m.provider, ReplicaSet)]
+    return {"endpoints": reports[0]} if reports else {}
 
 
 async def _execute_and_close(execute_kind: Callable[[RunContext], Any], ctx: RunContext,
@@ -171,9 +179,9 @@ def update_server(store: Store, run_id: str, *, base_url: str | None = None, max
         raise UserInputError(f"run {run_id} was made with model {settings.get('model')!r}; resuming with "
                              f"{model!r} would change every call: start a new run instead")
     if base_url is not None:
-        from proofloop.models.openai_provider import check_base_url
+        from proofloop.models.openai_provider import check_base_urls
 
-        check_base_url(base_url)
+        base_url = check_base_urls(base_url)
     changes: dict[str, Any] = {}
     if base_url is not None or max_n is not None:
         settings.update({k: v for k, v in (("base_url", base_url), ("max_n", max_n)) if v is not None})
