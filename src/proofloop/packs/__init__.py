@@ -40,7 +40,7 @@ ENTRY_POINT_GROUP = "proofloop.packs"
 # The same "module:attribute" values as [project.entry-points."proofloop.packs"] in pyproject.toml.
 BUILTIN_PACKS: dict[str, str] = {
     "math": "proofloop.packs.math:pack",
-    # "law": "proofloop.packs.law:pack",
+    "law": "proofloop.packs.law:pack",
     # "code": "proofloop.packs.code:pack",
 }
 
