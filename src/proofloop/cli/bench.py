@@ -141,7 +141,8 @@ def grade(
 @model_options
 def pack_bench(
     dataset: Annotated[str, typer.Option(help="a data set of the pack (`proofloop packs show NAME` lists them)")],
-    data_dir: Annotated[Path, typer.Option(help="folder the pack reads its data set from")],
+    data_dir: Annotated[Optional[Path], typer.Option(help="folder the pack reads its data set from "
+                                                          "(law: the one holding legalbench/)")] = None,
     n: N = 4,
     limit: Annotated[Optional[int], typer.Option(min=1, help="only the first N labelled candidates")] = None,
     *, model_options: ModelOptions, db: Db = None, json_out: Json = False, verbose: Verbose = False,

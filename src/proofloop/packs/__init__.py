@@ -41,7 +41,7 @@ ENTRY_POINT_GROUP = "proofloop.packs"
 BUILTIN_PACKS: dict[str, str] = {
     "math": "proofloop.packs.math:pack",
     "law": "proofloop.packs.law:pack",
-    # "code": "proofloop.packs.code:pack",
+    "code": "proofloop.packs.code:pack",
 }
 
 

@@ -69,9 +69,10 @@ class Evidence:
     record: dict[str, Any]
 
 
-# A loader reads one data set of the pack from a folder the user names and returns rows in the
-# shape `bench grade` takes: statement, proof, id, human_grade (1 right / 0 wrong), max_points.
-Loader = Callable[[Path], list[dict[str, Any]]]
+# A loader reads one data set of the pack from a folder the user names (None: none named) and
+# returns at most `limit` rows (None: all) in the shape `bench grade` takes: statement, proof,
+# id, human_grade (1 right / 0 wrong), max_points.
+Loader = Callable[[Path | None, int | None], list[dict[str, Any]]]
 # Metrics take verifier scores and labels (both in [0, 1]) and return named numbers.
 Metrics = Callable[[Sequence[float], Sequence[float]], dict[str, Any]]
 
@@ -91,15 +92,16 @@ class Pack:
     def dataset_names(self) -> list[str]:
         return sorted(self.loaders)
 
-    def load(self, dataset: str, data_dir: str | Path) -> list[dict[str, Any]]:
-        """The rows of `dataset` read from `data_dir`; UserInputError for an unknown name or folder."""
+    def load(self, dataset: str, data_dir: str | Path | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """The first `limit` rows of `dataset` read from `data_dir`; UserInputError for an
+        unknown name or folder."""
         if dataset not in self.loaders:
             raise UserInputError(f"pack {self.name!r} has no data set {dataset!r}; "
                                  f"it has: {', '.join(self.dataset_names()) or 'none'}")
-        folder = Path(data_dir)
-        if not folder.is_dir():
+        folder = Path(data_dir) if data_dir is not None else None
+        if folder is not None and not folder.is_dir():
             raise UserInputError(f"data folder {folder} does not exist or is not a directory")
-        return self.loaders[dataset](folder)
+        return self.loaders[dataset](folder, limit)[:limit]
 
     def describe(self) -> dict[str, Any]:
         """A JSON-ready description (`proofloop packs show NAME --json`)."""

@@ -84,8 +84,10 @@ def candidate(task: str, conclusion: str) -> str:
             f"Conclusion: {conclusion}.")
 
 
-def load_task(task: str, data_dir: Path) -> list[dict[str, Any]]:
+def load_task(task: str, data_dir: Path | None) -> list[dict[str, Any]]:
     """Rows for `bench pack`: per item a right and a wrong analysis, labelled 1 and 0."""
+    if data_dir is None:
+        raise UserInputError("the law pack reads LegalBench from a folder: pass --data-dir")
     out = []
     for i, row in enumerate(read_task(data_dir, task)):
         gold = row["label"].strip()
@@ -99,5 +101,5 @@ def load_task(task: str, data_dir: Path) -> list[dict[str, Any]]:
 
 pack = Pack(name="law", description="legal analysis of a fact pattern: rule, application, conclusion",
             rubric=RUBRIC, templates=packaged_templates("law"),
-            loaders={task: (lambda folder, task=task: load_task(task, folder)) for task in TASKS},
+            loaders={task: (lambda folder, limit, task=task: load_task(task, folder)) for task in TASKS},
             metrics=agreement)
