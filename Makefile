@@ -88,3 +88,7 @@ clean:
 test-api: $(STAMP)
 	$(BIN)/python -m pytest -q tests/test_api.py tests/test_api_units.py tests/test_api_resume.py tests/test_api_schema.py
 
+# Domain packs (code pack): seeded defects the tests catch, sandbox overhead (about 2.5 min).
+.PHONY: bench-domains
+bench-domains: $(STAMP)
+	PYTHONPATH=src $(BIN)/python bench/domains/run.py
