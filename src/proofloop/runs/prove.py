@@ -125,7 +125,7 @@ async def execute_meta_verify(ctx: RunContext) -> dict[str, Any]:
     return {"kind": "meta-verify", "m": len(ratings), "n_valid": len(valid),
             "mean_rating": sum(valid) / len(valid) if valid else None,
             "ratings": [{"rating": r.rating, "status": r.status.value, "cause": r.cause,
-                         "analysis": r.analysis} for r in ratings]}
+                         "analysis": r.analysis} for r in ratings], **evidence_field(ctx.config.get("evidence"))}
 
 
 def analysis_json(a: AnalysisRecord) -> dict[str, Any]:
