@@ -98,6 +98,8 @@ def test_a_pack_from_another_distribution_is_listed_and_used_by_verify(tmp_path:
     env = cli_env(tmp_path / "runs.db", PYTHONPATH=f"{site}:{src}")
     listed = run_json(["packs", "list"], env)
     assert {r["name"]: r["source"] for r in listed}["toy"] == "proofloop_toy:pack"
+    shown = run_json(["packs", "show", "toy"], env)
+    assert shown["issue_classes"] == {"toy-issue": "x"} and shown["templates"] == "own"
     (tmp_path / "p.md").write_text("Prove that 1 + 1 = 2.")
     (tmp_path / "f.md").write_text("By the definition of 2 as the successor of 1.")
     out = run_json(["verify", "--provider", "sim", "--pack", "toy", "--problem", str(tmp_path / "p.md"),
@@ -158,7 +160,7 @@ def test_agreement_by_hand():
     m = agreement([1, 1, 0.5, 0, 1, 0.75], [1, 0, 1, 0, 1, 0])
     assert (m["tp"], m["fp"], m["fn"], m["tn"]) == (2, 1, 1, 2)
     assert m["precision"] == pytest.approx(2 / 3) and m["recall"] == pytest.approx(2 / 3)
-    assert m["false_accept_rate"] == pytest.approx(1 / 3)
+    assert m["false_accept_rate"] == pytest.approx(1 / 3) and m["defect_recall"] == pytest.approx(2 / 3)
     # kappa: observed 4/6, chance (3/6)(3/6) + (3/6)(3/6) = 1/2
     assert m["kappa"] == pytest.approx((4 / 6 - 0.5) / 0.5)
     assert agreement([1, 1], [1, 1])["kappa"] is None  # one label throughout: kappa is 0/0
@@ -171,6 +173,8 @@ def test_agreement_properties(pairs):
     scores, labels = [s for s, _ in pairs], [h for _, h in pairs]
     m = agreement(scores, labels)
     assert m["tp"] + m["fp"] + m["fn"] + m["tn"] == len(pairs)
+    if m["false_accept_rate"] is not None:
+        assert m["false_accept_rate"] + m["defect_recall"] == pytest.approx(1.0)
     perfect = agreement(labels, labels)
     assert perfect["fp"] == perfect["fn"] == 0
     if 0 < sum(labels) < len(labels):

@@ -53,7 +53,7 @@ def pack_summary(store: Store, run_id: str, config: Mapping[str, Any]) -> dict[s
 
 
 def _num(x: Any) -> str:
-    return "-" if x is None else f"{x:.3f}"
+    return "-" if x is None else f"{x:.3f}".replace("-0.000", "0.000")
 
 
 def render_pack_metrics(summary: Mapping[str, Any]) -> list[str]:
@@ -64,7 +64,8 @@ def render_pack_metrics(summary: Mapping[str, Any]) -> list[str]:
     lines = [f"pack {pm['pack']}: verifier vs labels (accept = score >= {pm['overall'].get('accept_at', 1)})"]
     for scope, m in [("overall", pm["overall"]), *pm["sets"].items()]:
         lines.append(f"  {scope:<24} n={m['n']:<4} precision={_num(m['precision'])} recall={_num(m['recall'])} "
-                     f"false-accept={_num(m['false_accept_rate'])} kappa={_num(m['kappa'])}")
+                     f"false-accept={_num(m['false_accept_rate'])} defects-caught={_num(m['defect_recall'])} "
+                     f"kappa={_num(m['kappa'])}")
     if pm["unscored"]:
         lines.append(f"  unscored (no usable verifier score): {len(pm['unscored'])}")
     return lines

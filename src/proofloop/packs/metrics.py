@@ -4,7 +4,8 @@ Pure Python (no numpy: packs stay light). A verifier *accepts* a candidate when 
 1 (the mean of its analyses at least `accept_at`, default 1: every analysis gave 1); a label
 accepts when it is 1. Precision and recall are about accepting right candidates; the
 false-accept rate is the share of wrong candidates the verifier accepted; kappa is Cohen's
-kappa of the two accept / reject decisions.
+kappa of the two accept / reject decisions; defect recall is the share of wrong candidates
+rejected (1 - the false-accept rate), the recall of seeded defects for the code pack.
 
     >>> m = agreement([1, 1, 0.5, 0, 1], [1, 0, 1, 0, 1])
     >>> m["precision"], m["recall"], m["false_accept_rate"], round(m["kappa"], 3)
@@ -53,5 +54,7 @@ def agreement(scores: Sequence[float], labels: Sequence[float], accept_at: float
     tn = len(pred) - tp - fp - fn
     return {"n": len(pred), "accept_at": accept_at, "tp": tp, "fp": fp, "fn": fn, "tn": tn,
             "precision": _ratio(tp, tp + fp), "recall": _ratio(tp, tp + fn),
-            "false_accept_rate": _ratio(fp, fp + tn), "accuracy": _ratio(tp + tn, len(pred)),
+            "false_accept_rate": _ratio(fp, fp + tn),
+            # recall of defects: the share of wrong candidates (seeded defects, for the code pack) rejected
+            "defect_recall": _ratio(tn, fp + tn), "accuracy": _ratio(tp + tn, len(pred)),
             "kappa": cohen_kappa_binary(pred, gold)}
