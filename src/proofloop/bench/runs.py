@@ -40,6 +40,7 @@ from proofloop.bench import metrics as M
 from proofloop.bench.agreement import agreement_report, load_scores
 from proofloop.bench.datasets import normalise_grade
 from proofloop.bench.datasets import GradedProof, Problem, load_dataset, read_rows
+from proofloop.bench.packs import pack_summary, render_pack_metrics
 from proofloop.bench.grading import (AUTOMATIC_GRADERS, RELEASED_AUTO, GradeItem, grade_items, human_grade,
                                      proof_grades)
 from proofloop.errors import UserInputError
@@ -387,7 +388,8 @@ def _grade_summary(store: Store, run_id: str, config: Mapping[str, Any]) -> dict
             "graded": head.get("graded", 0), "ungraded": head.get("ungraded", []),
             "mean_score": head.get("mean_score"), "percent": head.get("percent"),
             "agreement": {k: {x: v["overall"][x] for x in ("n", "precision", "recall", "accuracy")}
-                          for k, v in m["agreement"].items()}}
+                          for k, v in m["agreement"].items()},
+            **pack_summary(store, run_id, config)}
 
 
 # ---------------------------------------------------------------------------- metrics
@@ -596,6 +598,7 @@ def render_grades(summary: dict[str, Any]) -> list[str]:
     lines += [f"  not graded: {u['problem_id']}: {u['cause']}" for u in summary.get("ungraded", [])[:10]]
     lines += [f"agreement of {name} with human grades: n={a['n']} precision={a['precision']} recall={a['recall']}"
               for name, a in (summary.get("agreement") or {}).items()]
+    lines += render_pack_metrics(summary)
     return lines + ([usage_line(summary)] if summary.get("usage") else [])
 
 

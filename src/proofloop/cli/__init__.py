@@ -50,6 +50,7 @@ SUB_APPS = {  # name -> (module, help); imported only when used
     "sim": ("proofloop.cli.sim", "The simulated model: in-process or as an OpenAI-compatible server."),
     "templates": ("proofloop.cli.templates", "Prompt templates: import the released DeepSeek-Math-V2 wording."),
     "train": ("proofloop.cli.train", "Training the three roles: GRPO and rejection fine-tuning on TRL, datasets, rewards as a service."),
+    "packs": ("proofloop.cli.packs", "Domain packs (math, law, code, installed ones): `packs list`, `packs show NAME`."),
     "serve": ("proofloop.cli.serve", "The proof service: HTTP API, web viewer, progress events and metrics (`proofloop serve --port N`)."),
 }
 

@@ -137,6 +137,32 @@ def grade(
                        announce=None if json_out else f"run {run_id}")
 
 
+@app.command("pack")
+@model_options
+def pack_bench(
+    dataset: Annotated[str, typer.Option(help="a data set of the pack (`proofloop packs show NAME` lists them)")],
+    data_dir: Annotated[Optional[Path], typer.Option(help="folder the pack reads its data set from "
+                                                          "(law: the one holding legalbench/)")] = None,
+    n: N = 4,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="only the first N labelled candidates")] = None,
+    *, model_options: ModelOptions, db: Db = None, json_out: Json = False, verbose: Verbose = False,
+) -> None:
+    """Grade a pack's labelled candidates with the verifier (the pack's templates, its evidence),
+    then report the pack's metrics: precision, recall, false-accept rate at score 1, kappa."""
+    set_verbosity(verbose)
+    _needs_bench_extra("proofloop bench pack")
+    from proofloop.bench.packs import pack_rows
+    from proofloop.bench.runs import create_grade_run
+    from proofloop.packs import get_pack
+
+    setup = model_options.setup()
+    rows = pack_rows(get_pack(setup.pack), dataset, data_dir, limit)
+    store = open_store(db)
+    run_id = create_grade_run(store, setup, grader="verifier", n=n, rows=rows)
+    run_and_render(store, run_id, api_key=model_options.api_key, json_mode=json_out, verbose=verbose,
+                   announce=None if json_out else f"run {run_id}")
+
+
 @app.command()
 def agreement(
     dataset: Annotated[Optional[str], typer.Option(help="dsm2-outputs: the released 64-sample rating vs expert grades")] = None,

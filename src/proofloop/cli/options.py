@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional
 
@@ -49,6 +49,8 @@ class ModelOptions:
         help="seed for the search and the server's sampling: the same seed gives the same run")] = None
     templates: Annotated[Optional[Path], typer.Option(
         help="folder with generate.md / verify.md / meta_verify.md / refine.md to use instead of ours")] = None
+    pack: Annotated[Optional[str], typer.Option(
+        help="domain pack: math (default) | law | code | any installed one (`proofloop packs list`)")] = None
 
     def setup(self) -> "ModelSetup":
         """The run-layer value these options describe (imports the model layer only now)."""
@@ -56,13 +58,20 @@ class ModelOptions:
         from proofloop.models.base import Timeouts
         from proofloop.protocol import Templates
         from proofloop.runs import ModelSetup
+        from proofloop.packs import get_pack
 
+        pack = get_pack(self.pack)
+        templates = pack.templates
+        if self.templates:  # the user's files win, role by role, over the pack's wording
+            own = Templates.load(self.templates)
+            given = {f.name for f in fields(Templates) if (self.templates / f"{f.name}.md").exists()}
+            templates = own if templates is None else replace(templates, **{r: getattr(own, r) for r in given})
         return ModelSetup(
             ModelSettings(provider=self.provider, base_url=",".join(self.base_url) if self.base_url else None,
                           model=self.model, max_n=self.max_n),
             temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens,
             verify_max_tokens=self.verify_max_tokens, seed=self.seed,
-            templates=Templates.load(self.templates) if self.templates else None,
+            templates=templates, pack=pack.name,
             max_concurrency=self.max_concurrency,
             timeouts=Timeouts(attempt_s=self.attempt_timeout) if self.attempt_timeout else Timeouts(),
             api_key=self.api_key)

@@ -26,6 +26,7 @@ from proofloop.models.base import RetryPolicy, Sampling, Timeouts
 from proofloop.models.factory import ModelSettings, build_provider
 from proofloop.models.replicas import ReplicaSet
 from proofloop.models.wrapper import Model
+from proofloop.packs import DEFAULT_PACK, get_pack
 from proofloop.protocol import Templates
 from proofloop.roles.records import AnalysisRecord, MetaRecord, ProofRecord
 from proofloop.search.base import SearchContext
@@ -54,6 +55,7 @@ class ModelSetup:
     max_concurrency: int = 8
     timeouts: Timeouts = field(default_factory=Timeouts)
     api_key: str | None = None  # used, never stored
+    pack: str = "math"  # the domain pack (packs/): its templates are in `templates`, its evidence used by kinds
     sampling: dict[str, Sampling] = field(default_factory=dict)  # filled by resolved()
 
     def __post_init__(self) -> None:
@@ -67,6 +69,7 @@ class ModelSetup:
             raise UserInputError(f"--temperature must be within [0, 2], got {self.temperature}")
         if not 0.0 < self.top_p <= 1.0:
             raise UserInputError(f"--top-p must be within (0, 1], got {self.top_p}")
+        get_pack(self.pack)  # an unknown or broken pack fails before a run exists
 
     def resolved(self) -> "ModelSetup":
         """Provider, server and model filled in from flags / environment / .env, and the
@@ -91,7 +94,9 @@ class ModelSetup:
         return {"model": dataclasses.asdict(self.settings),
                 "sampling": {role: dataclasses.asdict(s) for role, s in self.sampling.items()},
                 "templates": dataclasses.asdict(self.templates) if self.templates else None,
-                "max_concurrency": self.max_concurrency, "timeouts": dataclasses.asdict(self.timeouts)}
+                "max_concurrency": self.max_concurrency, "timeouts": dataclasses.asdict(self.timeouts),
+                # the default pack is left out, so a math run's config is what it was before packs
+                **({"pack": self.pack} if self.pack != DEFAULT_PACK else {})}
 
     @classmethod
     def from_config(cls, config: dict[str, Any], api_key: str | None = None) -> "ModelSetup":
@@ -100,7 +105,7 @@ class ModelSetup:
                    templates=Templates(**config["templates"]) if config.get("templates") else None,
                    max_concurrency=config.get("max_concurrency", 8),
                    timeouts=Timeouts(**config["timeouts"]) if config.get("timeouts") else Timeouts(),
-                   api_key=api_key, sampling=sampling)
+                   api_key=api_key, sampling=sampling, pack=config.get("pack", DEFAULT_PACK))
 
     def describe(self) -> str:
         """One line of the effective settings, printed once when a run starts."""

@@ -18,6 +18,7 @@ from collections import Counter
 from typing import Any
 
 from proofloop.errors import UserInputError
+from proofloop.packs import get_pack, with_evidence
 from proofloop.protocol import parse_verification, user_proof
 from proofloop.roles import meta_verify, text_id, verify
 from proofloop.roles.records import AnalysisRecord, ProofRecord
@@ -53,7 +54,8 @@ def create_verify_run(store: Store, problem: str, proof: str, setup: ModelSetup,
     """A `verify` run: n analyses of a proof."""
     if n < 1:
         raise_count("-n", n)
-    return new_run(store, "verify", setup.resolved(), problem=problem, proof=proof, n=n)
+    shown, evidence = with_evidence(get_pack(setup.pack), problem, proof)
+    return new_run(store, "verify", setup.resolved(), problem=shown, proof=proof, n=n, **evidence_field(evidence))
 
 
 def create_meta_verify_run(store: Store, problem: str, proof: str, analysis: str, setup: ModelSetup, *,
@@ -61,7 +63,15 @@ def create_meta_verify_run(store: Store, problem: str, proof: str, analysis: str
     """A `meta-verify` run: m ratings of one verifier analysis of a proof."""
     if m < 1:
         raise_count("-m", m)
-    return new_run(store, "meta-verify", setup.resolved(), problem=problem, proof=proof, analysis=analysis, m=m)
+    shown, evidence = with_evidence(get_pack(setup.pack), problem, proof)
+    return new_run(store, "meta-verify", setup.resolved(), problem=shown, proof=proof, analysis=analysis, m=m,
+                   **evidence_field(evidence))
+
+
+def evidence_field(evidence: dict[str, Any] | None) -> dict[str, Any]:
+    """The run-config field holding a pack's evidence record. It is found once, when the run
+    is created, so a resumed run shows the verifier the very prompt it showed before."""
+    return {"evidence": evidence} if evidence is not None else {}
 
 
 def raise_count(flag: str, value: int) -> None:
@@ -97,7 +107,7 @@ async def execute_verify(ctx: RunContext) -> dict[str, Any]:
         ctx.recorder.analysis(problem, a)
     return {"kind": "verify", "proof_id": v.proof_id, "n": len(v.analyses), "n_valid": len(v.valid),
             "mean_score": v.mean_score, "issues": v.issues,
-            "analyses": [analysis_json(a) for a in v.analyses]}
+            "analyses": [analysis_json(a) for a in v.analyses], **evidence_field(ctx.config.get("evidence"))}
 
 
 async def execute_meta_verify(ctx: RunContext) -> dict[str, Any]:
@@ -115,7 +125,7 @@ async def execute_meta_verify(ctx: RunContext) -> dict[str, Any]:
     return {"kind": "meta-verify", "m": len(ratings), "n_valid": len(valid),
             "mean_rating": sum(valid) / len(valid) if valid else None,
             "ratings": [{"rating": r.rating, "status": r.status.value, "cause": r.cause,
-                         "analysis": r.analysis} for r in ratings]}
+                         "analysis": r.analysis} for r in ratings], **evidence_field(ctx.config.get("evidence"))}
 
 
 def analysis_json(a: AnalysisRecord) -> dict[str, Any]:
@@ -160,6 +170,8 @@ def render_verify(summary: dict[str, Any]) -> list[str]:
     unscored = summary["n"] - summary["n_valid"]
     lines.append(f"mean score: {summary['mean_score']} over {summary['n_valid']} scored analyses"
                  + (f" ({unscored} unscored)" if unscored else ""))
+    if summary.get("evidence"):
+        lines.append(f"evidence: {summary['evidence'].get('summary', summary['evidence'])}")
     return lines + [usage_line(summary)]
 
 
