@@ -63,9 +63,25 @@ def test_cli_prints_the_first_wrong_step_and_resumes_without_calls(tmp_path):
     again = run_json(["resume", summary["run_id"]], env)
     assert again["first_error"] == 1
     assert again["usage"]["calls"] == summary["usage"]["calls"]
-    whole = [a for a in args if a != "--steps"] + ["--symbolic"]
-    bad = run_cli(whole, env)
-    assert bad.returncode == 2 and "--symbolic needs --steps" in bad.stderr
+
+
+def test_whole_proof_verify_shows_the_verifier_what_sympy_refutes_and_keeps_the_checks(tmp_path):
+    pytest.importorskip("sympy")
+    import sqlite3
+
+    (tmp_path / "p.md").write_text("Prove that 2 + 3 = 5.")
+    (tmp_path / "q.md").write_text("We compute the sum.\n\n\\[ 2 + 3 = 6 \\]\n\nHence the claim.")
+    env = cli_env(tmp_path / "s.db")
+    args = ["verify", "--problem", str(tmp_path / "p.md"), "--proof", str(tmp_path / "q.md"), "-n", "2",
+            "--provider", "sim"]
+    summary = run_json(args + ["--symbolic"], env)
+    [refuted] = summary["symbolic"]["evidence"]
+    assert (refuted["relation"]["lhs"].strip(), refuted["relation"]["rhs"].strip(), refuted["verdict"]) == ("2 + 3", "6", "refuted")
+    with sqlite3.connect(tmp_path / "s.db") as con:  # what the verifier was sent
+        prompts = [m for (m,) in con.execute("select messages from prompts")]
+    assert prompts and all("### Symbolic checks" in m and "2 + 3 = 6: refuted" in m for m in prompts)
+    plain = run_json(args, env)  # without the flag: no checks, no section
+    assert "symbolic" not in plain
 
 
 def test_symbolic_evidence_reaches_the_step_with_the_false_relation():

@@ -46,7 +46,7 @@ def verify(
     n: Annotated[int, typer.Option("-n", min=1, help="verifier analyses")] = 4,
     steps: Annotated[bool, typer.Option("--steps", help="judge each step given its prefix; report the first wrong step")] = False,
     threshold: Annotated[float, typer.Option(help="--steps: a step whose mean score is below this is wrong")] = 0.5,
-    symbolic: Annotated[bool, typer.Option("--symbolic", help="--steps: show each step's refuted relations (SymPy)")] = False,
+    symbolic: Annotated[bool, typer.Option("--symbolic", help="show the verifier the relations SymPy refutes (with --steps: per step)")] = False,
     *, model_options: ModelOptions, db: Db = None, json_out: Json = False, verbose: Verbose = False,
 ) -> None:
     """Verify a proof with n analyses: mean score and the issues found (--steps: where it first goes wrong)."""
@@ -61,10 +61,8 @@ def verify(
     store = open_store(db)
     if steps:
         run_id = create_step_verify_run(store, text, proof_text, setup, n=n, threshold=threshold, symbolic=symbolic)
-    elif symbolic:
-        raise UserInputError("--symbolic needs --steps here (the whole-proof evidence comes with the checker's branch)")
     else:
-        run_id = create_verify_run(store, text, proof_text, setup, n=n)
+        run_id = create_verify_run(store, text, proof_text, setup, n=n, symbolic=symbolic)
     run_and_render(store, run_id, api_key=model_options.api_key, json_mode=json_out, verbose=verbose)
 
 

@@ -50,12 +50,21 @@ def create_prove_run(store: Store, problem: str, setup: ModelSetup, *, strategy:
                    seed=setup.seed or 0)
 
 
-def create_verify_run(store: Store, problem: str, proof: str, setup: ModelSetup, *, n: int = 4) -> str:
-    """A `verify` run: n analyses of a proof."""
+def create_verify_run(store: Store, problem: str, proof: str, setup: ModelSetup, *, n: int = 4,
+                      symbolic: bool = False) -> str:
+    """A `verify` run: n analyses of a proof. `symbolic`: the relations the symbolic checker
+    refutes are shown to the verifier, and the checks kept in the run (done once, here, so a
+    resume shows the same prompt)."""
     if n < 1:
         raise_count("-n", n)
     shown, evidence = with_evidence(get_pack(setup.pack), problem, proof)
-    return new_run(store, "verify", setup.resolved(), problem=shown, proof=proof, n=n, **evidence_field(evidence))
+    checks: dict[str, Any] = {}
+    if symbolic:
+        from proofloop.steps.evidence import symbolic_evidence
+
+        shown, checks["symbolic"] = symbolic_evidence(shown, proof)
+    return new_run(store, "verify", setup.resolved(), problem=shown, proof=proof, n=n, **evidence_field(evidence),
+                   **checks)
 
 
 def create_meta_verify_run(store: Store, problem: str, proof: str, analysis: str, setup: ModelSetup, *,
@@ -107,7 +116,8 @@ async def execute_verify(ctx: RunContext) -> dict[str, Any]:
         ctx.recorder.analysis(problem, a)
     return {"kind": "verify", "proof_id": v.proof_id, "n": len(v.analyses), "n_valid": len(v.valid),
             "mean_score": v.mean_score, "issues": v.issues,
-            "analyses": [analysis_json(a) for a in v.analyses], **evidence_field(ctx.config.get("evidence"))}
+            "analyses": [analysis_json(a) for a in v.analyses], **evidence_field(ctx.config.get("evidence")),
+            **({"symbolic": ctx.config["symbolic"]} if ctx.config.get("symbolic") else {})}
 
 
 async def execute_meta_verify(ctx: RunContext) -> dict[str, Any]:
@@ -172,6 +182,11 @@ def render_verify(summary: dict[str, Any]) -> list[str]:
                  + (f" ({unscored} unscored)" if unscored else ""))
     if summary.get("evidence"):
         lines.append(f"evidence: {summary['evidence'].get('summary', summary['evidence'])}")
+    if summary.get("symbolic"):
+        counts = ", ".join(f"{k} {v}" for k, v in summary["symbolic"]["counts"].items())
+        lines.append(f"symbolic checks: {counts}; shown to the verifier: {len(summary['symbolic']['evidence'])}")
+        lines += [f"   - {c['relation']['lhs']} {c['relation']['op']} {c['relation']['rhs']}: {c['reason']}"
+                  for c in summary["symbolic"]["evidence"]]
     return lines + [usage_line(summary)]
 
 
