@@ -1,0 +1,31 @@
+"""Alembic's environment for the run store's schema (see store/migrate.py).
+
+The store runs it with its own connection, inside the transaction that opens the store
+(config.attributes["connection"]). From the command line, to write a new revision:
+
+    alembic -c src/proofloop/store/migrations/alembic.ini -x url=sqlite:///scratch.db revision \\
+        --autogenerate -m "what changes"
+"""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import create_engine
+
+from proofloop.store.schema import Base
+
+
+def run(connection) -> None:
+    # Batch mode: SQLite alters a table by copying it (its ALTER TABLE only adds columns).
+    context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
+    with context.begin_transaction():  # a no-op inside the store's own transaction
+        context.run_migrations()
+
+
+given = context.config.attributes.get("connection")
+if given is not None:
+    run(given)
+else:
+    url = context.get_x_argument(as_dictionary=True).get("url") or context.config.get_main_option("sqlalchemy.url")
+    with create_engine(url).begin() as connection:
+        run(connection)
