@@ -27,6 +27,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 USER = "proofloop"  # the database role the tests connect as (a superuser of the throwaway server)
 
 
@@ -120,3 +122,34 @@ class PostgresServer:
             self._run("pg_ctl", "-D", str(self.folder / "data"), "-m", "immediate", "-w", "stop")
         finally:
             shutil.rmtree(self.folder, ignore_errors=True)
+
+
+# ---- fixtures (tests/conftest.py imports them) --------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """One PostgreSQL server per test process (so per xdist worker), stopped at the end."""
+    pytest.importorskip("psycopg", reason="psycopg is not installed: pip install 'proofloop[postgres]'")
+    try:
+        server = PostgresServer.start()
+    except Unavailable as e:
+        pytest.skip(f"PostgreSQL cannot be started here, its tests are skipped: {e}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def new_db(request, tmp_path):
+    """Makes new, empty run-store targets of one back end (the test runs once per back end):
+    SQLite files in tmp_path, or databases on the session's PostgreSQL server."""
+    if request.param == "sqlite":
+        names = itertools.count(1)
+        return lambda: str(tmp_path / f"store{next(names)}.db")
+    return request.getfixturevalue("postgres").new_database
+
+
+@pytest.fixture
+def db(new_db) -> str:
+    """A new, empty run store: an SQLite file path, or a PostgreSQL URL."""
+    return new_db()
