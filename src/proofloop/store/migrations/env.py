@@ -22,10 +22,16 @@ def run(connection) -> None:
         context.run_migrations()
 
 
-given = context.config.attributes.get("connection")
-if given is not None:
-    run(given)
-else:
-    url = context.get_x_argument(as_dictionary=True).get("url") or context.config.get_main_option("sqlalchemy.url")
+def main(config) -> None:
+    given = config.attributes.get("connection")
+    if given is not None:
+        run(given)
+        return
+    url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option("sqlalchemy.url")
     with create_engine(url).begin() as connection:
         run(connection)
+
+
+config = getattr(context, "config", None)  # None when imported outside an Alembic run (say, by doctests)
+if config is not None:
+    main(config)
