@@ -62,7 +62,7 @@ from proofloop.store.migrate import HEAD, upgrade
 from proofloop.store.schema import (CallRow, Failure, FailureRow, Grade, GradeRow, LineageRow, MetaVerification,
                                     MetaVerificationRow, Problem, ProblemRow, Proof, ProofRow, PromptRow,
                                     RefinedFromRow, Run, RunRow, RunStatus, RunUsage, UsageTotals, Verification,
-                                    VerificationRow, utcnow)
+                                    VerificationRow, WorkRow, utcnow)
 
 BUSY_TIMEOUT_S = 30.0  # how long a writer waits for another writer's lock before failing
 OPEN_ATTEMPTS = 4  # a store read as malformed is looked at this many times before it is called damaged
@@ -265,6 +265,58 @@ class Store:
             if not s.execute(update(RunRow).where(RunRow.id == run_id, RunRow.owner == owner)
                              .values(**values)).rowcount:
                 raise RunBusy(f"run {run_id}: {owner} no longer holds its lease; its status was not changed")
+
+    # ---- work items: one run's work shared by several worker processes --------------------
+
+    def add_work(self, run_id: str, items: Iterable[str]) -> None:
+        """Make `items` claimable units of the run's work (adding one again is a no-op)."""
+        rows = [{"run_id": run_id, "item": item} for item in items]
+        if rows:
+            with self._write() as s:
+                s.execute(self._insert(WorkRow).on_conflict_do_nothing(), rows)
+
+    def claim_work(self, run_id: str, owner: str, ttl_s: float, limit: int = 1) -> list[str]:
+        """Up to `limit` unfinished items, in item order, that nobody holds, whose claim
+        expired, or that `owner` holds already; now held by `owner` for `ttl_s` seconds. On
+        PostgreSQL the rows are picked with SELECT ... FOR UPDATE SKIP LOCKED, so workers
+        claiming at the same moment neither wait for each other nor get the same item (on
+        SQLite the IMMEDIATE transaction serialises them)."""
+        now = time.time()
+        with self._write() as s:
+            items = list(s.scalars(
+                select(WorkRow.item).where(WorkRow.run_id == run_id, WorkRow.done_by.is_(None),
+                                           WorkRow.owner.is_(None) | (WorkRow.expires_at < now)
+                                           | (WorkRow.owner == owner))
+                .order_by(WorkRow.item).limit(limit).with_for_update(skip_locked=True)))
+            if items:
+                s.execute(update(WorkRow).where(WorkRow.run_id == run_id, WorkRow.item.in_(items))
+                          .values(owner=owner, expires_at=now + ttl_s, claims=WorkRow.claims + 1))
+        return items
+
+    def renew_work(self, run_id: str, owner: str, ttl_s: float) -> int:
+        """Extend `owner`'s claims on unfinished items to now + ttl_s; how many it holds."""
+        with self._write() as s:
+            return s.execute(update(WorkRow).where(WorkRow.run_id == run_id, WorkRow.owner == owner,
+                                                   WorkRow.done_by.is_(None))
+                             .values(expires_at=time.time() + ttl_s)).rowcount
+
+    def finish_work(self, run_id: str, item: str, owner: str) -> bool:
+        """Mark `item` done by `owner`. False, and nothing changed, when `owner` no longer
+        holds it (its claim expired and another worker took it) or it is done already."""
+        with self._write() as s:
+            return bool(s.execute(update(WorkRow).where(WorkRow.run_id == run_id, WorkRow.item == item,
+                                                        WorkRow.owner == owner, WorkRow.done_by.is_(None))
+                                  .values(done_by=owner, expires_at=None)).rowcount)
+
+    def work_status(self, run_id: str) -> dict[str, int]:
+        """How many of the run's items are done, held (a live claim) and free."""
+        now, out = time.time(), {"done": 0, "held": 0, "free": 0}
+        with self._read() as s:
+            for done_by, owner, expires_at in s.execute(select(WorkRow.done_by, WorkRow.owner, WorkRow.expires_at)
+                                                        .where(WorkRow.run_id == run_id)):
+                state = "done" if done_by else "held" if owner and (expires_at or 0) >= now else "free"
+                out[state] += 1
+        return out
 
     def _run_row(self, s: Session, run_id: str) -> RunRow:
         """The run's row, locked until the transaction ends (on PostgreSQL; on SQLite the

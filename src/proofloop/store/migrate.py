@@ -16,7 +16,7 @@ SQLite the IMMEDIATE transaction does the same.
 A store at HEAD costs one query to open: Alembic itself is imported only to change something.
 
     >>> HEAD
-    '0003'
+    '0004'
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
 from proofloop.store.checks import StoreError
-from proofloop.store.schema import MIGRATIONS, SCHEMA_VERSION
+from proofloop.store.schema import LEGACY_VERSION, MIGRATIONS, SCHEMA_VERSION
 
-HEAD = "0003"  # the newest revision in migrations/versions (tests/test_store_postgres.py checks it)
+HEAD = "0004"  # the newest revision in migrations/versions (tests/test_store_postgres.py checks it)
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 MIGRATION_LOCK = 0x70726F6F  # the advisory lock key on PostgreSQL ("proo")
 
@@ -49,7 +49,7 @@ def upgrade(conn: Connection, where: str) -> None:
     if revision == HEAD:
         return
     if revision is None and sqlite and "runs" in tables:  # a file from before Alembic
-        for v in range(max(version, 1) + 1, SCHEMA_VERSION + 1):
+        for v in range(max(version, 1) + 1, LEGACY_VERSION + 1):
             for ddl in MIGRATIONS[v]:
                 conn.exec_driver_sql(ddl)
     _alembic_upgrade(conn, where, revision)

@@ -28,7 +28,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 # The schema's version. Alembic revisions (store/migrations/) change the schema on both back ends;
 # SQLite files also keep this number in PRAGMA user_version, so that a proofloop from before
 # Alembic refuses a file a newer one changed: a revision that changes tables bumps it.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4  # 4: work_items (Alembic revision 0004)
+LEGACY_VERSION = 3  # the last version made by MIGRATIONS below; Alembic's baseline (0003) equals it
 
 # Store.run_usage sums these per (namespace, tag). With them all in one index SQLite answers
 # from the index alone instead of walking every call row and its text: 217 -> 53 ms on a
@@ -295,6 +296,21 @@ class FailureRow(Base):
     retry_after: Mapped[float | None] = mapped_column(Float)
     latency_s: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[float] = mapped_column(Float)  # epoch seconds
+
+
+class WorkRow(Base):
+    """One unit of a run's work (say, one problem of a benchmark) that worker processes claim
+    (v4). A claim is a lease: `owner` holds it until `expires_at` (epoch seconds) unless it
+    renews it; an expired claim can be taken by another worker. `done_by` is who finished it."""
+
+    __tablename__ = "work_items"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    item: Mapped[str] = mapped_column(Key(200), primary_key=True)
+    owner: Mapped[str | None] = mapped_column(Key(200))
+    expires_at: Mapped[float | None] = mapped_column(Float)
+    claims: Mapped[int] = mapped_column(default=0, server_default="0")  # how many times it was claimed
+    done_by: Mapped[str | None] = mapped_column(Key(200))
 
 
 # ---- plain records handed to callers --------------------------------------------------------
