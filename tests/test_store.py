@@ -58,6 +58,7 @@ def test_sqlite_settings(tmp_path):
         assert pragma("foreign_keys") == 1
         assert pragma("busy_timeout") >= 1000
     assert store.integrity_check() == "ok"
+    store.close()
 
 
 def test_in_memory_store(tmp_path, monkeypatch):
