@@ -84,15 +84,25 @@ class PostgresServer:
         try:
             server._run("initdb", "-D", str(folder / "data"), "-U", USER, "--auth=trust", "--no-sync",
                         "--encoding=UTF8", "--locale=C")
-            # fsync off: a test server need not survive a power cut, and it saves seconds per test.
-            options = (f"-h 127.0.0.1 -p {server.port} -k {folder} -c fsync=off -c synchronous_commit=off "
-                       f"-c full_page_writes=off -c max_connections=100")
-            server._run("pg_ctl", "-D", str(folder / "data"), "-l", str(folder / "log"), "-w", "-t", "60",
-                        "-o", options, "start")
+            for attempt in range(3):  # another process may take the free port first: pick another
+                try:
+                    server._start()
+                    return server
+                except Unavailable:
+                    if attempt == 2:
+                        raise
+                    server.port = _free_port()
         except Unavailable:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        return server
+        raise AssertionError("unreachable")
+
+    def _start(self) -> None:
+        # fsync off: a test server need not survive a power cut, and it saves seconds per test.
+        options = (f"-h 127.0.0.1 -p {self.port} -k {self.folder} -c fsync=off -c synchronous_commit=off "
+                   f"-c full_page_writes=off -c max_connections=100")
+        self._run("pg_ctl", "-D", str(self.folder / "data"), "-l", str(self.folder / "log"), "-w", "-t", "60",
+                  "-o", options, "start")
 
     def _run(self, program: str, *args: str) -> None:
         command = [str(self.bindir / program), *args]
