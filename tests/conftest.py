@@ -1,5 +1,7 @@
 import pytest
 
+from support.postgres import db, new_db, postgres  # noqa: F401 - fixtures: a run store on each back end
+
 
 @pytest.fixture
 def msgs():

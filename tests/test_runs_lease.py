@@ -28,7 +28,7 @@ def problem(tmp_path: Path) -> str:
 
 
 
-def _start(problem: str, env: dict[str, str], db: Path) -> tuple[subprocess.Popen, str]:
+def _start(problem: str, env: dict[str, str], db: Path | str) -> tuple[subprocess.Popen, str]:
     """`prove` in the background, once its first call is stored; returns (process, run id)."""
     proc = subprocess.Popen(CLI + ["prove", problem, *ARGS, "--json"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -41,8 +41,8 @@ def _start(problem: str, env: dict[str, str], db: Path) -> tuple[subprocess.Pope
     return proc, run.id
 
 
-def test_a_second_resume_of_a_running_run_is_refused_then_kill_9_leaves_it_interrupted(tmp_path, problem):
-    db = tmp_path / "runs.db"
+def test_a_second_resume_of_a_running_run_is_refused_then_kill_9_leaves_it_interrupted(db, problem):
+    # On SQLite and on PostgreSQL (the `db` fixture); the SIGTERM test below is about signals only.
     with ServerProcess(script=SLOW) as server:
         env = cli_env(db, server.base_url)
         proc, run_id = _start(problem, env, db)

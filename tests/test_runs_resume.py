@@ -38,11 +38,11 @@ def _setup(url: str) -> ModelSetup:
 
 
 @pytest.mark.parametrize("fail_share", [0.3])
-def test_resume_after_failed_calls_equals_a_run_that_never_failed(tmp_path, fail_share):
+def test_resume_after_failed_calls_equals_a_run_that_never_failed(db, fail_share):  # SQLite and PostgreSQL
     problem = make_problems(1, seed=3, mix="default")[0]
     faults = Faults(random=[(Fault(kind="bad_request"), fail_share)], seed=5)
     with ServerThread(make_sim_app(seed=0, faults=faults)) as flaky, ServerThread(make_sim_app(seed=0)) as healthy:
-        store = Store(tmp_path / "runs.db")
+        store = Store(db)
         run_id = create_prove_run(store, problem, _setup(flaky.base_url), strategy="pool", options=OPTIONS)
         first = execute(store, run_id, api_key="x", notice=lambda line: None)
         assert store.failures(run_id), "the flaky server failed no request: the test proves nothing"

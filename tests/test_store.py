@@ -1,4 +1,7 @@
-"""The run store: SQLite settings, idempotent records, the call cache, crash safety, export."""
+"""The run store: SQLite settings, idempotent records, the call cache, crash safety, export.
+
+Tests taking the `store` or `db` fixture run twice: on an SQLite file and on a PostgreSQL
+database (tests/support/postgres.py); the others are about SQLite files."""
 
 from __future__ import annotations
 
@@ -23,14 +26,14 @@ from proofloop.store import RunStatus, Store, StoreError, export_run, export_run
 
 
 @pytest.fixture
-def store(tmp_path):
-    with Store(tmp_path / "runs.db") as s:
+def store(db):
+    with Store(db) as s:
         yield s
 
 
-def count(path, table: str) -> int:
-    with sqlite3.connect(path) as con:
-        return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+def count(store: Store, table: str) -> int:
+    with store.engine.connect() as con:
+        return con.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar_one()
 
 
 def record(key: str, *, namespace="ns", messages=None, index=0, text="out", tag="generate", tokens=5,
@@ -44,7 +47,8 @@ def record(key: str, *, namespace="ns", messages=None, index=0, text="out", tag=
                       cost_usd=cost, attempt=2, request_size=4)
 
 
-def test_sqlite_settings(store):
+def test_sqlite_settings(tmp_path):
+    store = Store(tmp_path / "runs.db")
     with sqlite3.connect(store.path) as con:  # WAL is a property of the file, seen by any client
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     with store.engine.connect() as conn:
@@ -54,6 +58,7 @@ def test_sqlite_settings(store):
         assert pragma("foreign_keys") == 1
         assert pragma("busy_timeout") >= 1000
     assert store.integrity_check() == "ok"
+    store.close()
 
 
 def test_in_memory_store(tmp_path, monkeypatch):
@@ -162,13 +167,13 @@ def test_records_and_queries(store):
 def test_every_add_is_idempotent(store):
     run = store.create_run("prove", {})
     pid = add_tree(store, run)
-    before = {t: count(store.path, t) for t in ("problems", "proofs", "verifications", "meta_verifications",
+    before = {t: count(store, t) for t in ("problems", "proofs", "verifications", "meta_verifications",
                                                   "proof_lineage", "proof_refined_from_analyses")}
     assert before == {"problems": 1, "proofs": 2, "verifications": 2, "meta_verifications": 1,
                       "proof_lineage": 1, "proof_refined_from_analyses": 1}
     first_created = store.proofs(run)[0].created_at
     assert add_tree(store, run) == pid  # a resume replays the same records
-    after = {t: count(store.path, t) for t in before}
+    after = {t: count(store, t) for t in before}
     assert after == before
     assert store.proofs(run)[0].created_at == first_created
 
@@ -181,7 +186,7 @@ def test_every_add_is_idempotent(store):
     assert store.verifications(proof_id="g1")[1].score == 1.0
     assert store.meta_verifications(run_id=run)[0].rating == 0.5
     assert store.problems(run)[0].meta == {"source": "other"}
-    assert {t: count(store.path, t) for t in before} == before
+    assert {t: count(store, t) for t in before} == before
 
 
 def add_problem_again(store, run):
@@ -221,8 +226,8 @@ def test_call_cache_round_trip_and_message_dedup(store):
     same = [record(f"k{i}", messages=long_prompt, index=i, text=f"sample {i}") for i in range(64)]
     other = record("other", messages=[{"role": "user", "content": "verify"}], tag="verify")
     store.put_many([*same, other])
-    assert count(store.path, "llm_calls") == 65
-    assert count(store.path, "prompts") == 2  # one copy of the long prompt for 64 samples
+    assert count(store, "llm_calls") == 65
+    assert count(store, "prompts") == 2  # one copy of the long prompt for 64 samples
 
     assert isinstance(store, CallCache)
     got = store.get("k7")
@@ -233,7 +238,7 @@ def test_call_cache_round_trip_and_message_dedup(store):
     # a key already stored keeps its first record
     store.put_many([record("k7", messages=long_prompt, index=7, text="a different text")])
     assert store.get("k7").completion.text == "sample 7"
-    assert count(store.path, "llm_calls") == 65
+    assert count(store, "llm_calls") == 65
 
     assert {c.key for c in store.calls(keys=["other", "k1", "nope"])} == {"other", "k1"}
     assert len(store.calls()) == 65
@@ -246,7 +251,7 @@ def test_put_many_is_atomic(store):
     bad.messages = [{"role": "user", "content": object()}]  # not JSON: fails mid-batch
     with pytest.raises(TypeError):
         store.put_many([record("a"), bad, record("c")])
-    assert count(store.path, "llm_calls") == 0 and count(store.path, "prompts") == 0
+    assert count(store, "llm_calls") == 0 and count(store, "prompts") == 0
 
 
 def test_failures_and_run_usage(store):
@@ -278,7 +283,7 @@ def test_failures_and_run_usage(store):
     assert store.run_usage("r-no-calls").calls == 0
 
 
-def test_export(store):
+def test_export(store, tmp_path):
     run = store.create_run("prove", {"strategy": "pool"})
     pid = add_tree(store, run)
     store.add_problem(run, "An unsolved problem.", name="p2")
@@ -301,7 +306,7 @@ def test_export(store):
     out = io.StringIO()
     assert export_run_jsonl(store, run, out) == 3
     assert [json.loads(line) for line in out.getvalue().splitlines()] == json.loads(json.dumps(lines))
-    path = store.path.parent / "run.jsonl"
+    path = tmp_path / "run.jsonl"
     export_run_jsonl(store, run, path)
     assert path.read_text(encoding="utf-8") == out.getvalue()
     with pytest.raises(KeyError):
@@ -340,8 +345,7 @@ def start_writer(tmp_path, db, run, n, pause=0.0):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_kill_9_loses_at_most_the_transaction_in_flight(tmp_path):
-    db = tmp_path / "runs.db"
+def test_kill_9_loses_at_most_the_transaction_in_flight(tmp_path, db):
     with Store(db) as s:
         run = s.create_run("prove", {})
     writer = start_writer(tmp_path, db, run, n=100_000)

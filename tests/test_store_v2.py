@@ -1,5 +1,7 @@
 """Store schema v2: run leases, one failure row per request, each model output stored once,
-the migration from v1 files, and the streaming export."""
+the migration from v1 files, and the streaming export.
+
+Tests taking the `store`, `db` or `new_db` fixture run on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from sqlalchemy import text
+
 from proofloop.errors import ServerError
 from proofloop.models.base import Completion
 from proofloop.models.cache import CallRecord
@@ -21,7 +25,8 @@ from proofloop.protocol import parse_meta_verification, parse_proof, parse_verif
 from proofloop.store import RunStatus, Store, export_run_jsonl
 from proofloop.store.checks import RunBusy
 from proofloop.store.lease import Heartbeat
-from proofloop.store.schema import SCHEMA_VERSION
+from proofloop.store.migrate import HEAD
+from proofloop.store.schema import SCHEMA_VERSION, USAGE_INDEX
 
 V1_SQL = Path(__file__).parent / "data" / "store_v1.sql"
 
@@ -35,8 +40,8 @@ META = ("Here is my analysis of the evaluation: the issue is real.\n"
 
 
 @pytest.fixture
-def store(tmp_path):
-    with Store(tmp_path / "runs.db") as s:
+def store(db):
+    with Store(db) as s:
         yield s
 
 
@@ -47,9 +52,14 @@ def call(key, text, *, namespace="ns", tag="generate", reasoning=None, finish_re
                                             completion_tokens=7), prompt_tokens=3, completion_tokens=7, tag=tag)
 
 
-def column(path, sql, *params):
-    with sqlite3.connect(path) as con:
-        return con.execute(sql, params).fetchall()
+def column(store: Store, sql: str, **params):
+    with store.engine.connect() as con:
+        return [tuple(row) for row in con.execute(text(sql), params)]
+
+
+def sqlite_column(path, sql):
+    with closing(sqlite3.connect(path)) as con:
+        return con.execute(sql).fetchall()
 
 
 # ---- leases ------------------------------------------------------------------------------------
@@ -66,7 +76,7 @@ def test_one_owner_at_a_time_and_an_expired_lease_reads_as_interrupted(store):
     store.renew_lease(run, "a", ttl_s=-1)  # as if a's process died and its lease ran out
     assert store.get_run(run).status is RunStatus.INTERRUPTED  # computed ...
     assert [r.status for r in store.list_runs()] == [RunStatus.INTERRUPTED]
-    assert column(store.path, "SELECT status FROM runs") == [("running",)]  # ... not stored
+    assert column(store, "SELECT status FROM runs") == [("running",)]  # ... not stored
 
     taken = store.acquire_run(run, "b", ttl_s=600)  # an expired lease can be taken over
     assert store.get_run(run).status is RunStatus.RUNNING
@@ -103,12 +113,14 @@ except RunBusy:
 """
 
 
-def test_two_processes_never_both_acquire(store, tmp_path):
-    run = store.create_run("prove", {})
+def test_two_processes_never_both_acquire(tmp_path):
+    # SQLite; on PostgreSQL four processes take one run's lease in tests/test_store_postgres.py.
+    db = str(tmp_path / "runs.db")
+    run = Store(db).create_run("prove", {})
     script = tmp_path / "acquire.py"
     script.write_text(ACQUIRE)
     start = str(time.time() + 2.0)  # all of them try at about the same moment
-    procs = [subprocess.Popen([sys.executable, str(script), str(store.path), run, start, f"p{i}"],
+    procs = [subprocess.Popen([sys.executable, str(script), db, run, start, f"p{i}"],
                               stdout=subprocess.PIPE, text=True) for i in range(4)]
     answers = sorted(p.communicate(timeout=120)[0].strip() for p in procs)
     assert answers == ["busy", "busy", "busy", "won"]
@@ -126,8 +138,8 @@ def test_heartbeat_renews_and_reports_a_lost_lease(store):
         assert lease.expires_at > first
         # Another process takes the run over (as after an expiry); a compare-and-set through the
         # store itself would race the heartbeat, which keeps renewing "a" every 10 ms.
-        with closing(sqlite3.connect(store.path, isolation_level=None)) as con:
-            con.execute("UPDATE runs SET owner = 'b' WHERE id = ?", (run,))
+        with store.engine.begin() as con:
+            con.execute(text("UPDATE runs SET owner = 'b' WHERE id = :run"), {"run": run})
         while not lost and time.monotonic() < deadline:
             time.sleep(0.01)
     assert isinstance(beat.error, RunBusy) and lost == [beat.error]
@@ -144,7 +156,7 @@ def test_a_failed_request_is_one_row_with_all_its_keys(store):
                          latency_s=0.5)
     assert [(f.keys, f.n_keys, f.attempt) for f in store.failures(run)] == [(["k1", "k2", "k3"], 3, 2), (["k4"], 1, 1)]
     assert store.run_usage(run).failures == 2
-    assert column(store.path, "SELECT count(*) FROM call_failures") == [(2,)]
+    assert column(store, "SELECT count(*) FROM call_failures") == [(2,)]
 
 
 # ---- each output stored once -------------------------------------------------------------------
@@ -170,8 +182,8 @@ def _comparable(records):
     return [r.model_dump(exclude={"run_id", "created_at"}) for r in records]
 
 
-def test_rows_made_by_a_call_keep_their_text_only_in_the_call(tmp_path):
-    with Store(tmp_path / "a.db") as a, Store(tmp_path / "b.db") as b:
+def test_rows_made_by_a_call_keep_their_text_only_in_the_call(new_db):
+    with Store(new_db()) as a, Store(new_db()) as b:
         run_a, run_b = a.create_run("prove", {}, run_id="r-1"), b.create_run("prove", {}, run_id="r-1")
         _record_all(a, run_a, with_calls=True)
         _record_all(b, run_b, with_calls=False)
@@ -182,8 +194,8 @@ def test_rows_made_by_a_call_keep_their_text_only_in_the_call(tmp_path):
         assert a.verifications(run_a)[0].issues and a.proofs(run_a)[0].solution.startswith("By induction")
         # ... but the text is stored once, in the call row.
         for table in ("proofs", "verifications", "meta_verifications"):
-            assert column(a.path, f"SELECT raw, reasoning, from_call FROM {table}") == [("", None, 1)]
-        assert column(b.path, "SELECT raw = ?, from_call FROM proofs", PROOF) == [(1, 0)]
+            assert column(a, f"SELECT raw, reasoning, from_call FROM {table}") == [("", None, 1)]
+        assert column(b, "SELECT raw = :proof, from_call FROM proofs", proof=PROOF) == [(1, 0)]
 
 
 def test_a_row_that_differs_from_its_call_keeps_its_own_text(store):
@@ -194,7 +206,7 @@ def test_a_row_that_differs_from_its_call_keeps_its_own_text(store):
     assert (store.proofs(run)[0].raw, store.proofs(run)[0].solution) == ("a proof the user typed", "typed")
     store.add_proof(run, "g1", problem_id=pid, raw=PROOF, status="ok", solution="parsed another way")
     assert store.proofs(run)[0].solution == "parsed another way"
-    assert column(store.path, "SELECT from_call FROM proofs") == [(0,)]
+    assert column(store, "SELECT from_call FROM proofs") == [(0,)]
 
 
 # ---- migration from v1 -------------------------------------------------------------------------
@@ -213,14 +225,17 @@ def test_a_v1_store_opens_and_upgrades(tmp_path):
         con.execute("INSERT INTO call_failures VALUES (1, 'k1', 'r-old', 'm', 'generate', 1, 'timeout', NULL, "
                     "'slow', 1, NULL, 2.0, 1.0)")
     with Store(path) as s:
-        assert column(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+        assert sqlite_column(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+        # Brought to v3 by the ALTERs, then recorded at Alembic's baseline, which added what v1 lacked.
+        assert sqlite_column(path, "SELECT version_num FROM alembic_version") == [(HEAD,)]
+        assert sqlite_column(path, f"SELECT count(*) FROM sqlite_master WHERE name = '{USAGE_INDEX}'") == [(1,)]
         assert [(p.raw, p.solution) for p in s.proofs("r-old")] == [("old raw", "sol")]
         assert [(f.keys, f.n_keys) for f in s.failures("r-old")] == [(["k1"], 1)]
         assert s.get_run("r-old").status is RunStatus.RUNNING  # no lease: the stored status
         s.acquire_run("r-old", "a", ttl_s=60).release("finished")
         assert s.get_run("r-old").status is RunStatus.FINISHED
     with Store(path) as s:  # opening again is a no-op
-        assert s.integrity_check() == "ok" and column(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+        assert s.integrity_check() == "ok" and sqlite_column(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
 
 
 # ---- export --------------------------------------------------------------------------------------

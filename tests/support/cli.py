@@ -34,8 +34,19 @@ def run_json(args: list[str], env: dict[str, str], **kw: Any) -> dict[str, Any]:
     return json.loads(r.stdout)
 
 
-def stored_calls(db: Path) -> int:
+def stored_calls(db: Path | str) -> int:
     """Calls stored so far, read without opening the store the running CLI writes to."""
+    if "://" in str(db):  # a database server: any number of clients, no file locks
+        from sqlalchemy import create_engine, exc
+
+        engine = create_engine(str(db))
+        try:
+            with engine.connect() as con:
+                return con.exec_driver_sql("select count(*) from llm_calls").scalar_one()
+        except exc.ProgrammingError:  # not created yet
+            return 0
+        finally:
+            engine.dispose()
     try:
         with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as con:  # closed at once:
             return con.execute("select count(*) from llm_calls").fetchone()[0]  # an idle reader holds locks

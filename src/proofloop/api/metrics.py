@@ -113,7 +113,7 @@ class Metrics:
     def _count_runs(self) -> None:
         counts: dict[tuple[str, str], int] = {}
         with Session(self.store.engine) as s, s.begin():
-            cancelled = func.json_extract(RunRow.config, "$.api.cancelled")  # as api_status reads it
+            cancelled = RunRow.config[("api", "cancelled")].as_boolean()  # as api_status reads it (any back end)
             settled = s.execute(select(RunRow.kind, RunRow.status, cancelled, func.count())
                                 .where(RunRow.status != "running").group_by(RunRow.kind, RunRow.status, cancelled)).all()
             live = s.scalars(select(RunRow.id).where(RunRow.status == "running")).all()

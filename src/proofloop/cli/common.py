@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from proofloop.store import Store
 
 
-def open_store(db: Path | None) -> "Store":
+def open_store(db: str | Path | None) -> "Store":
     from proofloop.store import Store
 
     return Store(db or Store.default_path(), on_wait=lambda message: note(f"proofloop: {message}"))

@@ -19,7 +19,8 @@ import typer
 if TYPE_CHECKING:
     from proofloop.runs import ModelSetup
 
-Db = Annotated[Optional[Path], typer.Option(help="run store file (or PROOFLOOP_DB; default ./.proofloop/proofloop.db)")]
+Db = Annotated[Optional[str], typer.Option(help="run store: an SQLite file or a postgresql+psycopg://... URL "
+                                               "(or PROOFLOOP_DB; default ./.proofloop/proofloop.db)")]
 Json = Annotated[bool, typer.Option("--json", help="print one JSON object for scripts")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="show retries and other details on stderr")]
 

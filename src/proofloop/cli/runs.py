@@ -23,7 +23,7 @@ app = typer.Typer(no_args_is_help=True, help="List, show and export stored runs.
 def stored_run(store: "Store", run_id: str) -> "Run":
     run = store.get_run(run_id)
     if run is None:
-        raise UserInputError(f"no run {run_id!r} in {store.path}")
+        raise UserInputError(f"no run {run_id!r} in {store.where}")
     return run
 
 

@@ -41,6 +41,7 @@ def serve(
     require("prometheus_client", "serve", "proofloop serve")
     from proofloop.api import Limits, ServeSettings, create_app, load_tokens
     from proofloop.store import Store
+    from proofloop.store.backends import parse_target
     from proofloop.cli.console import note
 
     setup = model_options.setup()
@@ -52,7 +53,7 @@ def serve(
     sock = listening_socket(host, port)
     url = f"http://{host if ':' not in host else f'[{host}]'}:{sock.getsockname()[1]}"
     note(f"proofloop serve: {url}  (viewer {url}/ui/, API {url}/v1, schema {url}/openapi.json, metrics {url}/metrics; "
-         f"auth {'on' if settings.auth_required else 'off'}, {workers} worker(s), store {settings.db})")
+         f"auth {'on' if settings.auth_required else 'off'}, {workers} worker(s), store {parse_target(settings.db).where})")
     if url_file is not None:
         url_file.write_text(url + "\n", encoding="utf-8")
     config = uvicorn.Config(create_app(settings), log_level="info", timeout_graceful_shutdown=5)

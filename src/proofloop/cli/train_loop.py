@@ -87,7 +87,7 @@ def loop(
         run_id = resume
         run = store.get_run(run_id)
         if run is None or run.kind != L.KIND:
-            raise UserInputError(f"no train-loop run {run_id!r} in {store.path}")
+            raise UserInputError(f"no train-loop run {run_id!r} in {store.where}")
         L.point_servers(store, run_id, judge={"base_url": judge_base_url, "model": judge_model}, generator=generator)
     elif not (problems and verifier_data and model and output_dir):
         raise UserInputError("a new loop needs --problems, --verifier-data, --model and --output-dir (or --resume RUN)")

@@ -57,7 +57,7 @@ def execute(store: Store, run_id: str, *, api_key: str | None = None,
     (from another thread) stops it: RunCancelled, stored as interrupted."""
     run = store.get_run(run_id)
     if run is None:
-        raise UserInputError(f"no run {run_id!r} in {store.path}")
+        raise UserInputError(f"no run {run_id!r} in {store.where}")
     kind = get_kind(run.kind)
     # One process at a time: a second `resume` of a running run stops here (RunBusy, one line).
     lease = store.acquire_run(run_id, owner=default_owner(), ttl_s=LEASE_TTL_S)
@@ -173,7 +173,7 @@ def update_server(store: Store, run_id: str, *, base_url: str | None = None, max
     it is; the model name cannot change (it is part of every call key)."""
     run = store.get_run(run_id)
     if run is None:
-        raise UserInputError(f"no run {run_id!r} in {store.path}")
+        raise UserInputError(f"no run {run_id!r} in {store.where}")
     settings = dict(run.config["model"])
     if model is not None and model != settings.get("model"):
         raise UserInputError(f"run {run_id} was made with model {settings.get('model')!r}; resuming with "

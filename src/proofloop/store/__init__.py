@@ -1,4 +1,5 @@
-"""The SQLite run store: runs, problems, proofs, analyses, lineage and every LLM call.
+"""The run store (an SQLite file or a PostgreSQL database): runs, problems, proofs, analyses,
+lineage and every LLM call.
 
     >>> from proofloop.store import Store
     >>> Store.default_path().name

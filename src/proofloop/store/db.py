@@ -1,22 +1,23 @@
-"""The run store: one SQLite file per project directory holding runs, problems, proofs,
-analyses, lineage and every LLM call, safe to read from several processes while one writes.
-
-SQLite runs in WAL mode: readers never block the writer and see the last committed state,
-and a process killed at any moment loses at most the transaction in flight. Every write is
-one short `BEGIN IMMEDIATE` transaction (take the write lock up front, so two writers queue
-on busy_timeout instead of failing on a lock upgrade).
+"""The run store: runs, problems, proofs, analyses, lineage and every LLM call, in one SQLite
+file per project directory (the embedded default) or in a PostgreSQL database shared by many
+processes and machines (store/backends.py says how each is opened).
 
 Every `add_*` is idempotent: a resumed run re-records everything it replays from the call
-cache, and re-adding an id updates the row in place (never a duplicate, never an error).
-Queries return plain pydantic records (store/schema.py), never live ORM objects.
+cache, and re-adding an id updates the row in place (never a duplicate, never an error): an
+INSERT ... ON CONFLICT on both back ends, so two processes adding the same record at once
+cannot clash either. Queries return plain pydantic records (store/schema.py), never live ORM
+objects.
 
 `Store` is also the model layer's call cache (`get`, `put_many`, `record_failure`: one row
-per failed request attempt, with all its sample keys).
+per failed request attempt, with all its sample keys). A call is stored, and committed, before
+`put_many` returns, so nothing is used that a crash could lose.
 
-Opening checks the file first (store/checks.py): a path that is not a usable store (not a
-database, truncated or damaged, read-only file or folder, a folder, under a file) raises
-StoreError, a UserInputError with one line; so does a write lock held by another process
-beyond `busy_timeout_s` (after `on_wait` was told once, at `wait_notice_s`).
+Opening an SQLite store checks the file first (store/checks.py): a path that is not a usable
+store (not a database, truncated or damaged, read-only file or folder, a folder, under a file)
+raises StoreError, a UserInputError with one line; so does a write lock held by another
+process beyond `busy_timeout_s` (after `on_wait` was told once, at `wait_notice_s`). A
+PostgreSQL server that cannot be reached raises StoreError too. Opening brings the schema up to
+date (store/migrate.py: Alembic, for both).
 
 Runs are held by a lease while worked on (acquire_run / renew_lease / release_run; the
 handle and heartbeat are in store/lease.py): a run stored as running whose lease expired reads
@@ -37,40 +38,36 @@ import hashlib
 import json
 import os
 import secrets
-import sqlite3
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Callable, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, delete, event, func, select, text, update
-from sqlalchemy.dialects.sqlite import insert
+from sqlalchemy import delete, func, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
-from sqlalchemy.pool import StaticPool
 
 from proofloop.models.base import Completion
 from proofloop.models.cache import CallRecord
-from proofloop.store.checks import QUICK_CHECK_MAX_BYTES, RunBusy, StoreError, check_path
+from proofloop.store.backends import SqliteWaits, Target, open_postgres, open_sqlite, parse_target
+from proofloop.store.checks import QUICK_CHECK_MAX_BYTES, RunBusy, StoreError
 from proofloop.store.derive import derived_fields, stored_fields
 from proofloop.store.lease import Lease, owner_is_gone
-from proofloop.store.schema import (MIGRATIONS, SCHEMA_VERSION, Base, CallRow, Failure, FailureRow, Grade,
-                                    GradeRow, LineageRow, MetaVerification, MetaVerificationRow, Problem,
-                                    ProblemRow, Proof, ProofRow, PromptRow, RefinedFromRow, Run, RunRow,
-                                    RunStatus, RunUsage, UsageTotals, Verification, VerificationRow, utcnow)
+from proofloop.store.migrate import HEAD, upgrade
+from proofloop.store.schema import (CallRow, Failure, FailureRow, Grade, GradeRow, LineageRow, MetaVerification,
+                                    MetaVerificationRow, Problem, ProblemRow, Proof, ProofRow, PromptRow,
+                                    RefinedFromRow, Run, RunRow, RunStatus, RunUsage, UsageTotals, Verification,
+                                    VerificationRow, WorkRow, utcnow)
 
 BUSY_TIMEOUT_S = 30.0  # how long a writer waits for another writer's lock before failing
-_OPENED: dict[str, int] = {}  # store file -> Store objects of this process open on it (Store.__init__)
-
-
-def _forget(key: str) -> None:
-    _OPENED[key] = max(0, _OPENED.get(key, 0) - 1)
 OPEN_ATTEMPTS = 4  # a store read as malformed is looked at this many times before it is called damaged
 WAIT_NOTICE_S = 2.0  # after this long waiting for the lock, on_wait is told once
+INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}  # both have ON CONFLICT
 
 
 def _sha(text_: str) -> str:
@@ -104,39 +101,33 @@ def _plain(row: Any, model: type) -> Any:
 
 
 class Store:
-    """A run store over one SQLite file. Open one per process (do not share across fork)."""
+    """A run store over one SQLite file or one PostgreSQL database. Open one per process (do
+    not share across fork)."""
 
-    def __init__(self, path: str | Path, *, on_wait: Callable[[str], None] | None = None,
+    def __init__(self, target: str | Path, *, on_wait: Callable[[str], None] | None = None,
                  busy_timeout_s: float = BUSY_TIMEOUT_S, wait_notice_s: float = WAIT_NOTICE_S):
-        """Open (creating when needed) the store at `path`; ":memory:" gives a private
-        in-process store for doctests and throwaway use.
+        """Open (creating when needed) the store at `target`: a file path, ":memory:" (a private
+        in-process store for doctests and throwaway use) or a SQLAlchemy URL
+        (postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE, or sqlite:///FILE).
 
         A path that cannot hold a store raises StoreError with one line (see store/checks.py).
-        A write that waits for another process's write lock longer than `wait_notice_s` calls
-        `on_wait(message)` once (say, to print "waiting for ..."); after `busy_timeout_s` in all
-        it raises StoreError ("the run store X is locked by another process")."""
-        # check_same_thread off: the pool hands a connection to one thread at a time, and the
-        # model layer may call the cache from worker threads.
-        args = {"check_same_thread": False, "isolation_level": None}
-        self.path = Path(path)
-        self.on_wait = on_wait or (lambda message: None)
-        self.busy_timeout_s, self.wait_notice_s = busy_timeout_s, min(wait_notice_s, busy_timeout_s)
-        if str(path) == ":memory:":
-            # One shared connection: each new connection to :memory: would be an empty database.
-            self.engine = create_engine("sqlite://", connect_args=args, poolclass=StaticPool)
+        On SQLite, a write that waits for another process's write lock longer than
+        `wait_notice_s` calls `on_wait(message)` once (say, to print "waiting for ..."); after
+        `busy_timeout_s` in all it raises StoreError ("the run store X is locked by another
+        process"). On PostgreSQL `busy_timeout_s` bounds the wait for a row lock."""
+        self.target: Target = parse_target(target)
+        self.dialect, self.where = self.target.dialect, self.target.where
+        self.path = self.target.path  # the SQLite file; None in memory and on PostgreSQL
+        if self.dialect == "postgresql":
+            self.engine = open_postgres(self.target, busy_timeout_s)
+            self._writer = self.engine
         else:
-            # The header check opens and closes the file itself, and closing any descriptor of a
-            # file drops every POSIX lock this process holds on it, SQLite's included: so only
-            # before this process has a connection to it.
-            key = str(self.path.resolve())
-            if not _OPENED.get(key):
-                check_path(self.path)
-            self.engine = create_engine(f"sqlite:///{self.path}", connect_args=args)
-            _OPENED[key] = _OPENED.get(key, 0) + 1
-            self._finalizer = weakref.finalize(self, _forget, key)
-        event.listen(self.engine, "connect", self._on_connect)
-        event.listen(self.engine, "begin", self._on_begin)
-        self._writer = self.engine.execution_options(immediate=True)
+            waits = SqliteWaits(self.where, on_wait or (lambda message: None), busy_timeout_s,
+                                min(wait_notice_s, busy_timeout_s))
+            self.engine, release = open_sqlite(self.target, waits)
+            self._writer = self.engine.execution_options(immediate=True)
+            self._finalizer = weakref.finalize(self, release)
+        self._insert = INSERTS[self.dialect]
         for attempt in range(OPEN_ATTEMPTS):
             try:
                 self._create_schema()
@@ -147,20 +138,25 @@ class Store:
                 if "malformed" in str(e.orig) and attempt + 1 < OPEN_ATTEMPTS:
                     time.sleep(0.2 * (attempt + 1))
                     continue
-                self.engine.dispose()
-                raise StoreError(f"cannot open the run store {self.path}: {_one_line([e.orig])}") from None
+                self.close()
+                verb = "connect to" if self.dialect == "postgresql" else "open"
+                raise StoreError(f"cannot {verb} the run store {self.where}: {_one_line([e.orig])}") from None
             except BaseException:
-                self.engine.dispose()
+                self.close()
                 raise
 
     @staticmethod
-    def default_path() -> Path:
-        """$PROOFLOOP_DB, else ./.proofloop/proofloop.db (the folder is created on open)."""
-        return Path(os.environ.get("PROOFLOOP_DB") or Path.cwd() / ".proofloop" / "proofloop.db")
+    def default_path() -> Path | str:
+        """$PROOFLOOP_DB (a path, or a URL kept as it is), else ./.proofloop/proofloop.db (the
+        folder is created on open)."""
+        given = os.environ.get("PROOFLOOP_DB")
+        if given and "://" in given:
+            return given
+        return Path(given or Path.cwd() / ".proofloop" / "proofloop.db")
 
     def close(self) -> None:
         self.engine.dispose()
-        if str(self.path) != ":memory:" and self._finalizer.alive:
+        if self.dialect == "sqlite" and self._finalizer.alive:
             self._finalizer()
 
     def __enter__(self) -> "Store":
@@ -170,54 +166,14 @@ class Store:
         self.close()
 
     def _create_schema(self) -> None:
-        # Inside one write transaction, so two processes opening a new file do not race.
+        # Inside one write transaction, so two processes opening a new store do not race.
         with self._writer.begin() as conn:
-            version = conn.exec_driver_sql("PRAGMA user_version").scalar_one()
-            if version > SCHEMA_VERSION:
-                raise StoreError(f"{self.path} has store schema v{version}; this proofloop "
-                                 f"knows up to v{SCHEMA_VERSION}: upgrade proofloop")
-            if str(self.path) != ":memory:" and self.path.stat().st_size <= QUICK_CHECK_MAX_BYTES:
+            if self.path is not None and self.path.stat().st_size <= QUICK_CHECK_MAX_BYTES:
                 problems = conn.exec_driver_sql("PRAGMA quick_check(3)").scalars().all()
                 if problems != ["ok"]:
-                    raise StoreError(f"the run store {self.path} is damaged ({_one_line(problems)}); "
+                    raise StoreError(f"the run store {self.where} is damaged ({_one_line(problems)}); "
                                      f"restore a copy or start a new store")
-            has_tables = conn.exec_driver_sql("SELECT count(*) FROM sqlite_master WHERE name = 'runs'").scalar_one()
-            for v in range(max(version, 1) + 1, SCHEMA_VERSION + 1) if has_tables else ():
-                for ddl in MIGRATIONS[v]:
-                    conn.exec_driver_sql(ddl)
-            Base.metadata.create_all(conn)
-            if version < SCHEMA_VERSION:
-                conn.exec_driver_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
-    def _on_connect(self, dbapi_conn: sqlite3.Connection, _record: object) -> None:
-        # busy_timeout first: switching to WAL needs a lock another process may hold.
-        for pragma in (f"busy_timeout = {int(self.busy_timeout_s * 1000)}", "journal_mode = WAL",
-                       "synchronous = NORMAL", "foreign_keys = ON"):
-            dbapi_conn.execute(f"PRAGMA {pragma}")
-
-    def _on_begin(self, conn: Any) -> None:
-        # The driver runs in autocommit (isolation_level=None), so we open transactions ourselves:
-        # IMMEDIATE for writes (take the lock now), deferred for reads (a WAL snapshot, no lock).
-        if not conn.get_execution_options().get("immediate"):
-            conn.exec_driver_sql("BEGIN")
-            return
-        # Wait for the write lock in two steps, so that a long wait is seen while it happens.
-        steps = [self.wait_notice_s, self.busy_timeout_s - self.wait_notice_s]
-        try:
-            for i, wait_s in enumerate(steps):
-                conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(wait_s * 1000)}")
-                try:
-                    conn.exec_driver_sql("BEGIN IMMEDIATE")
-                    return
-                except DBAPIError as e:
-                    if "locked" not in str(e.orig) and "busy" not in str(e.orig):
-                        raise
-                    if i == 0 and steps[1] > 0:
-                        self.on_wait(f"waiting for the run store {self.path}: another process is writing to it")
-            raise StoreError(f"the run store {self.path} is locked by another process "
-                             f"(waited {self.busy_timeout_s:g} s)")
-        finally:
-            conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
+            upgrade(conn, f"the run store {self.where}")
 
     @contextmanager
     def _write(self) -> Iterator[Session]:
@@ -231,7 +187,7 @@ class Store:
 
     def _upsert(self, s: Session, table: Any, values: dict[str, Any], keys: list[str]) -> None:
         """Insert, or update every non-key column in place (created_at keeps its first value)."""
-        stmt = insert(table).values(**values)
+        stmt = self._insert(table).values(**values)
         changes = {k: stmt.excluded[k] for k in values if k not in keys and k != "created_at"}
         s.execute(stmt.on_conflict_do_update(index_elements=keys, set_=changes) if changes
                   else stmt.on_conflict_do_nothing())
@@ -242,11 +198,11 @@ class Store:
         """A new run with status running. With `run_id` given and already present, a no-op."""
         for _ in range(10):
             rid = run_id or f"r-{utcnow():%Y%m%d}-{secrets.token_hex(3)}"
+            now = utcnow()
             with self._write() as s:
-                if s.get(RunRow, rid) is None:
-                    s.add(RunRow(id=rid, kind=kind, config=dict(config or {}), status=RunStatus.RUNNING.value))
-                    return rid
-                if run_id:
+                if s.execute(self._insert(RunRow).values(
+                        id=rid, kind=kind, config=dict(config or {}), status=RunStatus.RUNNING.value, created_at=now,
+                        updated_at=now).on_conflict_do_nothing()).rowcount or run_id:
                     return rid
         raise RuntimeError("could not pick a free run id")  # 10 collisions in 16M: not chance
 
@@ -310,10 +266,64 @@ class Store:
                              .values(**values)).rowcount:
                 raise RunBusy(f"run {run_id}: {owner} no longer holds its lease; its status was not changed")
 
+    # ---- work items: one run's work shared by several worker processes --------------------
+
+    def add_work(self, run_id: str, items: Iterable[str]) -> None:
+        """Make `items` claimable units of the run's work (adding one again is a no-op)."""
+        rows = [{"run_id": run_id, "item": item} for item in items]
+        if rows:
+            with self._write() as s:
+                s.execute(self._insert(WorkRow).on_conflict_do_nothing(), rows)
+
+    def claim_work(self, run_id: str, owner: str, ttl_s: float, limit: int = 1) -> list[str]:
+        """Up to `limit` unfinished items, in item order, that nobody holds, whose claim
+        expired, or that `owner` holds already; now held by `owner` for `ttl_s` seconds. On
+        PostgreSQL the rows are picked with SELECT ... FOR UPDATE SKIP LOCKED, so workers
+        claiming at the same moment neither wait for each other nor get the same item (on
+        SQLite the IMMEDIATE transaction serialises them)."""
+        now = time.time()
+        with self._write() as s:
+            items = list(s.scalars(
+                select(WorkRow.item).where(WorkRow.run_id == run_id, WorkRow.done_by.is_(None),
+                                           WorkRow.owner.is_(None) | (WorkRow.expires_at < now)
+                                           | (WorkRow.owner == owner))
+                .order_by(WorkRow.item).limit(limit).with_for_update(skip_locked=True)))
+            if items:
+                s.execute(update(WorkRow).where(WorkRow.run_id == run_id, WorkRow.item.in_(items))
+                          .values(owner=owner, expires_at=now + ttl_s, claims=WorkRow.claims + 1))
+        return items
+
+    def renew_work(self, run_id: str, owner: str, ttl_s: float) -> int:
+        """Extend `owner`'s claims on unfinished items to now + ttl_s; how many it holds."""
+        with self._write() as s:
+            return s.execute(update(WorkRow).where(WorkRow.run_id == run_id, WorkRow.owner == owner,
+                                                   WorkRow.done_by.is_(None))
+                             .values(expires_at=time.time() + ttl_s)).rowcount
+
+    def finish_work(self, run_id: str, item: str, owner: str) -> bool:
+        """Mark `item` done by `owner`. False, and nothing changed, when `owner` no longer
+        holds it (its claim expired and another worker took it) or it is done already."""
+        with self._write() as s:
+            return bool(s.execute(update(WorkRow).where(WorkRow.run_id == run_id, WorkRow.item == item,
+                                                        WorkRow.owner == owner, WorkRow.done_by.is_(None))
+                                  .values(done_by=owner, expires_at=None)).rowcount)
+
+    def work_status(self, run_id: str) -> dict[str, int]:
+        """How many of the run's items are done, held (a live claim) and free."""
+        now, out = time.time(), {"done": 0, "held": 0, "free": 0}
+        with self._read() as s:
+            for done_by, owner, expires_at in s.execute(select(WorkRow.done_by, WorkRow.owner, WorkRow.expires_at)
+                                                        .where(WorkRow.run_id == run_id)):
+                state = "done" if done_by else "held" if owner and (expires_at or 0) >= now else "free"
+                out[state] += 1
+        return out
+
     def _run_row(self, s: Session, run_id: str) -> RunRow:
-        row = s.get(RunRow, run_id)
+        """The run's row, locked until the transaction ends (on PostgreSQL; on SQLite the
+        IMMEDIATE transaction holds the whole file), so a read-modify-write cannot lose another's."""
+        row = s.get(RunRow, run_id, with_for_update=True)
         if row is None:
-            raise KeyError(f"no run {run_id!r} in {self.path}")
+            raise KeyError(f"no run {run_id!r} in {self.where}")
         return row
 
     def set_run_status(self, run_id: str, status: RunStatus | str, summary: dict[str, Any] | None = None,
@@ -344,15 +354,14 @@ class Store:
         when given)."""
         sha = _sha(text)
         with self._write() as s:
-            row = s.scalars(select(ProblemRow).where(ProblemRow.run_id == run_id,
-                                                     ProblemRow.text_sha == sha)).one_or_none()
-            if row is None:
-                row = ProblemRow(run_id=run_id, text_sha=sha, text=text, name=name, meta=dict(meta or {}))
-                s.add(row)
-                s.flush()
-            else:
-                row.name = name if name is not None else row.name
-                row.meta = dict(meta) if meta is not None else row.meta
+            # Insert when new (two processes adding it at once get one row), then lock the row.
+            s.execute(self._insert(ProblemRow).values(run_id=run_id, text_sha=sha, text=text, name=name,
+                                                      meta=dict(meta or {}), created_at=utcnow())
+                      .on_conflict_do_nothing(index_elements=["run_id", "text_sha"]))
+            row = s.scalars(select(ProblemRow).where(ProblemRow.run_id == run_id, ProblemRow.text_sha == sha)
+                            .with_for_update()).one()
+            row.name = name if name is not None else row.name
+            row.meta = dict(meta) if meta is not None else row.meta
             return row.id
 
     def problems(self, run_id: str) -> list[Problem]:
@@ -415,13 +424,12 @@ class Store:
         with self._write() as s:
             self._link(s, run_id, proof_id, parents, analyses)
 
-    @staticmethod
-    def _link(s: Session, run_id: str, proof_id: str, parents: Iterable[str], analyses: Iterable[str]) -> None:
+    def _link(self, s: Session, run_id: str, proof_id: str, parents: Iterable[str], analyses: Iterable[str]) -> None:
         for parent in parents:
-            s.execute(insert(LineageRow).values(run_id=run_id, proof_id=proof_id, parent_proof_id=parent)
+            s.execute(self._insert(LineageRow).values(run_id=run_id, proof_id=proof_id, parent_proof_id=parent)
                       .on_conflict_do_nothing())
         for vid in analyses:
-            s.execute(insert(RefinedFromRow).values(run_id=run_id, proof_id=proof_id, verification_id=vid)
+            s.execute(self._insert(RefinedFromRow).values(run_id=run_id, proof_id=proof_id, verification_id=vid)
                       .on_conflict_do_nothing())
 
     # ---- record queries ----------------------------------------------------------------------
@@ -528,22 +536,30 @@ class Store:
         # The n records of one request share one message list: hash and insert it once. The
         # list is kept in the dict too, so its id cannot be reused by another list meanwhile.
         seen: dict[int, tuple[Any, str]] = {}
+        prompts: dict[str, list[dict[str, str]]] = {}
+        calls = []
+        for r in records:
+            _, sha = seen.get(id(r.messages), (None, None))
+            if sha is None:
+                sha = messages_sha(r.messages)
+                seen[id(r.messages)] = (r.messages, sha)
+                prompts.setdefault(sha, list(r.messages))
+            calls.append(dict(
+                key=r.key, namespace=r.namespace, model=r.model, provider=r.provider,
+                sampling=dict(r.sampling), prompt_sha=sha, sample_index=r.index,
+                text=r.completion.text, reasoning=r.completion.reasoning,
+                finish_reason=r.completion.finish_reason, sample_tokens=r.completion.completion_tokens,
+                prompt_tokens=r.prompt_tokens or 0, completion_tokens=r.completion_tokens or 0,
+                cached_prompt_tokens=r.cached_prompt_tokens or 0, latency_s=r.latency_s, tag=r.tag,
+                cost_usd=r.cost_usd, attempt=r.attempt, request_size=r.request_size, created_at=r.created_at))
+        if not calls:
+            return
+        # One statement per table, rows in key order: two processes storing overlapping rows
+        # take their row locks in the same order, so they queue instead of deadlocking.
         with self._write() as s:
-            for r in records:
-                _, sha = seen.get(id(r.messages), (None, None))
-                if sha is None:
-                    sha = messages_sha(r.messages)
-                    seen[id(r.messages)] = (r.messages, sha)
-                    s.execute(insert(PromptRow).values(sha=sha, messages=list(r.messages)).on_conflict_do_nothing())
-                s.execute(insert(CallRow).values(
-                    key=r.key, namespace=r.namespace, model=r.model, provider=r.provider,
-                    sampling=dict(r.sampling), prompt_sha=sha, sample_index=r.index,
-                    text=r.completion.text, reasoning=r.completion.reasoning,
-                    finish_reason=r.completion.finish_reason, sample_tokens=r.completion.completion_tokens,
-                    prompt_tokens=r.prompt_tokens or 0, completion_tokens=r.completion_tokens or 0,
-                    cached_prompt_tokens=r.cached_prompt_tokens or 0, latency_s=r.latency_s, tag=r.tag,
-                    cost_usd=r.cost_usd, attempt=r.attempt, request_size=r.request_size,
-                    created_at=r.created_at).on_conflict_do_nothing())
+            s.execute(self._insert(PromptRow).on_conflict_do_nothing(),
+                      [{"sha": sha, "messages": prompts[sha]} for sha in sorted(prompts)])
+            s.execute(self._insert(CallRow).on_conflict_do_nothing(), sorted(calls, key=lambda c: c["key"]))
 
     def record_failure(self, keys: str | Iterable[str], *, namespace: str, model: str | None = None,
                        tag: str | None = None, attempt: int, error: BaseException,
@@ -644,8 +660,13 @@ class Store:
                     s.execute(delete(table).where(table.run_id == run_id, column.in_(ids[i:i + 500])))
 
     def integrity_check(self) -> str:
-        """SQLite's own check of the file: 'ok' when sound."""
+        """SQLite's own check of the file: 'ok' when sound. PostgreSQL checks its own pages
+        (data checksums, amcheck are the server administrator's): there it says whether the
+        server answers and the schema is current."""
         with self._read() as s:
+            if self.dialect == "postgresql":
+                current = s.execute(text("SELECT version_num FROM alembic_version")).scalar()
+                return "ok" if current == HEAD else f"schema at revision {current}, not {HEAD}"
             return "\n".join(s.execute(text("PRAGMA integrity_check")).scalars())
 
 

@@ -32,7 +32,7 @@ def export_run(store: Store, run_id: str) -> Iterator[dict[str, Any]]:
     One problem at a time: memory holds one problem's records, never the whole run."""
     run = store.get_run(run_id)
     if run is None:
-        raise KeyError(f"no run {run_id!r} in {store.path}")
+        raise KeyError(f"no run {run_id!r} in {store.where}")
     # The lease fields are live state, not part of what the run produced.
     header = run.model_dump(mode="json", exclude={"owner", "lease_expires_at"})
     yield {"type": "run", **header, "usage": store.run_usage(run_id).model_dump(mode="json")}

@@ -25,11 +25,12 @@ from sqlalchemy import (JSON, DateTime, Float, ForeignKey, ForeignKeyConstraint,
                         String, Text, UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 3  # kept in PRAGMA user_version; bump with a migration when tables change
+# The schema's version. Alembic revisions (store/migrations/) change the schema on both back ends;
+# SQLite files also keep this number in PRAGMA user_version, so that a proofloop from before
+# Alembic refuses a file a newer one changed: a revision that changes tables bumps it.
+SCHEMA_VERSION = 4  # 4: work_items (Alembic revision 0004)
+LEGACY_VERSION = 3  # the last version made by MIGRATIONS below; Alembic's baseline (0003) equals it
 
-# What turns a file of version v-1 into version v (run in the write transaction that opens the
-# store; create_all then adds any new table). SQLite's ALTER TABLE can only add columns, so a
-# migration only ever adds columns with defaults: older rows stay valid as they are.
 # Store.run_usage sums these per (namespace, tag). With them all in one index SQLite answers
 # from the index alone instead of walking every call row and its text: 217 -> 53 ms on a
 # paper-size search (bench/serve/RESULTS.md), which the viewer's run page pays on every view.
@@ -37,6 +38,9 @@ USAGE_INDEX = "ix_llm_calls_usage"
 USAGE_COLUMNS = ("namespace", "tag", "prompt_tokens", "completion_tokens", "cached_prompt_tokens", "latency_s",
                  "cost_usd")
 
+# Files from before Alembic (SQLite only): what turns a file of version v-1 into version v. They
+# run before the Alembic baseline (store/migrate.py), which then creates the tables such a file
+# lacks. SQLite's ALTER TABLE can only add columns, so these only ever add columns with defaults.
 MIGRATIONS: dict[int, list[str]] = {
     2: [  # run leases; one failure row per request; rows whose text lives in their call
         "ALTER TABLE runs ADD COLUMN owner VARCHAR(200)",
@@ -64,23 +68,30 @@ class RunStatus(str, Enum):
     INTERRUPTED = "interrupted"
 
 
+def Key(length: int) -> String:  # noqa: N802 - reads as a column type
+    """A short string (ids, names, statuses). On PostgreSQL it compares byte by byte (collation
+    "C"), as SQLite's strings do, so records come back in the same order on both back ends."""
+    return String(length).with_variant(String(length, collation="C"), "postgresql")
+
+
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON, datetime: DateTime}
+    # Timestamps are UTC; PostgreSQL keeps their zone (SQLite stores them naive either way).
+    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON, datetime: DateTime(timezone=True)}
 
 
 class RunRow(Base):
     __tablename__ = "runs"
 
-    id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(40))
-    status: Mapped[str] = mapped_column(String(20), default=RunStatus.RUNNING.value)
+    id: Mapped[str] = mapped_column(Key(40), primary_key=True)
+    kind: Mapped[str] = mapped_column(Key(40))
+    status: Mapped[str] = mapped_column(Key(20), default=RunStatus.RUNNING.value)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)  # all that resume needs
     summary: Mapped[dict[str, Any] | None]
     error: Mapped[str | None] = mapped_column(Text)
     # The lease (v2): who runs it now and until when (epoch seconds); both None when nobody does.
-    owner: Mapped[str | None] = mapped_column(String(200))
+    owner: Mapped[str | None] = mapped_column(Key(200))
     expires_at: Mapped[float | None] = mapped_column(Float)
 
 
@@ -90,8 +101,8 @@ class ProblemRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
-    text_sha: Mapped[str] = mapped_column(String(64))
-    name: Mapped[str | None] = mapped_column(String(200))  # the caller's id, e.g. "imo2025-p1"
+    text_sha: Mapped[str] = mapped_column(Key(64))
+    name: Mapped[str | None] = mapped_column(Key(200))  # the caller's id, e.g. "imo2025-p1"
     text: Mapped[str] = mapped_column(Text)
     meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -102,16 +113,16 @@ class ProofRow(Base):
     __table_args__ = (Index("ix_proofs_problem", "run_id", "problem_id"),)
 
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
-    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    id: Mapped[str] = mapped_column(Key(200), primary_key=True)
     problem_id: Mapped[int] = mapped_column(ForeignKey("problems.id", ondelete="CASCADE"))
     raw: Mapped[str] = mapped_column(Text)
     reasoning: Mapped[str | None] = mapped_column(Text)
     solution: Mapped[str | None] = mapped_column(Text)
     self_evaluation: Mapped[str | None] = mapped_column(Text)
     self_score: Mapped[float | None] = mapped_column(Float)
-    status: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(Key(40))
     cause: Mapped[str | None] = mapped_column(Text)
-    finish_reason: Mapped[str | None] = mapped_column(String(40))
+    finish_reason: Mapped[str | None] = mapped_column(Key(40))
     round: Mapped[int | None]
     thread: Mapped[int | None]
     attempt: Mapped[int | None]
@@ -131,9 +142,9 @@ class LineageRow(Base):
         ForeignKeyConstraint(["run_id", "parent_proof_id"], ["proofs.run_id", "proofs.id"], ondelete="CASCADE"),
     )
 
-    run_id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    proof_id: Mapped[str] = mapped_column(String(200), primary_key=True)
-    parent_proof_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    run_id: Mapped[str] = mapped_column(Key(40), primary_key=True)
+    proof_id: Mapped[str] = mapped_column(Key(200), primary_key=True)
+    parent_proof_id: Mapped[str] = mapped_column(Key(200), primary_key=True)
 
 
 class RefinedFromRow(Base):
@@ -146,9 +157,9 @@ class RefinedFromRow(Base):
                              ondelete="CASCADE"),
     )
 
-    run_id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    proof_id: Mapped[str] = mapped_column(String(200), primary_key=True)
-    verification_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    run_id: Mapped[str] = mapped_column(Key(40), primary_key=True)
+    proof_id: Mapped[str] = mapped_column(Key(200), primary_key=True)
+    verification_id: Mapped[str] = mapped_column(Key(200), primary_key=True)
 
 
 class VerificationRow(Base):
@@ -159,13 +170,13 @@ class VerificationRow(Base):
     )
 
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
-    id: Mapped[str] = mapped_column(String(200), primary_key=True)
-    proof_id: Mapped[str] = mapped_column(String(200))
+    id: Mapped[str] = mapped_column(Key(200), primary_key=True)
+    proof_id: Mapped[str] = mapped_column(Key(200))
     raw: Mapped[str] = mapped_column(Text)
     reasoning: Mapped[str | None] = mapped_column(Text)
     analysis: Mapped[str | None] = mapped_column(Text)
     score: Mapped[float | None] = mapped_column(Float)  # None unless status is ok
-    status: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(Key(40))
     cause: Mapped[str | None] = mapped_column(Text)
     issues: Mapped[list[str]] = mapped_column(default=list)
     # v2: True when the text fields live in the llm_calls row whose key is this id: raw is ""
@@ -184,13 +195,13 @@ class MetaVerificationRow(Base):
     )
 
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
-    id: Mapped[str] = mapped_column(String(200), primary_key=True)
-    verification_id: Mapped[str] = mapped_column(String(200))
+    id: Mapped[str] = mapped_column(Key(200), primary_key=True)
+    verification_id: Mapped[str] = mapped_column(Key(200))
     raw: Mapped[str] = mapped_column(Text)
     reasoning: Mapped[str | None] = mapped_column(Text)
     analysis: Mapped[str | None] = mapped_column(Text)
     rating: Mapped[float | None] = mapped_column(Float)
-    status: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(Key(40))
     cause: Mapped[str | None] = mapped_column(Text)
     # v2: True when the text fields live in the llm_calls row whose key is this id: raw is ""
     # and the parsed text fields are NULL here, re-derived from the call text on every query.
@@ -211,14 +222,14 @@ class GradeRow(Base):
     )
 
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
-    id: Mapped[str] = mapped_column(String(200), primary_key=True)
-    proof_id: Mapped[str] = mapped_column(String(200))
-    grader: Mapped[str] = mapped_column(String(40))  # "verifier", "autograder", "human", ...
+    id: Mapped[str] = mapped_column(Key(200), primary_key=True)
+    proof_id: Mapped[str] = mapped_column(Key(200))
+    grader: Mapped[str] = mapped_column(Key(40))  # "verifier", "autograder", "human", ...
     raw: Mapped[str | None] = mapped_column(Text)  # the judge's text (or the imported value)
     grade: Mapped[float | None] = mapped_column(Float)  # on the grader's scale; None unless status ok
     max_grade: Mapped[float] = mapped_column(Float)  # top of that scale (1 for the verifier, 7 ...)
     normalised: Mapped[float | None] = mapped_column(Float)  # grade / max_grade, in [0, 1]
-    status: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(Key(40))
     cause: Mapped[str | None] = mapped_column(Text)
     meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -229,7 +240,7 @@ class PromptRow(Base):
 
     __tablename__ = "prompts"
 
-    sha: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sha: Mapped[str] = mapped_column(Key(64), primary_key=True)
     messages: Mapped[list[dict[str, str]]] = mapped_column(JSON)
 
 
@@ -239,16 +250,16 @@ class CallRow(Base):
     __tablename__ = "llm_calls"
     __table_args__ = (Index(USAGE_INDEX, *USAGE_COLUMNS),)
 
-    key: Mapped[str] = mapped_column(String(200), primary_key=True)
-    namespace: Mapped[str] = mapped_column(String(200), index=True)
-    model: Mapped[str] = mapped_column(String(200))
-    provider: Mapped[str] = mapped_column(String(40))
+    key: Mapped[str] = mapped_column(Key(200), primary_key=True)
+    namespace: Mapped[str] = mapped_column(Key(200), index=True)
+    model: Mapped[str] = mapped_column(Key(200))
+    provider: Mapped[str] = mapped_column(Key(40))
     sampling: Mapped[dict[str, Any]]
     prompt_sha: Mapped[str] = mapped_column(ForeignKey("prompts.sha"))
     sample_index: Mapped[int]
     text: Mapped[str] = mapped_column(Text)
     reasoning: Mapped[str | None] = mapped_column(Text)
-    finish_reason: Mapped[str | None] = mapped_column(String(40))
+    finish_reason: Mapped[str | None] = mapped_column(Key(40))
     # The sample's own token count (Completion.completion_tokens) can differ from the share of
     # the request's usage attributed to this record, so both are kept.
     sample_tokens: Mapped[int | None]
@@ -256,7 +267,7 @@ class CallRow(Base):
     completion_tokens: Mapped[int] = mapped_column(default=0)
     cached_prompt_tokens: Mapped[int] = mapped_column(default=0)
     latency_s: Mapped[float | None] = mapped_column(Float)
-    tag: Mapped[str | None] = mapped_column(String(200))
+    tag: Mapped[str | None] = mapped_column(Key(200))
     cost_usd: Mapped[float | None] = mapped_column(Float)  # None: price unknown, not free
     attempt: Mapped[int] = mapped_column(default=1)  # which attempt of its request succeeded
     request_size: Mapped[int] = mapped_column(default=1)  # samples its request asked for
@@ -271,20 +282,35 @@ class FailureRow(Base):
     __tablename__ = "call_failures"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    key: Mapped[str] = mapped_column(String(200), index=True)
-    namespace: Mapped[str] = mapped_column(String(200), index=True)
-    model: Mapped[str | None] = mapped_column(String(200))
-    tag: Mapped[str | None] = mapped_column(String(200))
+    key: Mapped[str] = mapped_column(Key(200), index=True)
+    namespace: Mapped[str] = mapped_column(Key(200), index=True)
+    model: Mapped[str | None] = mapped_column(Key(200))
+    tag: Mapped[str | None] = mapped_column(Key(200))
     keys: Mapped[list[str] | None] = mapped_column(JSON)
     n_keys: Mapped[int] = mapped_column(default=1, server_default="1")
     attempt: Mapped[int]
-    kind: Mapped[str] = mapped_column(String(40))
+    kind: Mapped[str] = mapped_column(Key(40))
     status: Mapped[int | None]
     message: Mapped[str] = mapped_column(Text)
     retryable: Mapped[bool | None]
     retry_after: Mapped[float | None] = mapped_column(Float)
     latency_s: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[float] = mapped_column(Float)  # epoch seconds
+
+
+class WorkRow(Base):
+    """One unit of a run's work (say, one problem of a benchmark) that worker processes claim
+    (v4). A claim is a lease: `owner` holds it until `expires_at` (epoch seconds) unless it
+    renews it; an expired claim can be taken by another worker. `done_by` is who finished it."""
+
+    __tablename__ = "work_items"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    item: Mapped[str] = mapped_column(Key(200), primary_key=True)
+    owner: Mapped[str | None] = mapped_column(Key(200))
+    expires_at: Mapped[float | None] = mapped_column(Float)
+    claims: Mapped[int] = mapped_column(default=0, server_default="0")  # how many times it was claimed
+    done_by: Mapped[str | None] = mapped_column(Key(200))
 
 
 # ---- plain records handed to callers --------------------------------------------------------

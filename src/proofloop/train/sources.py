@@ -146,7 +146,7 @@ def store_rows(store: Store, run_id: str) -> list[dict[str, Any]]:
     run's proofs with the label its rule decides from them."""
     run = store.get_run(run_id)
     if run is None:
-        raise UserInputError(f"no run {run_id!r} in {store.path}")
+        raise UserInputError(f"no run {run_id!r} in {store.where}")
     if run.status is not RunStatus.FINISHED:
         raise UserInputError(f"run {run_id} is {run.status.value}: finish it first (proofloop resume {run_id})")
     problems = {p.id: p.text for p in store.problems(run_id)}
