@@ -14,29 +14,16 @@ from hypothesis import strategies as st
 
 from proofloop.train.rewards import (ALPHA, BETA, Reward, generator_reward, meta_verifier_reward, score_reward,
                                      verifier_reward)
+from support.outputs import analysis, box, rating
 
 SCORES = (0.0, 0.5, 1.0)
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dsm2" / "outputs"
 
 
-def _box(x: float) -> str:
-    return "0.5" if x == 0.5 else str(int(x))
-
-
-def analysis(score: float) -> str:
-    return ("Here is my evaluation of the solution: step 2 skips a case.\n\n"
-            f"Based on my evaluation, the final overall score should be: \\boxed{{{_box(score)}}}")
-
-
-def rating(score: float) -> str:
-    return ('Here is my analysis of the "solution evaluation": the claimed gap is real.\n\n'
-            f'Based on my analysis, I will rate the "solution evaluation" as: \\boxed{{{_box(score)}}}')
-
-
 def generator_output(self_score: float) -> str:
     return ("## Solution\n\nLet $n = 2k$. Then $n^2 = 4k^2$ is even.\n\n## Self Evaluation\n\n"
             "Here is my evaluation of the solution: every step is justified.\n\n"
-            f"Based on my evaluation, the final overall score should be: \\boxed{{{_box(self_score)}}}")
+            f"Based on my evaluation, the final overall score should be: \\boxed{{{box(self_score)}}}")
 
 
 # ---- R_score and the verifier / meta-verifier form -------------------------------------------

@@ -29,25 +29,12 @@ from proofloop.sim.provider import SimProvider
 from proofloop.train import verl as rv
 from proofloop.train.judge import Judge
 from proofloop.train.rewards import ALPHA, BETA, generator_reward, meta_verifier_reward, verifier_reward
+from support.outputs import analysis, box, rating
 
 ROOT = Path(__file__).resolve().parents[1]
 VERL_PYTHON = ROOT / ".venv-verl" / "bin" / "python"
 SCORES = (0.0, 0.5, 1.0)
 PROBLEM = "Prove that the sum of two even integers is even."
-
-
-def _box(x: float) -> str:
-    return "0.5" if x == 0.5 else str(int(x))
-
-
-def analysis(score: float) -> str:
-    return ("Here is my evaluation of the solution: step 2 skips a case.\n\n"
-            f"Based on my evaluation, the final overall score should be: \\boxed{{{_box(score)}}}")
-
-
-def rating(score: float) -> str:
-    return ('Here is my analysis of the "solution evaluation": the claimed gap is real.\n\n'
-            f'Based on my analysis, I will rate the "solution evaluation" as: \\boxed{{{_box(score)}}}')
 
 
 def generator_output(self_score: float) -> str:
