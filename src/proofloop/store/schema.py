@@ -25,7 +25,7 @@ from sqlalchemy import (JSON, DateTime, Float, ForeignKey, ForeignKeyConstraint,
                         String, Text, UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 3  # kept in PRAGMA user_version; bump with a migration when tables change
+SCHEMA_VERSION = 4  # kept in PRAGMA user_version; bump with a migration when tables change
 
 # What turns a file of version v-1 into version v (run in the write transaction that opens the
 # store; create_all then adds any new table). SQLite's ALTER TABLE can only add columns, so a
@@ -36,6 +36,11 @@ SCHEMA_VERSION = 3  # kept in PRAGMA user_version; bump with a migration when ta
 USAGE_INDEX = "ix_llm_calls_usage"
 USAGE_COLUMNS = ("namespace", "tag", "prompt_tokens", "completion_tokens", "cached_prompt_tokens", "latency_s",
                  "cost_usd")
+# A run's records in the order they were stored: what a run's event stream (api/events.py) reads
+# each time it looks for news. Without them each look sorts every record of the run: 60-80 ms
+# on a paper-size search, four times a second per open stream (bench/serve/RESULTS.md).
+TIME_INDEXES = {"proofs": "ix_proofs_time", "verifications": "ix_verifications_time",
+                "meta_verifications": "ix_meta_verifications_time", "grades": "ix_grades_time"}
 
 MIGRATIONS: dict[int, list[str]] = {
     2: [  # run leases; one failure row per request; rows whose text lives in their call
@@ -49,6 +54,9 @@ MIGRATIONS: dict[int, list[str]] = {
     ],
     3: [  # a covering index for a run's usage totals (see CallRow)
         f"CREATE INDEX IF NOT EXISTS {USAGE_INDEX} ON llm_calls ({', '.join(USAGE_COLUMNS)})",
+    ],
+    4: [  # each run's records by time, for its event stream
+        f"CREATE INDEX IF NOT EXISTS {name} ON {table} (run_id, created_at)" for table, name in TIME_INDEXES.items()
     ],
 }
 
@@ -99,7 +107,8 @@ class ProblemRow(Base):
 
 class ProofRow(Base):
     __tablename__ = "proofs"
-    __table_args__ = (Index("ix_proofs_problem", "run_id", "problem_id"),)
+    __table_args__ = (Index("ix_proofs_problem", "run_id", "problem_id"),
+                      Index(TIME_INDEXES["proofs"], "run_id", "created_at"))
 
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     id: Mapped[str] = mapped_column(String(200), primary_key=True)
@@ -156,6 +165,7 @@ class VerificationRow(Base):
     __table_args__ = (
         ForeignKeyConstraint(["run_id", "proof_id"], ["proofs.run_id", "proofs.id"], ondelete="CASCADE"),
         Index("ix_verifications_proof", "run_id", "proof_id"),
+        Index(TIME_INDEXES["verifications"], "run_id", "created_at"),
     )
 
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
@@ -181,6 +191,7 @@ class MetaVerificationRow(Base):
         ForeignKeyConstraint(["run_id", "verification_id"], ["verifications.run_id", "verifications.id"],
                              ondelete="CASCADE"),
         Index("ix_meta_verifications_verification", "run_id", "verification_id"),
+        Index(TIME_INDEXES["meta_verifications"], "run_id", "created_at"),
     )
 
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
@@ -208,6 +219,7 @@ class GradeRow(Base):
     __table_args__ = (
         ForeignKeyConstraint(["run_id", "proof_id"], ["proofs.run_id", "proofs.id"], ondelete="CASCADE"),
         Index("ix_grades_proof", "run_id", "proof_id"),
+        Index(TIME_INDEXES["grades"], "run_id", "created_at"),
     )
 
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
