@@ -11,6 +11,7 @@ from starlette.requests import Request
 
 from proofloop.api.viewer import pages, viewer_router
 from proofloop.api.viewer.routes import Links
+from proofloop.store.derive import derived_fields
 from support.viewer_runs import ViewerRuns, make_runs
 
 
@@ -87,3 +88,17 @@ def test_a_finished_run_reads_its_chosen_proofs_analyses_once(app, runs, monkeyp
     pages.clear_settled()
     assert client.get(f"/ui/runs/{runs.pool}").text == first
     assert len(reads) == 2
+
+
+def test_a_proof_page_parses_only_the_analyses_it_shows(app, runs, monkeypatch):
+    from proofloop.api.viewer import queries
+
+    proof = max(runs.store.proofs(runs.pool), key=lambda p: len(runs.store.verifications(runs.pool, proof_id=p.id)))
+    total = len(runs.store.verifications(runs.pool, proof_id=proof.id))
+    assert total >= 3
+    monkeypatch.setattr(pages, "ANALYSES_PER_PAGE", 2)
+    parsed = []
+    monkeypatch.setattr(queries, "derived_fields", lambda kind, *text: parsed.append(kind) or derived_fields(kind, *text))
+    html = TestClient(app).get(f"/ui/runs/{runs.pool}/proofs/{proof.id}?page=2").text
+    assert html.count('<section class="analysis') == 2
+    assert parsed.count("verification") == 2  # (and the proof itself)

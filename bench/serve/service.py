@@ -23,6 +23,7 @@ by another process, a CLI resume of the same store, gets: found at the next look
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import statistics
 import sys
@@ -146,7 +147,6 @@ def event_latency(db: Path, records: int, gap_s: float, wake: bool) -> dict[str,
     services = app.state.services
     if not wake:  # what a write by another process gets: found at the next poll
         async def poll_only(seen: int, timeout: float) -> bool:
-            import asyncio
             await asyncio.sleep(timeout)
             return False
         services.writes.wait = poll_only

@@ -193,11 +193,11 @@ def proof_view(store: Store, run: Run, proof: dict[str, Any], *, page: int) -> d
     """One proof and one page of its analyses, each with its meta-verification verdict."""
     ids = Q.analysis_ids(store, run.id, proof["id"])
     where = pages(len(ids), ANALYSES_PER_PAGE, page)
-    wanted = set(ids[where["start"]:where["stop"]])
-    analyses = [a for a in store.verifications(run.id, proof_id=proof["id"]) if a.id in wanted]
+    wanted = ids[where["start"]:where["stop"]]
+    analyses = Q.analysis_texts(store, run.id, wanted)  # only this page's are parsed
     metas = Q.meta_ratings(store, run.id, wanted)
-    rows = [{"a": a, "html": render_markdown(a.analysis or a.raw or ""), "metas": metas.get(a.id, []),
-             "rejected": rejected(metas.get(a.id, []))} for a in analyses]
+    rows = [{"a": a, "html": render_markdown(a["analysis"] or a["raw"] or ""), "metas": metas.get(a["id"], []),
+             "rejected": rejected(metas.get(a["id"], []))} for a in analyses]
     return {"proof": proof, "html": render_markdown(proof.get("solution") or proof.get("raw") or ""),
             "self_evaluation_html": render_markdown(proof.get("self_evaluation") or ""),
             "analyses": rows, "where": where, "children": Q.children(store, run.id, proof["id"]),
