@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install browser postgres bench-search-quick bench-search bench-train bench-serve clean verl-env train-demo
+.PHONY: demo test install browser postgres bench-search-quick bench-search bench-train bench-serve bench-serve-quick clean verl-env train-demo
 
 # torch is pinned here, not in pyproject.toml: 2.13.0 is the CPU build this machine has on disk
 # (an unpinned torch would pull a multi-GB CUDA build).
@@ -55,7 +55,10 @@ bench-train: $(STAMP)
 	$(BIN)/python bench/train/run.py
 
 bench-serve: $(STAMP)
-	PYTHONPATH=src $(BIN)/python bench/serve/run.py
+	PYTHONPATH=src $(BIN)/python bench/serve/run.py --out bench/serve/results-paper.json
+
+bench-serve-quick: $(STAMP)
+	PYTHONPATH=src $(BIN)/python bench/serve/run.py --quick
 
 # verl (multi-node GRPO on Ray) pins its own transformers and ray, so it lives in its own
 # environment; proofloop goes in with its core only (the reward module verl imports is pure).

@@ -1,11 +1,14 @@
-"""Viewer benchmark: a paper-size stored search (64 proofs x 64 verifications x 16 rounds: 1024
-proofs, 65,536 analyses, meta-verifications of the analyses that found issues, lineage and
-every call) and the server time of its pages through the viewer's router (FastAPI's
-TestClient: routing, store reads, Markdown and MathML, templates), with the size of their HTML.
+"""Service benchmark (`make bench-serve`): the viewer's pages over a paper-size stored search
+(64 proofs x 64 verifications x 16 rounds: 1024 proofs, 65,536 analyses, meta-verifications of
+the analyses that found issues, lineage and every call), their server time through the
+viewer's router (FastAPI's TestClient: routing, store reads, Markdown and MathML, templates)
+and the size of their HTML; what a look of that run's event stream costs; then
+bench/serve/service.py: /v1/verify's overhead per pair over the model's time and the latency
+of server-sent events, on a real uvicorn with the simulator.
 
-    PYTHONPATH=src .venv/bin/python bench/serve/run.py            # paper size (about a minute to build)
-    PYTHONPATH=src .venv/bin/python bench/serve/run.py --quick    # 16 x 16 x 4, seconds
-    PYTHONPATH=src .venv/bin/python bench/serve/run.py --db /tmp/paper.db --keep   # build once, reuse
+    PYTHONPATH=src .venv/bin/python bench/serve/run.py            # all, paper size (a few minutes)
+    PYTHONPATH=src .venv/bin/python bench/serve/run.py --quick    # 16 x 16 x 4, smaller batches: under a minute
+    PYTHONPATH=src .venv/bin/python bench/serve/run.py --only pages --db /tmp/paper.db --keep   # build once, reuse
 
 The store is written the way runs write it (each output once, in its call row; the proof,
 analysis and meta rows keep status, score and lineage, from_call set) but in one bulk
@@ -18,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -29,8 +34,11 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import insert
+from sqlalchemy import func, insert, select
 
+import service
+
+from proofloop.api.events import event_id, record_events
 from proofloop.api.viewer import pages, viewer_router
 from proofloop.store import Store, messages_sha
 from proofloop.store.schema import (CallRow, LineageRow, MetaVerificationRow, PromptRow, ProofRow, RefinedFromRow,
@@ -158,31 +166,38 @@ def timed(client: TestClient, url: str, repeats: int) -> dict[str, Any]:
     r = client.get(url)
     cold_ms = (time.perf_counter() - first) * 1000
     assert r.status_code == 200, (url, r.status_code, r.text[:300])
-    warm, uncached = [], []
-    for times, clear in ((warm, False), (uncached, True)):
+    out: dict[str, Any] = {"url": url, "first_ms": round(cold_ms, 1)}
+    for name, clear in (("cached", False), ("uncached", True)):
+        times, cpu = [], []
         for _ in range(repeats):
             if clear:
-                pages.settled_stats.cache_clear()
-                pages.settled_usage.cache_clear()
-            t = time.perf_counter()
+                pages.clear_settled()
+            t, c = time.perf_counter(), time.process_time()
             r = client.get(url)
             times.append((time.perf_counter() - t) * 1000)
-    return {"url": url, "first_ms": round(cold_ms, 1), "cached": percentiles(warm), "uncached": percentiles(uncached),
-            "html_bytes": len(r.content), "repeats": repeats}
+            cpu.append((time.process_time() - c) * 1000)
+        # CPU time of the process (every thread): what the page costs, whatever the machine's load
+        out[name] = {**percentiles(times), "cpu_p50_ms": round(statistics.median(cpu), 1)}
+    return {**out, "html_bytes": len(r.content), "repeats": repeats}
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--proofs", type=int, default=64)
-    ap.add_argument("--verifications", type=int, default=64)
-    ap.add_argument("--rounds", type=int, default=16)
-    ap.add_argument("--repeats", type=int, default=40)
-    ap.add_argument("--quick", action="store_true", help="16 x 16 x 4, 10 repeats")
-    ap.add_argument("--db", type=Path, help="store file (default: a temporary one); reused when it holds the run")
-    ap.add_argument("--keep", action="store_true", help="keep the store file")
-    args = ap.parse_args(argv)
-    if args.quick:
-        args.proofs, args.verifications, args.rounds, args.repeats = 16, 16, 4, 10
+def event_looks(store: Store, run_id: str, repeats: int) -> dict[str, Any]:
+    """What an event stream of this run costs: its first look (the first 500 events, each
+    analysis parsed for its issues) and a look once it has caught up (nothing new)."""
+    first, tail = [], []
+    with store.engine.connect() as conn:
+        latest = max(conn.execute(select(func.max(t.created_at)).where(t.run_id == run_id)).scalar_one()
+                     for t in (ProofRow, VerificationRow, MetaVerificationRow))
+    caught_up = event_id(latest, "end", "run")  # after every record
+    for times, after in ((first, None), (tail, caught_up)):
+        for _ in range(max(3, repeats // 4)):
+            t = time.perf_counter()
+            record_events(store, run_id, after)
+            times.append((time.perf_counter() - t) * 1000)
+    return {"first_look": percentiles(first), "caught_up_look": percentiles(tail)}
+
+
+def pages_bench(args: argparse.Namespace) -> dict[str, Any]:
     db = args.db or Path(tempfile.mkdtemp()) / "serve-bench.db"
     store = Store(db)
     found = [r for r in store.list_runs(limit=5) if r.summary and r.config.get("options", {}).get("initial") == args.proofs]
@@ -201,12 +216,47 @@ def main(argv: list[str] | None = None) -> int:
                "store_mb": round(sum(p.stat().st_size for p in db.parent.glob(db.name + "*")) / 2**20, 1),
                "pages": [timed(client, url, args.repeats) for url in
                          (f"/ui/runs/{run_id}", f"/ui/runs/{run_id}?page=8", f"/ui/runs/{run_id}/proofs/{chosen}",
-                          f"/ui/runs/{run_id}/proofs/{chosen}?page=4", "/ui/")]}
-    print(json.dumps(results, indent=2))
+                          f"/ui/runs/{run_id}/proofs/{chosen}?page=4", "/ui/")],
+               "event_stream": event_looks(store, run_id, args.repeats)}
+    store.close()
     if not args.keep and args.db is None:
-        store.close()
-        db.unlink()
+        for path in db.parent.glob(db.name + "*"):
+            path.unlink()
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--proofs", type=int, default=64)
+    ap.add_argument("--verifications", type=int, default=64)
+    ap.add_argument("--rounds", type=int, default=16)
+    ap.add_argument("--repeats", type=int, default=40)
+    ap.add_argument("--quick", action="store_true", help="16 x 16 x 4, 10 repeats; the service part smaller too")
+    ap.add_argument("--db", type=Path, help="store file (default: a temporary one); reused when it holds the run")
+    ap.add_argument("--keep", action="store_true", help="keep the store file")
+    ap.add_argument("--only", choices=("pages", "service"), help="one part of the benchmark")
+    ap.add_argument("--out", type=Path, help="also write the results (JSON) here")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.proofs, args.verifications, args.rounds, args.repeats = 16, 16, 4, 10
+    results: dict[str, Any] = {"machine": machine()}
+    if args.only in (None, "pages"):
+        results["pages"] = pages_bench(args)
+    if args.only in (None, "service"):
+        results["service"] = service.main(["--quick"] if args.quick else [])
+    results["machine_after"] = machine()
+    text = json.dumps(results, indent=2)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
     return 0
+
+
+def machine() -> dict[str, Any]:
+    """The load the numbers were taken under (2 shared cores here: times vary with it)."""
+    return {"cpus": os.cpu_count(), "load_avg_1_5_15": [round(x, 2) for x in os.getloadavg()],
+            "python": sys.version.split()[0], "sqlite": sqlite3.sqlite_version,
+            "at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ from proofloop.errors import UserInputError
 from proofloop.store import RunBusy, Store, StoreError
 
 from proofloop.api.auth import require_token
+from proofloop.api.events import StoreWrites
 from proofloop.api.metrics import CONTENT_TYPE, Metrics
 from proofloop.api.mounts import include_rewards, include_viewer
 from proofloop.api.settings import ServeSettings
@@ -65,6 +66,7 @@ class Services:
     store: Store
     workers: Workers
     metrics: Metrics
+    writes: StoreWrites  # wakes event streams when this process stores something
     extra: dict[str, Any] = field(default_factory=dict)  # for mounted routers' own state
 
 
@@ -89,7 +91,7 @@ def create_app(settings: ServeSettings, routers: Sequence[Mount] = ()) -> FastAP
 
     app = FastAPI(title="proofloop", version="1", lifespan=lifespan,
                   description="Prove, verify and grade with self-verifying models; runs, progress events, metrics.")
-    app.state.services = Services(settings, store, workers, metrics)
+    app.state.services = Services(settings, store, workers, metrics, StoreWrites(store))
     app.add_middleware(BodyLimit, max_bytes=settings.limits.max_body_bytes)
     app.add_middleware(HttpMetrics, metrics=metrics)
     add_error_handlers(app)

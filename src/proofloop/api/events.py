@@ -26,12 +26,15 @@ resume keeps its first time, so replayed work is not sent twice.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from sqlalchemy import event as sa_event
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -98,27 +101,38 @@ def record_events(store: Store, run_id: str, after: str | None = None, limit: in
     """The record events of a run after the event id `after` (all when None), oldest first."""
     since = parse_event_id(after) if after else None
     since_t = from_micros(since[0]) if since else None
-    events: list[Event] = []
-    with Session(store.engine) as s, s.begin():  # one snapshot for the four tables
+    found: list[tuple[tuple[int, int, str], str, dict[str, Any]]] = []
+    texts_of: set[str] = set()  # analyses whose issues live in their call's text
+    with Session(store.engine) as s, s.begin():  # one snapshot for the four tables and the texts
         for kind, table, columns in _SOURCES:
             q = select(table.created_at, *(getattr(table, c) for c in columns))
-            if kind == "analysis":  # issues live in the stored call's text (store/derive.py)
-                q = q.add_columns(CallRow.text, CallRow.reasoning, CallRow.finish_reason).outerjoin(
-                    CallRow, (CallRow.key == table.id) & table.from_call)
+            if kind == "analysis":
+                q = q.add_columns(table.from_call)
             q = q.where(table.run_id == run_id)
             if since_t is not None:
                 q = q.where(table.created_at >= since_t)  # equal times are sorted out below
             # Each table's first rows in time: the merged first `limit` come from these.
-            q = q.order_by(table.created_at).limit(limit + 1000)
-            for row in s.execute(q):
+            for row in s.execute(q.order_by(table.created_at).limit(limit + 1000)):
                 data = dict(zip(columns, row[1:len(columns) + 1]))
-                if kind == "analysis" and row[-3] is not None:
-                    data["issues"] = derived_fields("verification", *row[-3:])["issues"]
-                events.append(Event(event_id(row[0], kind, str(data["id"])), kind, data))
-    events.sort(key=_key)
-    if since is not None:
-        events = [e for e in events if _key(e) > since]
-    return events[:limit]
+                key = (micros(row[0]), ORDER[kind], str(data["id"]))
+                if since is None or key > since:
+                    found.append((key, kind, data))
+                    if kind == "analysis" and row[-1]:
+                        texts_of.add(data["id"])
+        found = sorted(found, key=lambda f: f[0])[:limit]
+        # Parsing an analysis is the costly part: only the ones sent now.
+        add_issues(s, [data for _, kind, data in found if kind == "analysis" and data["id"] in texts_of])
+    return [Event(f"{key[0]:017d}-{key[1]}-{key[2]}", kind, data) for key, kind, data in found]
+
+
+def add_issues(s: Session, analyses: list[dict[str, Any]]) -> None:
+    """Each analysis's issues, derived from its stored call (store/derive.py)."""
+    by_id = {a["id"]: a for a in analyses}
+    ids = list(by_id)
+    for i in range(0, len(ids), BATCH):  # SQLite caps bound parameters per statement
+        for key, *text in s.execute(select(CallRow.key, CallRow.text, CallRow.reasoning, CallRow.finish_reason)
+                                    .where(CallRow.key.in_(ids[i:i + BATCH]))):
+            by_id[key]["issues"] = derived_fields("verification", *text)["issues"]
 
 
 def end_event(run: Run, status: str, after: str | None) -> Event:
@@ -133,3 +147,64 @@ def end_event(run: Run, status: str, after: str | None) -> Event:
 def is_after(event: Event, after: str | None) -> bool:
     since = parse_event_id(after) if after else None
     return since is None or _key(event) > since
+
+
+class StoreWrites:
+    """Wakes this process's event streams when it has stored something: a stream then looks at
+    the store at once instead of at its next poll (POLL_S in routes.py), so an event leaves
+    within milliseconds of its record. Writes of other processes (a CLI resume of the same
+    store) are not seen here; the streams' polling still finds them.
+
+    A write is a transaction of the store's writer (IMMEDIATE); the wake comes when its
+    connection goes back to the pool, after the commit, so the stream's next read sees it.
+    `count` goes up with every write: a stream notes it before it looks, and `wait` returns at
+    once when a write came in since.
+
+        writes = StoreWrites(store)
+        seen = writes.count
+        ... look at the store ...
+        await writes.wait(seen, timeout=0.25)   # a write since `seen`, or the timeout
+    """
+
+    def __init__(self, store: Store):
+        self.count = 0
+        self.lock = threading.Lock()
+        self.waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+        sa_event.listen(store.engine, "commit", self._committed)
+        sa_event.listen(store.engine.pool, "checkin", self._returned)
+
+    @staticmethod
+    def _committed(conn: Any) -> None:
+        if conn.get_execution_options().get("immediate"):  # the store's writer, not a read
+            conn.info["wrote"] = True
+
+    def _returned(self, dbapi_conn: Any, record: Any) -> None:
+        if record is not None and record.info.pop("wrote", False):
+            self.wrote()
+
+    def wrote(self) -> None:
+        """Count a write and wake every waiting stream."""
+        with self.lock:
+            self.count += 1
+            waiters = list(self.waiters)
+        for loop, flag in waiters:
+            try:
+                loop.call_soon_threadsafe(flag.set)
+            except RuntimeError:  # that stream's loop has closed
+                pass
+
+    async def wait(self, seen: int, timeout: float) -> bool:
+        """Until a write after `seen` (True) or `timeout` seconds (False)."""
+        item = (asyncio.get_running_loop(), asyncio.Event())
+        with self.lock:
+            if self.count != seen:
+                return True
+            self.waiters.add(item)
+        try:
+            await asyncio.wait_for(item[1].wait(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+        finally:
+            with self.lock:
+                self.waiters.discard(item)

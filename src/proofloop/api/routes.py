@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
@@ -36,7 +37,8 @@ from proofloop.api.workers import API_STATUSES
 
 RunId = Path(min_length=1, max_length=40, pattern=r"^[\w.-]+$", description="a run id, e.g. r-20260101-a1b2c3")
 LIVE = ("queued", "running")
-POLL_S = 0.25  # how often an event stream looks at the store
+POLL_S = 0.25  # how often an event stream looks at the store when nothing wakes it
+GATHER_S = 0.02  # after a wake, let a burst of writes land: one look for them all
 KEEPALIVE_S = 15.0  # an SSE comment this often keeps proxies from closing an idle stream
 
 
@@ -222,6 +224,7 @@ async def event_stream(request: Request, run_id: str, after: str | None) -> Asyn
     yield "retry: 1000\n\n"
     idle = 0.0
     while not await request.is_disconnected():
+        seen = s.writes.count  # before looking: a write during the look wakes the wait below
         run = await run_in_threadpool(s.store.get_run, run_id)
         status = s.workers.status(run) if run is not None else "failed"
         batch = await run_in_threadpool(record_events, s.store, run_id, after)
@@ -239,5 +242,7 @@ async def event_stream(request: Request, run_id: str, after: str | None) -> Asyn
         if idle >= KEEPALIVE_S:
             yield ": keep-alive\n\n"
             idle = 0.0
-        await asyncio.sleep(POLL_S)
-        idle += POLL_S
+        waited = time.monotonic()
+        if await s.writes.wait(seen, POLL_S):  # this process stored something (or POLL_S passed)
+            await asyncio.sleep(GATHER_S)
+        idle += time.monotonic() - waited

@@ -56,6 +56,19 @@ def settled_stats(store: Store, run_id: str, problem_id: int, updated_at: Any) -
     return Q.proof_stats(store, run_id, problem_id)
 
 
+@lru_cache(maxsize=64)
+def settled_chosen(store: Store, run_id: str, problem_id: int, chosen: str, updated_at: Any) -> dict[str, Any]:
+    """The chosen proof's view (its 64 analyses parsed for their issues, its Markdown rendered)."""
+    stats = settled_stats(store, run_id, problem_id, updated_at)
+    return chosen_view(store, run_id, {s.id: s for s in stats}, chosen)
+
+
+def clear_settled() -> None:
+    """Forget what was kept of finished runs (the benchmark's uncached views)."""
+    for cached in (settled_usage, settled_stats, settled_chosen):
+        cached.cache_clear()
+
+
 def run_usage_view(store: Store, run: Run) -> dict[str, Any]:
     return settled_usage(store, run.id, run.updated_at) if settled(run) else usage_by_role(store, run.id)
 
@@ -132,18 +145,18 @@ def round_scores(stats: list[Q.ProofStats]) -> list[RoundScores]:
     return [RoundScores(r, means) for r, means in sorted(by_round.items())]
 
 
-def chosen_view(store: Store, run: Run, stats_by_id: dict[str, Q.ProofStats], chosen: str) -> dict[str, Any]:
+def chosen_view(store: Store, run_id: str, stats_by_id: dict[str, Q.ProofStats], chosen: str) -> dict[str, Any]:
     """The chosen proof's text, the issues its counted analyses found, and its lineage."""
-    proof = Q.proof_text(store, run.id, chosen) or {}
-    analyses = store.verifications(run.id, proof_id=chosen)
-    metas = Q.meta_ratings(store, run.id, [a.id for a in analyses])
+    proof = Q.proof_text(store, run_id, chosen) or {}
+    analyses = store.verifications(run_id, proof_id=chosen)
+    metas = Q.meta_ratings(store, run_id, [a.id for a in analyses])
     issues: Counter[str] = Counter()
     for a in analyses:
         if a.status == "ok" and a.score is not None and not rejected(metas.get(a.id, [])):
             issues.update(dict.fromkeys(a.issues, 1))
     nodes = {pid: {"parents": s.parents} for pid, s in stats_by_id.items()}
     chain = lineage_of(nodes, chosen)
-    shown = Q.refined_from(store, run.id, chain)
+    shown = Q.refined_from(store, run_id, chain)
     return {"id": chosen, "stats": stats_by_id[chosen], "proof": proof,
             "html": render_markdown(proof.get("solution") or proof.get("raw") or ""),
             "self_evaluation_html": render_markdown(proof.get("self_evaluation") or ""),
@@ -162,24 +175,29 @@ def problem_view(store: Store, run: Run, problem: Any, *, page: int) -> dict[str
     stats = (settled_stats(store, run.id, problem.id, run.updated_at) if settled(run)
              else Q.proof_stats(store, run.id, problem.id))
     chosen, how = chosen_proof_id(run, problem, stats)
-    by_id = {s.id: s for s in stats}
     where = pages(len(stats), PROOFS_PER_PAGE, page)
+    if chosen is None:
+        chosen_part = None
+    elif settled(run):
+        chosen_part = settled_chosen(store, run.id, problem.id, chosen, run.updated_at)
+    else:
+        chosen_part = chosen_view(store, run.id, {s.id: s for s in stats}, chosen)
     return {"problem": problem, "problem_html": render_markdown(problem.text), "how_chosen": how,
             "chart": score_chart(round_scores(stats)), "pool": stats[where["start"]:where["stop"]], "where": where,
             "rounds": len({s.round for s in stats}), "n_proofs": len(stats),
             "n_analyses": sum(s.n_analyses for s in stats), "n_rejected": sum(s.n_rejected for s in stats),
-            "chosen": chosen_view(store, run, by_id, chosen) if chosen else None}
+            "chosen": chosen_part}
 
 
 def proof_view(store: Store, run: Run, proof: dict[str, Any], *, page: int) -> dict[str, Any]:
     """One proof and one page of its analyses, each with its meta-verification verdict."""
     ids = Q.analysis_ids(store, run.id, proof["id"])
     where = pages(len(ids), ANALYSES_PER_PAGE, page)
-    wanted = set(ids[where["start"]:where["stop"]])
-    analyses = [a for a in store.verifications(run.id, proof_id=proof["id"]) if a.id in wanted]
+    wanted = ids[where["start"]:where["stop"]]
+    analyses = Q.analysis_texts(store, run.id, wanted)  # only this page's are parsed
     metas = Q.meta_ratings(store, run.id, wanted)
-    rows = [{"a": a, "html": render_markdown(a.analysis or a.raw or ""), "metas": metas.get(a.id, []),
-             "rejected": rejected(metas.get(a.id, []))} for a in analyses]
+    rows = [{"a": a, "html": render_markdown(a["analysis"] or a["raw"] or ""), "metas": metas.get(a["id"], []),
+             "rejected": rejected(metas.get(a["id"], []))} for a in analyses]
     return {"proof": proof, "html": render_markdown(proof.get("solution") or proof.get("raw") or ""),
             "self_evaluation_html": render_markdown(proof.get("self_evaluation") or ""),
             "analyses": rows, "where": where, "children": Q.children(store, run.id, proof["id"]),

@@ -160,6 +160,24 @@ def proof_text(store: Store, run_id: str, proof_id: str) -> dict[str, Any] | Non
     return fields
 
 
+def analysis_texts(store: Store, run_id: str, ids: Iterable[str]) -> list[dict[str, Any]]:
+    """The given analyses with their texts, in recorded order: only these are parsed (a proof
+    page shows 16 of a proof's 64)."""
+    V = VerificationRow
+    out = []
+    with reading(store) as s:
+        for part in chunks(ids):
+            for row, *text in s.execute(select(V, CallRow.text, CallRow.reasoning, CallRow.finish_reason)
+                                        .outerjoin(CallRow, and_(CallRow.key == V.id, V.from_call))
+                                        .where(V.run_id == run_id, V.id.in_(part))):
+                fields = {c: getattr(row, c) for c in ("id", "proof_id", "raw", "reasoning", "analysis", "score",
+                                                      "status", "cause", "issues", "created_at")}
+                if row.from_call and text[0] is not None:
+                    fields.update(derived_fields("verification", *text))
+                out.append(fields)
+    return sorted(out, key=lambda a: (a["created_at"], a["id"]))
+
+
 def analysis_ids(store: Store, run_id: str, proof_id: str) -> list[str]:
     V = VerificationRow
     with reading(store) as s:
