@@ -65,8 +65,10 @@ def execute(store: Store, run_id: str, *, api_key: str | None = None,
         try:
             ctx = RunContext.build(store, run_id, run.config, api_key=api_key, on_record=on_record, notice=notice)
             notice(ctx.setup.describe())
-            with _sigterm_as_interrupt():
+            with _sigterm_as_interrupt() as sigterm:
                 summary = asyncio.run(_execute_and_close(kind.execute, ctx, cancel))
+            if sigterm.is_set():  # asked to stop, even if the work ran to its end (see below)
+                raise KeyboardInterrupt
             _check_some_call_succeeded(store, run_id)
             prune_orphans(store, run_id, ctx.recorder.recorded)
         except KeyboardInterrupt:
@@ -119,20 +121,26 @@ async def _cancellable(work: Any, cancel: threading.Event) -> dict[str, Any]:
 
 
 @contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
+def _sigterm_as_interrupt() -> Iterator[threading.Event]:
     """SIGTERM stops a run like Ctrl-C: status interrupted, everything finished kept. It is
     turned into SIGINT, which asyncio.run handles by cancelling its main task (a
-    KeyboardInterrupt raised in whatever frame was running would leave a task's error behind)."""
+    KeyboardInterrupt raised in whatever frame was running would leave a task's error behind).
+    The event it yields says a SIGTERM came: Python 3.11's TaskGroup can drop that
+    cancellation when a child fails at the same moment (CPython issue 116720), and the run
+    must still end as interrupted, not as finished."""
+    requested = threading.Event()
+
     def interrupt(signum: int, frame: Any) -> None:
+        requested.set()
         signal.raise_signal(signal.SIGINT)
 
     try:
         previous = signal.signal(signal.SIGTERM, interrupt)
     except ValueError:  # not the main thread: leave signals alone
-        yield
+        yield requested
         return
     try:
-        yield
+        yield requested
     finally:
         signal.signal(signal.SIGTERM, previous)
 
