@@ -108,3 +108,45 @@ def test_prove_verifies_each_candidate_with_its_evidence_and_resume_repeats_no_c
     assert {pid: scores[pid] for pid in kept} == {pid: 0.0 if s == "failed" else 1.0 for pid, s in kept.items()}
     verify_prompts = [p for role, p in log if role == "verify"]
     assert len(verify_prompts) >= 2 and all(EVIDENCE_HEADER in p for p in verify_prompts)
+
+
+def test_evidence_is_found_once_per_proof_and_read_back_on_resume(tmp_path: Path):
+    import asyncio
+
+    from proofloop.packs import Evidence, Pack
+    from proofloop.protocol.types import ParseStatus
+    from proofloop.roles.records import ProofRecord
+    from proofloop.runs.evidence import evidence_view
+    from proofloop.store import Store
+
+    runs: list[str] = []
+
+    def count_runs(problem: str, proof: str) -> Evidence | None:
+        runs.append(proof)
+        return None if proof == "no code" else Evidence(f"ran {proof}", {"status": "passed", "proof": proof})
+
+    toy = Pack(name="toy", description="", rubric=get_pack("code").rubric, evidence=count_runs)
+    store = Store(tmp_path / "runs.db")
+    run_id = store.create_run("prove", {})
+    pid = store.add_problem(run_id, "P")
+    proofs = [ProofRecord(id=f"p{i}", problem="P", status=ParseStatus.OK, raw=text, solution=text)
+              for i, text in enumerate(["a", "no code"])]
+    for p in proofs:
+        store.add_proof(run_id, p.id, problem_id=pid, raw=p.raw, status="ok", meta={"derived": True})
+    kept: dict = {}
+    view = evidence_view(toy, store, run_id, kept)
+
+    async def views():  # four verifications of each proof at once
+        return await asyncio.gather(*(view("P", p) for p in proofs for _ in range(4)))
+
+    shown = asyncio.run(views())
+    assert sorted(runs) == ["a", "no code"]  # once per proof
+    assert shown[:4] == [f"P\n\n{EVIDENCE_HEADER}\n\nran a\n"] * 4 and shown[4:] == ["P"] * 4
+    metas = {p.id: p.meta for p in store.proofs(run_id)}
+    assert metas["p0"] == {"derived": True, "evidence": {"status": "passed", "proof": "a"}, "evidence_text": "ran a"}
+    assert metas["p1"] == {"derived": True, "evidence": None, "evidence_text": None} and kept["p0"]["evidence_text"]
+    again = evidence_view(toy, store, run_id, {})  # a resume: what was found is read back, nothing runs
+    assert asyncio.run(again("P", proofs[0])) == shown[0] and asyncio.run(again("P", proofs[1])) == "P"
+    assert len(runs) == 2
+    with pytest.raises(KeyError):
+        store.merge_proof_meta(run_id, "nope", {"x": 1})
