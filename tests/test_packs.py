@@ -14,7 +14,7 @@ from hypothesis import given, strategies as st
 from proofloop.errors import UserInputError
 from proofloop.packs import get_pack, pack_names, with_evidence
 from proofloop.packs.law import TASKS
-from proofloop.packs.metrics import agreement, cohen_kappa_binary
+from proofloop.packs.metrics import agreement, cohen_kappa_binary, invented_issue_rate
 from proofloop.protocol import (FINAL_SCORE_PHRASE, META_FINAL_PHRASE, Templates, detect_role,
                                 generation_messages, meta_verification_messages, refinement_messages,
                                 verification_messages)
@@ -151,6 +151,25 @@ def test_law_bench_reports_the_pack_metrics(tmp_path: Path):
     assert pm["pack"] == "law" and pm["overall"]["n"] == 8 and list(pm["sets"]) == ["personal_jurisdiction"]
     o = pm["overall"]
     assert o["tp"] + o["fp"] + o["fn"] + o["tn"] == 8 and o["tp"] + o["fn"] == 4  # one right of each pair
+    assert "meta" not in pm  # no --meta: no meta-verifier calls, no rate
+
+
+@needs_data
+def test_law_bench_with_meta_reports_the_share_of_invented_issues(tmp_path: Path):
+    db = tmp_path / "runs.db"
+    out = run_json(["bench", "pack", "--pack", "law", "--dataset", "personal_jurisdiction", "--data-dir", str(DATA),
+                    "--provider", "sim", "-n", "2", "--limit", "8", "--seed", "1", "--meta", "2"], cli_env(db))
+    with closing(sqlite3.connect(db)) as con:
+        finding = con.execute("SELECT count(*) FROM verifications WHERE status = 'ok' AND score < 1").fetchone()[0]
+        metas = con.execute("SELECT verification_id, rating FROM meta_verifications WHERE status = 'ok'").fetchall()
+    m = out["pack_metrics"]["meta"]
+    assert finding > 0 and len(metas) == 2 * finding  # every issue-reporting analysis, two ratings each
+    by_analysis: dict[str, list[float]] = {}
+    for vid, rating in metas:
+        by_analysis.setdefault(vid, []).append(rating)
+    rejected = sum(1 for rs in by_analysis.values() if rs.count(0.0) * 2 > len(rs))
+    assert (m["rated"], m["rejected"], m["unrated"]) == (finding, rejected, 0)
+    assert m["invented_issue_rate"] == pytest.approx(rejected / finding)
 
 
 # ---------------------------------------------------------------------------- metrics
@@ -181,6 +200,22 @@ def test_agreement_properties(pairs):
         assert perfect["kappa"] == pytest.approx(1.0)
     k = cohen_kappa_binary([s >= 1 for s in scores], [h >= 1 for h in labels])
     assert k == m["kappa"] and (k is None or -1 - 1e-9 <= k <= 1 + 1e-9)
+
+
+def test_invented_issue_rate_by_hand():
+    assert invented_issue_rate([]) == {"rated": 0, "rejected": 0, "invented_issue_rate": None}
+    assert invented_issue_rate([False, False, True]) == {"rated": 3, "rejected": 1, "invented_issue_rate": 1 / 3}
+    assert invented_issue_rate([True, True])["invented_issue_rate"] == 1.0
+
+
+@given(st.lists(st.booleans(), max_size=50))
+def test_invented_issue_rate_properties(verdicts):
+    m = invented_issue_rate(verdicts)
+    assert m["rated"] == len(verdicts) and m["rejected"] == verdicts.count(True)
+    if verdicts:
+        assert 0.0 <= m["invented_issue_rate"] <= 1.0
+        flipped = invented_issue_rate([not v for v in verdicts])["invented_issue_rate"]
+        assert m["invented_issue_rate"] + flipped == pytest.approx(1.0)
 
 
 def test_no_evidence_leaves_the_problem_alone():

@@ -80,8 +80,9 @@ from proofloop.models.base import Sampling
 from proofloop.models.wrapper import Model
 from proofloop.protocol import Templates
 from proofloop.roles import meta_verify, verify
-from proofloop.roles.records import AnalysisRecord, MetaRecord, ProofRecord
+from proofloop.roles.records import AnalysisRecord, MetaRecord, ProblemView, ProofRecord
 from proofloop.protocol.types import ParseStatus
+
 
 ISSUE_SCORES = (0.0, 0.5)
 RATINGS = (0.0, 0.5, 1.0)  # what a meta-verifier may answer
@@ -404,20 +405,22 @@ def _proof_record(item: LabelItem, proof_id: str | None = None) -> ProofRecord:
 async def label_one(model: Model, item: LabelItem, *, n: int, rule: LabelRule, start: int = 0,
                     verify_sampling: Sampling = Sampling(), meta_sampling: Sampling = Sampling(),
                     templates: Templates | None = None, recorder: Any = None,
-                    proof_id: str | None = None) -> LabelledProof:
+                    proof_id: str | None = None, evidence: ProblemView | None = None) -> LabelledProof:
     """Verify one proof n times (sample indices start..start+n-1), meta-verify each analysis
-    that reports issues m times, record everything, decide.
+    that reports issues m times, record everything, decide. `evidence` (a pack's executable
+    evidence, search.base.ProblemView) gives the problem as the proof's verifiers see it.
 
     The ratings of the analysis with sample index j use sample indices j*m..j*m+m-1 of their
     prompt, so two analyses with the same text still get m independent ratings each."""
     recorder = recorder or _NullRecorder()
     proof = _proof_record(item, proof_id)
-    v = await verify(model, item.problem, proof, sampling=verify_sampling, n=n, start=start, templates=templates)
+    shown = item.problem if evidence is None else await evidence(item.problem, proof)
+    v = await verify(model, shown, proof, sampling=verify_sampling, n=n, start=start, templates=templates)
     for a in v.analyses:
         recorder.analysis(item.problem, a)
 
     async def rate(j: int, a: AnalysisRecord) -> tuple[str, list[MetaRecord]]:
-        records = await meta_verify(model, item.problem, proof, a, sampling=meta_sampling, m=rule.m,
+        records = await meta_verify(model, shown, proof, a, sampling=meta_sampling, m=rule.m,
                                     start=j * rule.m, templates=templates)
         for r in records:
             recorder.meta(item.problem, r)
@@ -441,14 +444,15 @@ def verify_starts(items: Sequence[LabelItem], n: int) -> list[int]:
 
 async def label_items(model: Model, items: Sequence[LabelItem], *, n: int, rule: LabelRule,
                       verify_sampling: Sampling = Sampling(), meta_sampling: Sampling = Sampling(),
-                      templates: Templates | None = None, recorder: Any = None) -> list[LabelledProof]:
+                      templates: Templates | None = None, recorder: Any = None,
+                      evidence: ProblemView | None = None) -> list[LabelledProof]:
     """Label every item concurrently (the Model caps requests per endpoint); input order kept."""
     if n < 1:
         raise UserInputError(f"n must be at least 1 (got {n})")
     starts = verify_starts(items, n)
     return list(await asyncio.gather(*(
         label_one(model, item, n=n, rule=rule, start=s, verify_sampling=verify_sampling,
-                  meta_sampling=meta_sampling, templates=templates, recorder=recorder)
+                  meta_sampling=meta_sampling, templates=templates, recorder=recorder, evidence=evidence)
         for item, s in zip(items, starts))))
 
 

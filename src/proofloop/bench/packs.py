@@ -3,19 +3,28 @@ metrics of agreement between the verifier and the labels.
 
 `pack_rows` reads a pack's data set (with any executable evidence folded into each problem,
 its record kept with the proof) as rows for a `bench-grade` run; `pack_summary` adds the
-pack's metrics, overall and per set, to that run's summary.
+pack's metrics, overall and per set, to that run's summary. With `--meta M` the run also
+meta-verifies (M ratings each) every analysis that reported issues (`meta_verify_issues`),
+and the summary gives the share the meta-verifier rejected as invented.
 
-    proofloop bench pack --pack law --dataset hearsay --data-dir ../shared/data -n 4
+    proofloop bench pack --pack law --dataset hearsay --data-dir ../shared/data -n 4 --meta 2
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from proofloop.bench.grading import proof_grades
+from proofloop.bench.grading import GRADE_START, proof_grades
+from proofloop.models.base import Sampling
+from proofloop.models.wrapper import Model
 from proofloop.packs import DEFAULT_PACK, Pack, get_pack, with_evidence
+from proofloop.packs.metrics import invented_issue_rate
+from proofloop.protocol import Templates
+from proofloop.roles import meta_verify
+from proofloop.search.decisions import finds_issues, meta_rejected
 from proofloop.store import Store
 
 
@@ -49,7 +58,39 @@ def pack_summary(store: Store, run_id: str, config: Mapping[str, Any]) -> dict[s
     return {"pack_metrics": {
         "pack": name, "unscored": sorted(set(truth) - {pid for pid, _, _ in pairs}),
         "overall": pack.metrics([s for s, _ in scored], [h for _, h in scored]),
-        "sets": {k: pack.metrics([s for s, _ in v], [h for _, h in v]) for k, v in sorted(by_set.items())}}}
+        "sets": {k: pack.metrics([s for s, _ in v], [h for _, h in v]) for k, v in sorted(by_set.items())},
+        **({"meta": invented_issues(store, run_id)} if (config.get("grader") or {}).get("meta") else {})}}
+
+
+async def meta_verify_issues(store: Store, run_id: str, model: Model, *, m: int, sampling: Sampling,
+                             templates: Templates | None = None) -> None:
+    """m meta-verifier ratings of every stored analysis of the run that reported issues
+    (a valid score below 1), each recorded as it comes (a resume replays the cached calls)."""
+    proofs = {p.id: p for p in store.proofs(run_id)}
+    problems = {p.id: p.text for p in store.problems(run_id)}
+    finding = [v for v in store.verifications(run_id) if v.status == "ok" and finds_issues(v.score)
+               and (v.analysis or v.raw or "").strip()]
+
+    async def one(v: Any) -> None:
+        proof = proofs[v.proof_id]
+        ratings = await meta_verify(model, problems[proof.problem_id], proof.solution or proof.raw, v.analysis or v.raw,
+                                    sampling=sampling, m=m, start=GRADE_START, templates=templates)
+        for r in ratings:
+            store.add_meta_verification(run_id, r.id, verification_id=v.id, raw=r.raw or "", status=r.status.value,
+                                        reasoning=r.reasoning, analysis=r.analysis, rating=r.rating, cause=r.cause,
+                                        meta={"grader": "meta-verifier"})
+
+    await asyncio.gather(*(one(v) for v in finding))
+
+
+def invented_issues(store: Store, run_id: str) -> dict[str, Any]:
+    """The share of the run's meta-verified analyses the meta-verifier rejected (search's rule:
+    most valid ratings 0), with the counts; failed ratings count as no verdict."""
+    ratings: dict[str, list[float | None]] = {}
+    for r in store.meta_verifications(run_id):
+        ratings.setdefault(r.verification_id, []).append(r.rating if r.status == "ok" else None)
+    verdicts = [meta_rejected(rs) for rs in ratings.values() if any(x is not None for x in rs)]
+    return {**invented_issue_rate(verdicts), "unrated": sum(1 for rs in ratings.values() if all(x is None for x in rs))}
 
 
 def _num(x: Any) -> str:
@@ -66,6 +107,10 @@ def render_pack_metrics(summary: Mapping[str, Any]) -> list[str]:
         lines.append(f"  {scope:<24} n={m['n']:<4} precision={_num(m['precision'])} recall={_num(m['recall'])} "
                      f"false-accept={_num(m['false_accept_rate'])} defects-caught={_num(m['defect_recall'])} "
                      f"kappa={_num(m['kappa'])}")
+    if pm.get("meta"):
+        mm = pm["meta"]
+        lines.append(f"  meta-verifier: {mm['rejected']} of {mm['rated']} issue-reporting analyses rejected as invented "
+                     f"(rate {_num(mm['invented_issue_rate'])}; {mm['unrated']} without a valid rating)")
     if pm["unscored"]:
         lines.append(f"  unscored (no usable verifier score): {len(pm['unscored'])}")
     return lines

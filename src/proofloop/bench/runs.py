@@ -40,7 +40,7 @@ from proofloop.bench import metrics as M
 from proofloop.bench.agreement import agreement_report, load_scores
 from proofloop.bench.datasets import normalise_grade
 from proofloop.bench.datasets import GradedProof, Problem, load_dataset, read_rows
-from proofloop.bench.packs import pack_summary, render_pack_metrics
+from proofloop.bench.packs import meta_verify_issues, pack_summary, render_pack_metrics
 from proofloop.bench.grading import (AUTOMATIC_GRADERS, RELEASED_AUTO, GradeItem, grade_items, human_grade,
                                      proof_grades)
 from proofloop.errors import UserInputError
@@ -242,7 +242,7 @@ def create_grade_run(store: Store, setup: ModelSetup, *, grader: str, n: int = 4
                      proofs: str | Path | None = None, dataset: str | None = None, data_dir: str | Path | None = None,
                      source_run: str | None = None, which: str = "chosen", rows: Sequence[Mapping[str, Any]] | None = None,
                      limit: int | None = None, grader_settings: ModelSettings | None = None,
-                     autograde_template: str | Path | None = None) -> str:
+                     autograde_template: str | Path | None = None, meta: int = 0) -> str:
     """A `bench-grade` run over proofs from exactly one source: a file, `dataset`
     ("dsm2-outputs"), another run, or `rows` (library use). The proofs (and any human grades
     that come with them) are stored now; `execute_bench` grades them. With grader "human"
@@ -279,6 +279,8 @@ def create_grade_run(store: Store, setup: ModelSetup, *, grader: str, n: int = 4
     else:
         setup = setup.resolved()
         grader_cfg = _grader_config(grader, n, grader_settings, autograde_template)
+        if meta:  # bench pack --meta M: issue-reporting analyses get M meta ratings each
+            grader_cfg["meta"] = meta
         if grader == "autograder":
             lacking = [r["id"] for r in items if not r["reference_solution"]]
             if lacking:
@@ -338,6 +340,9 @@ async def execute_grade(ctx: RunContext) -> dict[str, Any]:
         await grade_items(store, run_id, _items(store, run_id), g["name"], _grader_model(ctx),
                           n=g["n"], sampling=ctx.search.verify_sampling, templates=ctx.search.templates,
                           autograde_template=g.get("template"))
+    if g.get("meta"):
+        await meta_verify_issues(store, run_id, _grader_model(ctx), m=g["meta"], sampling=ctx.search.meta_sampling,
+                                 templates=ctx.search.templates)
     return _grade_summary(store, run_id, config)
 
 

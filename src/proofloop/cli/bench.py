@@ -145,10 +145,12 @@ def pack_bench(
                                                           "(law: the one holding legalbench/)")] = None,
     n: N = 4,
     limit: Annotated[Optional[int], typer.Option(min=1, help="only the first N labelled candidates")] = None,
+    meta: Annotated[int, typer.Option(min=0, help="meta ratings per analysis that reports issues (0: none)")] = 0,
     *, model_options: ModelOptions, db: Db = None, json_out: Json = False, verbose: Verbose = False,
 ) -> None:
     """Grade a pack's labelled candidates with the verifier (the pack's templates, its evidence),
-    then report the pack's metrics: precision, recall, false-accept rate at score 1, kappa."""
+    then report the pack's metrics: precision, recall, false-accept rate at score 1, kappa, and
+    with --meta the share of issue-reporting analyses the meta-verifier rejects as invented."""
     set_verbosity(verbose)
     _needs_bench_extra("proofloop bench pack")
     from proofloop.bench.packs import pack_rows
@@ -158,7 +160,7 @@ def pack_bench(
     setup = model_options.setup()
     rows = pack_rows(get_pack(setup.pack), dataset, data_dir, limit)
     store = open_store(db)
-    run_id = create_grade_run(store, setup, grader="verifier", n=n, rows=rows)
+    run_id = create_grade_run(store, setup, grader="verifier", n=n, rows=rows, meta=meta)
     run_and_render(store, run_id, api_key=model_options.api_key, json_mode=json_out, verbose=verbose,
                    announce=None if json_out else f"run {run_id}")
 

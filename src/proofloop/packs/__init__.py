@@ -28,10 +28,10 @@ import logging
 from typing import Any
 
 from proofloop.errors import UserInputError
-from proofloop.packs.base import EVIDENCE_HEADER, Evidence, IssueClass, Pack, Rubric, with_evidence
+from proofloop.packs.base import EVIDENCE_HEADER, Evidence, IssueClass, Pack, Rubric, shown_with_evidence, with_evidence
 
 __all__ = ["DEFAULT_PACK", "ENTRY_POINT_GROUP", "BUILTIN_PACKS", "EVIDENCE_HEADER", "Evidence", "IssueClass",
-           "Pack", "Rubric", "get_pack", "pack_names", "pack_sources", "with_evidence"]
+           "Pack", "Rubric", "get_pack", "pack_names", "pack_sources", "shown_with_evidence", "with_evidence"]
 
 log = logging.getLogger(__name__)
 

@@ -130,4 +130,15 @@ def with_evidence(pack: Pack, problem: str, proof: str) -> tuple[str, dict[str, 
     found = pack.evidence(problem, proof)
     if found is None:
         return problem, None
-    return f"{problem.rstrip()}\n\n{EVIDENCE_HEADER}\n\n{found.text.strip()}\n", found.record
+    return shown_with_evidence(problem, found.text), found.record
+
+
+def shown_with_evidence(problem: str, text: str | None) -> str:
+    """The problem with an evidence text appended under EVIDENCE_HEADER (None: as it is).
+
+    >>> shown_with_evidence("P", "2 tests failed")
+    'P\\n\\n### Execution evidence\\n\\n2 tests failed\\n'
+    """
+    if text is None:
+        return problem
+    return f"{problem.rstrip()}\n\n{EVIDENCE_HEADER}\n\n{text.strip()}\n"

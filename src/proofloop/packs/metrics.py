@@ -58,3 +58,14 @@ def agreement(scores: Sequence[float], labels: Sequence[float], accept_at: float
             # recall of defects: the share of wrong candidates (seeded defects, for the code pack) rejected
             "defect_recall": _ratio(tn, fp + tn), "accuracy": _ratio(tp + tn, len(pred)),
             "kappa": cohen_kappa_binary(pred, gold)}
+
+
+def invented_issue_rate(rejected: Sequence[bool]) -> dict[str, Any]:
+    """The meta-verifier's verdicts on analyses that reported issues (True: it rejected the
+    analysis, its issues invented) -> how many were rated, how many rejected, and the share.
+
+    >>> invented_issue_rate([True, False, False, True])
+    {'rated': 4, 'rejected': 2, 'invented_issue_rate': 0.5}
+    """
+    k = sum(bool(r) for r in rejected)
+    return {"rated": len(rejected), "rejected": k, "invented_issue_rate": _ratio(k, len(rejected))}

@@ -11,6 +11,8 @@ cause, raw text, reasoning, finish reason, tokens, the sample's usage) lives on 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from pydantic import BaseModel, Field
 
 from proofloop.models.base import Usage
@@ -92,3 +94,9 @@ class MetaRecord(RoleRecord):
     analysis_id: str
     analysis: str | None = None
     rating: float | None = None
+
+
+# (problem, proof) -> the problem as that proof's verifier and meta-verifier see it: a domain
+# pack's executable evidence appended (runs/evidence.py builds one per run of such a pack;
+# searches and labelling take it; None there: the problem as it is).
+ProblemView = Callable[[str, ProofRecord], Awaitable[str]]

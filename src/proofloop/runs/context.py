@@ -29,6 +29,7 @@ from proofloop.models.wrapper import Model
 from proofloop.packs import DEFAULT_PACK, get_pack
 from proofloop.protocol import Templates
 from proofloop.roles.records import AnalysisRecord, MetaRecord, ProofRecord
+from proofloop.runs.evidence import evidence_view
 from proofloop.search.base import SearchContext
 from proofloop.search.budget import Budget
 from proofloop.store import Store
@@ -145,6 +146,8 @@ class StoreRecorder:
         # What this execution derived: after it finishes, derived records outside these sets
         # are orphans of an earlier execution's decisions (runs/execute.py prunes them).
         self.recorded: dict[str, set[str]] = {"proof": set(), "analysis": set(), "meta": set()}
+        # proof id -> meta to keep when the proof is recorded again (runs/evidence.py: its evidence)
+        self.kept_meta: dict[str, dict[str, Any]] = {}
 
     def problem_id(self, problem: str, **meta: Any) -> int:
         if problem not in self.problem_ids:
@@ -158,7 +161,7 @@ class StoreRecorder:
             self_score=record.self_score, status=record.status.value, cause=record.cause,
             finish_reason=record.finish_reason, round=where.get("round"), thread=where.get("thread"),
             attempt=where.get("attempt"), parents=record.parents, refined_from_analyses=record.analyses_used,
-            meta=DERIVED)
+            meta={**DERIVED, **self.kept_meta.get(record.id, {})})
         self.recorded["proof"].add(record.id)
         if not given:  # a proof the user supplied is no progress
             self.on_record("proof", record)
@@ -213,6 +216,7 @@ class RunContext:
         budget = Budget(scope="run", **config["run_budget"]) if config.get("run_budget") else None
         search = SearchContext(generator=model, templates=setup.templates, recorder=recorder,
                                seed=config.get("seed", 0), budget=budget, analysis_texts=recorder.analysis_texts,
+                               evidence=evidence_view(get_pack(setup.pack), store, run_id, recorder.kept_meta),
                                **{f"{role}_sampling": s for role, s in setup.sampling.items()})
         return cls(store, run_id, config, search, recorder, setup, notice)
 

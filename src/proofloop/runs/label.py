@@ -69,7 +69,7 @@ async def execute_label(ctx: RunContext) -> dict[str, Any]:
     n = config["n"]
     results = await label_items(ctx.search.verifier, stored_items(store, ctx.run_id), n=n, rule=rule,
                                 verify_sampling=ctx.search.verify_sampling, meta_sampling=ctx.search.meta_sampling,
-                                templates=ctx.search.templates, recorder=ctx.recorder)
+                                templates=ctx.search.templates, recorder=ctx.recorder, evidence=ctx.search.evidence)
     keys = [a.id for lp in results for a in lp.analyses] + [
         r.id for lp in results for rs in lp.ratings.values() for r in rs]
     call_times = {c.key: c.created_at for c in store.calls(keys=keys)}

@@ -13,6 +13,11 @@ search keeps only what it decides on (ids, scores, statuses, issues) once a reco
 recorded, and reads the texts back when a refinement prompt shows them; without it, records
 stay whole in memory (library use, MemoryRecorder).
 
+Evidence: when the context has `evidence` (a domain pack's executable evidence, such as the
+code pack's test run: the runner builds it), the verifier and meta-verifier of each proof see
+the problem as `ctx.verifier_problem(problem, proof)` returns it, the evidence appended;
+without it (mathematics) they see the problem as it is, the same prompt byte for byte.
+
     >>> texts = MemoryRecorder().analysis_texts   # what a runner provides, here from memory
     >>> texts("p1", ["a1"])
     {}
@@ -29,7 +34,7 @@ from proofloop.models.base import Sampling
 from proofloop.models.wrapper import Model
 from proofloop.protocol import Templates
 from proofloop.protocol.types import ParseStatus
-from proofloop.roles.records import AnalysisRecord, MetaRecord, ProofRecord, Verification
+from proofloop.roles.records import AnalysisRecord, MetaRecord, ProblemView, ProofRecord, Verification
 
 
 class StopReason(str, Enum):
@@ -137,10 +142,15 @@ class SearchContext:
     # Where recorded analysis texts can be read back (see the module docstring). Given, a
     # search drops texts from its working state once recorded; None: it keeps whole records.
     analysis_texts: AnalysisTexts | None = None
+    evidence: ProblemView | None = None  # None: every verifier sees the problem as it is
 
     def __post_init__(self):
         if self.verifier is None:
             self.verifier = self.generator
+
+    async def verifier_problem(self, problem: str, proof: ProofRecord) -> str:
+        """The problem as the verifier (and meta-verifier) of `proof` sees it."""
+        return problem if self.evidence is None else await self.evidence(problem, proof)
 
 
 @dataclass

@@ -280,7 +280,8 @@ class ProblemSearch:
         """Verifications lo..hi-1 of `entry` (and their meta ratings, when meta is on); `priority`
         is the server scheduling hint for all of them (with_priority)."""
         sampling = with_priority(self.ctx.verify_sampling, priority)
-        v = await verify(self.ver, self.problem, entry.proof, sampling=sampling, n=hi - lo,
+        shown = await self.ctx.verifier_problem(self.problem, entry.proof)
+        v = await verify(self.ver, shown, entry.proof, sampling=sampling, n=hi - lo,
                          start=verify_index(self.params, entry.slot, lo), templates=self.ctx.templates)
         for k, a in enumerate(v.analyses):
             self.ctx.recorder.analysis(self.problem, a)
@@ -296,7 +297,8 @@ class ProblemSearch:
         entry.finished += hi - lo
 
     async def _meta(self, entry: Entry, j: int, analysis: AnalysisRecord, priority: int | None = None) -> None:
-        ratings = await meta_verify(self.ver, self.problem, entry.proof, analysis,
+        shown = await self.ctx.verifier_problem(self.problem, entry.proof)
+        ratings = await meta_verify(self.ver, shown, entry.proof, analysis,
                                     sampling=with_priority(self.ctx.meta_sampling, priority),
                                     m=self.params.meta, start=meta_index(self.params, entry.slot, j),
                                     templates=self.ctx.templates)

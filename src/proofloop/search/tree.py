@@ -253,7 +253,8 @@ class TreeRun:
                              solution=child.text, parents=[child.id])
         self.proofs.append(record)
         self.ctx.recorder.proof(self.problem, record, round=child.depth)
-        v = await verify(self.ctx.verifier, self.problem, record, sampling=self.ctx.verify_sampling,
+        shown = await self.ctx.verifier_problem(self.problem, record)
+        v = await verify(self.ctx.verifier, shown, record, sampling=self.ctx.verify_sampling,
                          n=self.o.verifications)
         for a in v.analyses:
             self.ctx.recorder.analysis(self.problem, a)
@@ -268,7 +269,8 @@ class TreeRun:
     async def meta(self, proof: ProofRecord, analyses: list[AnalysisRecord]) -> set[str]:
         """The ids of the issue-finding analyses the meta-verifier rejects."""
         finding = [a for a in analyses if a.ok and finds_issues(a.score)]
-        ratings = await asyncio.gather(*(meta_verify(self.ctx.verifier, self.problem, proof, a,
+        shown = await self.ctx.verifier_problem(self.problem, proof)
+        ratings = await asyncio.gather(*(meta_verify(self.ctx.verifier, shown, proof, a,
                                                      sampling=self.ctx.meta_sampling, m=self.o.meta)
                                          for a in finding))
         for rs in ratings:

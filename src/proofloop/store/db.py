@@ -385,6 +385,14 @@ class Store:
             self._upsert(s, ProofRow, stored_fields("proof", values, self._call_of(s, id)), ["run_id", "id"])
             self._link(s, run_id, id, parents, refined_from_analyses)
 
+    def merge_proof_meta(self, run_id: str, proof_id: str, changes: dict[str, Any]) -> None:
+        """Merge `changes` into a recorded proof's meta (a pack's evidence for it, issue 12)."""
+        with self._write() as s:
+            row = s.get(ProofRow, (run_id, proof_id))
+            if row is None:
+                raise KeyError(f"run {run_id} has no proof {proof_id!r}")
+            row.meta = {**(row.meta or {}), **changes}  # a new dict, so the JSON column sees a change
+
     def add_verification(self, run_id: str, id: str, *, proof_id: str, raw: str, status: str,
                          reasoning: str | None = None, analysis: str | None = None,
                          score: float | None = None, cause: str | None = None,
