@@ -1,0 +1,108 @@
+"""Many workers (runs/workers.py): `bench run --split` stores a run and its problems as work
+items, three `bench run --worker RUN` processes (the CLI, as subprocesses) share the work on one
+store, one of them is killed with kill -9 while it holds a problem. The run finishes with every
+problem done once and no finished call sent to the server again (the simulator over HTTP keeps
+a request log with each request's body fingerprint); on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+
+from sqlalchemy import select
+
+from proofloop.sim.http import read_request_log
+from proofloop.store import Store
+from proofloop.store.schema import WorkRow
+from support.scripted import ServerProcess
+
+PROBLEMS = 9
+TTL_S = 3.0  # the killed worker's claim is taken over after this long (production: 60 s)
+
+
+def cli(*args: str, **popen: object) -> subprocess.Popen:
+    env = {**os.environ, "PROOFLOOP_CLAIM_TTL_S": str(TTL_S)}
+    return subprocess.Popen([sys.executable, "-m", "proofloop.cli", *args], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen)
+
+
+def problems_file(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "proofloop.cli", "sim", "problems", str(PROBLEMS), "--json"],
+                         capture_output=True, text=True, check=True).stdout
+    path = tmp_path / "problems.jsonl"
+    path.write_text("".join(json.dumps({"id": f"P{i}", "statement": s}) + "\n" for i, s in enumerate(json.loads(out))))
+    return path
+
+
+def claims(db: str, run: str) -> dict[str, tuple[str | None, str | None, int]]:
+    """item -> (owner, done_by, times claimed), read straight from the work table."""
+    with Store(db) as store, store.engine.connect() as conn:
+        rows = conn.execute(select(WorkRow.item, WorkRow.owner, WorkRow.done_by, WorkRow.claims)
+                            .where(WorkRow.run_id == run))
+        return {item: (owner, done_by, n) for item, owner, done_by, n in rows}
+
+
+def kill_while_holding(victim: subprocess.Popen, db: str, run: str, timeout_s: float = 60) -> tuple[str, float]:
+    """SIGKILL `victim` once it holds an unfinished problem and some problem is done (mid-run)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        state = claims(db, run)
+        held = [i for i, (owner, done_by, _) in state.items() if owner and owner.endswith(f":{victim.pid}") and not done_by]
+        if held and any(done_by for _, done_by, _ in state.values()):
+            os.kill(victim.pid, signal.SIGKILL)
+            return held[0], time.time()
+        assert victim.poll() is None, victim.stderr.read()
+        time.sleep(0.05)
+    raise AssertionError(f"the victim never held a problem mid-run: {claims(db, run)}")
+
+
+def test_three_workers_one_killed_every_problem_done_once_no_finished_call_repeated(db, tmp_path):
+    log = tmp_path / "requests.jsonl"
+    with ServerProcess(responder_factory="proofloop.sim.app:responder_factory", request_log=log,
+                       script={"responder": {"time_scale": 400.0}}) as server:
+        made = subprocess.run([sys.executable, "-m", "proofloop.cli", "bench", "run", "--dataset", str(problems_file(tmp_path)),
+                               "--provider", "openai", "--base-url", server.base_url, "--model", "sim-1",
+                               "--strategy", "single", "--k", "2", "-n", "2", "--parallel-problems", "2",
+                               "--split", "--json", "--db", db], capture_output=True, text=True)
+        assert made.returncode == 0, made.stderr
+        run = json.loads(made.stdout)["run_id"]
+        workers = [cli("bench", "run", "--worker", run, "--json", "--db", db) for _ in range(3)]
+        lost, killed_at = kill_while_holding(workers[0], db, run)
+        workers[0].wait(10)
+        outputs = [w.communicate(timeout=120) for w in workers[1:]]
+    for w, (_, err) in zip(workers[1:], outputs):
+        assert w.returncode == 0, err
+
+    summaries = [json.loads(out.splitlines()[-1]) for out, _ in outputs]
+    finished = [s for s in summaries if s.get("kind") == "bench"]
+    assert len(finished) >= 1  # a survivor finished the run and printed its summary
+    assert sorted(row["problem"] for row in finished[0]["per_problem"]) == sorted(f"P{i}" for i in range(PROBLEMS))
+
+    state = claims(db, run)
+    assert all(done_by for _, done_by, _ in state.values())  # every problem done...
+    owner, done_by, times = state[lost]
+    assert not done_by.endswith(f":{workers[0].pid}") and times >= 2  # ...the lost one by a survivor
+    with Store(db) as store:
+        assert store.get_run(run).status == "finished"
+        assert store.work_status(run) == {"done": PROBLEMS, "held": 0, "free": 0}
+        assert len(store.problems(run)) == PROBLEMS  # each problem stored once
+        calls = store.calls(run)
+        assert len(calls) == len({c.key for c in calls}) > 0
+
+    # No finished call sent again: a request body is repeated only when its first answer may
+    # have died with the killed worker (answered at most a moment before the kill, or after it).
+    by_body = defaultdict(list)
+    for entry in read_request_log(log):
+        if entry.get("outcome") == "ok":
+            by_body[entry["fingerprint"]].append(entry)
+    repeated = {fp: sorted(e["t_start"] for e in es) for fp, es in by_body.items() if len(es) > 1}
+    stale = [fp for fp, es in by_body.items() if len(es) > 1
+             and not (min(e["t_start"] for e in es) < killed_at < min(e["t_end"] for e in es) + 1.0)]
+    assert stale == [], repeated
+    print(f"requests {sum(map(len, by_body.values()))}, bodies sent again {len(repeated)}, lost problem {lost}")
+    assert len(repeated) <= 8  # at most the killed worker's requests in flight
