@@ -106,3 +106,30 @@ def test_three_workers_one_killed_every_problem_done_once_no_finished_call_repea
     assert stale == [], repeated
     print(f"requests {sum(map(len, by_body.values()))}, bodies sent again {len(repeated)}, lost problem {lost}")
     assert len(repeated) <= 8  # at most the killed worker's requests in flight
+
+
+def test_two_label_workers_share_the_proofs_and_the_last_writes_the_output(tmp_path):
+    rows_in = [{"id": f"q{i}", "problem": f"Prove that {i} + {i} is even.", "proof": f"{i} + {i} = 2 * {i}."}
+               for i in range(12)]
+    src, out, db = tmp_path / "in.jsonl", tmp_path / "labels.jsonl", str(tmp_path / "p.db")
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows_in))
+    made = subprocess.run([sys.executable, "-m", "proofloop.cli", "label", "--proofs", str(src), "--provider", "sim",
+                           "-n", "3", "-m", "2", "-k", "1", "-o", str(out), "--split", "--db", db],
+                          capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    run = made.stdout.strip()
+    workers = [cli("label", "--worker", run, "--json", "--db", db) for _ in range(2)]
+    results = [w.communicate(timeout=120) for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], [err for _, err in results]
+
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in rows] == [r["id"] for r in rows_in]  # every proof once, in input order
+    assert all(len(r["analyses"]) == 3 for r in rows if r["status"] != "error")
+    summaries = [json.loads(o.splitlines()[-1]) for o, _ in results]
+    assert sum(s.get("kind") == "label" for s in summaries) >= 1
+    done_by = {done for _, done, _ in claims(db, run).values()}
+    assert None not in done_by  # every proof done
+    with Store(db) as store:
+        assert store.get_run(run).status == "finished"
+        calls = store.calls(run)
+        assert len(calls) == len({c.key for c in calls}) > 0
