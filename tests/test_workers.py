@@ -133,3 +133,32 @@ def test_two_label_workers_share_the_proofs_and_the_last_writes_the_output(tmp_p
         assert store.get_run(run).status == "finished"
         calls = store.calls(run)
         assert len(calls) == len({c.key for c in calls}) > 0
+
+
+def test_work_claims_do_each_item_once_take_over_expired_claims_and_give_back(db):
+    import asyncio
+
+    from proofloop.runs.workers import WorkClaims
+
+    with Store(db) as store:
+        run = store.create_run("bench", {})
+        items = {f"p{i}": i for i in range(7)}
+        store.add_work(run, items)
+        assert store.claim_work(run, "dead", ttl_s=-1.0) == ["p0"]  # a worker that died holding p0
+        stopping = WorkClaims(store, run, "stopping", poll_s=0.01, notice=lambda _: None)
+        assert stopping.claim() == "p0"  # the expired claim is taken over
+        assert stopping.claim() == "p1"  # a second slot gets a new item, not its own p0 again
+        stopping.give_back()  # it stops: p0 and p1 are free at once
+        seen: list[int] = []
+
+        async def do(x: int) -> int:
+            seen.append(x)
+            await asyncio.sleep(0)  # let the other slots claim meanwhile
+            return x * 10
+
+        a = WorkClaims(store, run, "a", poll_s=0.01, notice=lambda _: None)
+        results = asyncio.run(a.each(items, do, parallel=3))
+        assert sorted(seen) == list(range(7)) and sorted(results) == [x * 10 for x in range(7)]  # each once
+        assert sorted(a.done) == sorted(items) and a.in_flight == set()
+        assert store.work_status(run) == {"done": 7, "held": 0, "free": 0}
+        assert not store.finish_work(run, "p0", "dead") and not store.finish_work(run, "p1", "stopping")

@@ -42,7 +42,7 @@ from proofloop.models.replicas import ReplicaSet
 from proofloop.runs.context import RunContext
 from proofloop.runs.registry import get_kind
 from proofloop.runs.workers import WorkClaims
-from proofloop.store import Heartbeat, RunBusy, Store, default_owner
+from proofloop.store import Heartbeat, RunBusy, RunStatus, Store, default_owner
 
 LEASE_TTL_S = 60.0  # a run whose process stopped renewing for this long reads as interrupted
 
@@ -102,13 +102,19 @@ def execute_worker(store: Store, run_id: str, *, api_key: str | None = None,
         raise UserInputError(f"run {run_id} has no work items: create it with --split to share it among workers")
     kind = get_kind(run.kind)
     claims = WorkClaims(store, run_id, owner=default_owner(), notice=notice)
+    # WorkClaims has the Lease's renew / run_id / ttl_s: the Heartbeat renews its claims.
     with Heartbeat(claims, on_lost=lambda e: notice(f"proofloop: warning: {e}")):  # type: ignore[arg-type]
         ctx = RunContext.build(store, run_id, run.config, api_key=api_key, on_record=on_record, notice=notice)
         ctx.work = claims
-        with _sigterm_as_interrupt():
-            asyncio.run(_execute_and_close(kind.execute, ctx))
+        try:
+            with _sigterm_as_interrupt():
+                asyncio.run(_execute_and_close(kind.execute, ctx))
+        except BaseException:
+            claims.give_back()  # the other workers need not wait for the claims to expire
+            raise
     notice(f"worker {claims.owner}: {len(claims.done)} item{'s' if len(claims.done) != 1 else ''} done")
-    if store.get_run(run_id).status == "finished":  # type: ignore[union-attr]
+    now = store.get_run(run_id)
+    if now is not None and now.status == RunStatus.FINISHED:
         return None
     try:
         return execute(store, run_id, api_key=api_key, on_record=on_record, notice=notice)

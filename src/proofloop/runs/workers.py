@@ -45,6 +45,13 @@ class WorkClaims:
     def renew(self) -> None:
         self.store.renew_work(self.run_id, self.owner, self.ttl_s)
 
+    def give_back(self) -> None:
+        """Let this worker's unfinished items be claimed at once (it stops: Ctrl-C, an error)."""
+        try:
+            self.store.renew_work(self.run_id, self.owner, ttl_s=-1.0)
+        except Exception as e:  # noqa: BLE001 - the claims then expire on their own
+            self.notice(f"proofloop: warning: could not give back the claims: {e}")
+
     def claim(self) -> str | None:
         """A new item for this worker, or None when none is free now. claim_work also returns
         the items this owner holds already (in flight here), so ask for one more than those."""
