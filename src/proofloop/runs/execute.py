@@ -107,8 +107,10 @@ def execute_worker(store: Store, run_id: str, *, api_key: str | None = None,
         ctx = RunContext.build(store, run_id, run.config, api_key=api_key, on_record=on_record, notice=notice)
         ctx.work = claims
         try:
-            with _sigterm_as_interrupt():
+            with _sigterm_as_interrupt() as sigterm:
                 asyncio.run(_execute_and_close(kind.execute, ctx))
+            if sigterm is not None and sigterm.is_set():  # asked to stop: do not go on to finish the run
+                raise KeyboardInterrupt
         except BaseException:
             claims.give_back()  # the other workers need not wait for the claims to expire
             raise
