@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from pathlib import Path
 
 from sqlalchemy import select
 
@@ -25,10 +26,13 @@ PROBLEMS = 9
 TTL_S = 3.0  # the killed worker's claim is taken over after this long (production: 60 s)
 
 
-def cli(*args: str, **popen: object) -> subprocess.Popen:
+def cli(err: Path, *args: str) -> subprocess.Popen:
+    """The CLI in a subprocess; its stderr (progress lines) goes to the file `err`, so a full
+    pipe never stalls it; stdout is one JSON line."""
     env = {**os.environ, "PROOFLOOP_CLAIM_TTL_S": str(TTL_S)}
-    return subprocess.Popen([sys.executable, "-m", "proofloop.cli", *args], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen)
+    with err.open("w") as stderr:
+        return subprocess.Popen([sys.executable, "-m", "proofloop.cli", *args], env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=stderr)
 
 
 def problems_file(tmp_path):
@@ -56,7 +60,7 @@ def kill_while_holding(victim: subprocess.Popen, db: str, run: str, timeout_s: f
         if held and any(done_by for _, done_by, _ in state.values()):
             os.kill(victim.pid, signal.SIGKILL)
             return held[0], time.time()
-        assert victim.poll() is None, victim.stderr.read()
+        assert victim.poll() is None, "the victim stopped on its own"
         time.sleep(0.05)
     raise AssertionError(f"the victim never held a problem mid-run: {claims(db, run)}")
 
@@ -71,12 +75,12 @@ def test_three_workers_one_killed_every_problem_done_once_no_finished_call_repea
                                "--split", "--json", "--db", db], capture_output=True, text=True)
         assert made.returncode == 0, made.stderr
         run = json.loads(made.stdout)["run_id"]
-        workers = [cli("bench", "run", "--worker", run, "--json", "--db", db) for _ in range(3)]
+        workers = [cli(tmp_path / f"w{i}.err", "bench", "run", "--worker", run, "--json", "--db", db) for i in range(3)]
         lost, killed_at = kill_while_holding(workers[0], db, run)
         workers[0].wait(10)
         outputs = [w.communicate(timeout=120) for w in workers[1:]]
-    for w, (_, err) in zip(workers[1:], outputs):
-        assert w.returncode == 0, err
+    for i, w in enumerate(workers[1:], 1):
+        assert w.returncode == 0, (tmp_path / f"w{i}.err").read_text()
 
     summaries = [json.loads(out.splitlines()[-1]) for out, _ in outputs]
     finished = [s for s in summaries if s.get("kind") == "bench"]
@@ -118,9 +122,9 @@ def test_two_label_workers_share_the_proofs_and_the_last_writes_the_output(tmp_p
                           capture_output=True, text=True)
     assert made.returncode == 0, made.stderr
     run = made.stdout.strip()
-    workers = [cli("label", "--worker", run, "--json", "--db", db) for _ in range(2)]
+    workers = [cli(tmp_path / f"w{i}.err", "label", "--worker", run, "--json", "--db", db) for i in range(2)]
     results = [w.communicate(timeout=120) for w in workers]
-    assert [w.returncode for w in workers] == [0, 0], [err for _, err in results]
+    assert [w.returncode for w in workers] == [0, 0], [(tmp_path / f"w{i}.err").read_text() for i in range(2)]
 
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["id"] for r in rows] == [r["id"] for r in rows_in]  # every proof once, in input order
