@@ -8,8 +8,18 @@ works (a Heartbeat thread, every ttl/3) and marks each item done when its record
 A worker killed with kill -9 stops renewing: after the claim's ttl another worker takes the
 item over, and since every finished call is in the shared call cache, it repeats none of them.
 
-    claims = WorkClaims(store, run_id, owner="host:123", ttl_s=60)
-    results = await claims.each({"p1": p1, "p2": p2}, solve_one, parallel=4)
+    >>> import asyncio
+    >>> from proofloop.store import Store
+    >>> store = Store(":memory:")
+    >>> run_id = store.create_run("bench", {})
+    >>> store.add_work(run_id, ["p1", "p2", "p3"])
+    >>> async def solve(x):
+    ...     return x * 10
+    >>> claims = WorkClaims(store, run_id, owner="host:123", ttl_s=60)
+    >>> sorted(asyncio.run(claims.each({"p1": 1, "p2": 2, "p3": 3}, solve, parallel=2)))
+    [10, 20, 30]
+    >>> store.work_status(run_id)
+    {'done': 3, 'held': 0, 'free': 0}
 
 The worker that sees every item done finishes the run (runs/execute.py).
 """
