@@ -372,6 +372,9 @@ async def execute_bench(ctx: RunContext) -> dict[str, Any]:
                     "self_score": best.self_score if best else None, "proofs": len(result.proofs),
                     "stop_reason": result.stop_reason}
 
+    if ctx.work is not None:  # a worker (runs/workers.py): the problems it claims; the last one sums up
+        await ctx.work.each({p.id: p for p in problems}, one, parallel=config.get("parallel_problems", 4))
+        return {}
     per_problem = await asyncio.gather(*(one(p) for p in problems))
     summary = _grade_summary(store, run_id, config)
     grades = proof_grades(store.grades(run_id), g["name"])

@@ -20,9 +20,10 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from proofloop.cli.common import open_store, parse_options, render, run_and_render, set_verbosity
+from proofloop.cli.common import (join_and_render, open_store, parse_options, print_split, render, run_and_render,
+                                  set_verbosity)
 from proofloop.cli.console import note
-from proofloop.cli.options import Db, Json, ModelOptions, Verbose, model_options
+from proofloop.cli.options import Db, Json, ModelOptions, Split, Verbose, Worker, model_options
 from proofloop.bench.datasets import DATASETS  # light: numpy, scipy and plots load only in the commands
 from proofloop.bench.metrics import DEFAULT_THRESHOLD, HUMAN_ACCEPT
 from proofloop.errors import UserInputError
@@ -59,7 +60,7 @@ def _needs_bench_extra(command: str) -> None:
 @app.command()
 @model_options
 def run(
-    dataset: Annotated[str, typer.Option(help=f"{DATASET_NAMES} | hf:NAME | a .jsonl/.csv/.parquet file")],
+    dataset: Annotated[Optional[str], typer.Option(help=f"{DATASET_NAMES} | hf:NAME | a .jsonl/.csv/.parquet file")] = None,
     data_dir: DataDir = None,
     limit: Annotated[Optional[int], typer.Option(min=1, help="only the first N problems")] = None,
     ids: Annotated[list[str], typer.Option("--id", help="only these problem ids (repeatable, or comma-separated)")] = [],
@@ -78,12 +79,19 @@ def run(
     budget_tokens: Annotated[Optional[int], typer.Option(min=1, help="token budget for the whole run (pool/adaptive)")] = None,
     budget_cost: Annotated[Optional[float], typer.Option(min=0.0, help="cost budget in USD for the whole run (pool/adaptive)")] = None,
     budget_wall_s: Annotated[Optional[float], typer.Option(min=0.0, help="wall-time budget in seconds for the whole run (pool/adaptive)")] = None,
+    split: Split = False, worker: Worker = None,
     *, model_options: ModelOptions, db: Db = None, json_out: Json = False, verbose: Verbose = False,
 ) -> None:
     """Prove every problem of a dataset with a search strategy, then grade each chosen proof."""
     set_verbosity(verbose)
     _needs_bench_extra("proofloop bench run")
-    from proofloop.bench.runs import create_bench_run
+    from proofloop.bench.runs import bench_problems, create_bench_run
+
+    if worker is not None:  # the run's settings are stored: the other options are not used
+        return join_and_render(open_store(db), worker, api_key=model_options.api_key, json_mode=json_out,
+                               verbose=verbose)
+    if dataset is None:
+        raise UserInputError("--dataset is required (or --worker RUN to join a run)")
 
     options: dict[str, Any] = {"single": {"k": k}, "sequential": {"attempts": attempts, "threads": threads}}.get(strategy, {})
     options.update(parse_options(option))
@@ -95,6 +103,9 @@ def run(
         grader_settings=_grader_settings(grader_provider, grader_base_url, grader_model),
         autograde_template=autograde_template, parallel_problems=parallel_problems,
         run_budget={"tokens": budget_tokens, "cost_usd": budget_cost, "wall_s": budget_wall_s})
+    if split:
+        store.add_work(run_id, [p.id for p in bench_problems(store.get_run(run_id).config)])  # type: ignore[union-attr]
+        return print_split(run_id, json_out)
     run_and_render(store, run_id, api_key=model_options.api_key, json_mode=json_out, verbose=verbose,
                    announce=None if json_out else f"run {run_id}")
 

@@ -186,6 +186,35 @@ def run_and_render(store: "Store", run_id: str, *, api_key: str | None, json_mod
     return summary
 
 
+def join_and_render(store: "Store", run_id: str, *, api_key: str | None, json_mode: bool,
+                    verbose: bool = False) -> None:
+    """--worker RUN: work on a run with the other workers (runs/workers.py); print the summary
+    if this worker finished the run, else (with --json) that another one will."""
+    from proofloop.runs import execute_worker, get_kind
+
+    progress = Progress(json_mode, verbose)
+    try:
+        with progress.logging_held():
+            summary = execute_worker(store, run_id, api_key=api_key, on_record=progress.on_record,
+                                     notice=progress.notice)
+    except KeyboardInterrupt:
+        progress.stop()
+        note("interrupted; this worker's items go to the other workers once its claims expire")
+        raise SystemExit(130) from None
+    finally:
+        progress.stop()
+    progress.release()
+    if summary is not None:
+        render(summary, json_mode, get_kind(summary["kind"]).render)
+    elif json_mode:
+        say(json.dumps({"run_id": run_id, "worker_done": True, "finished_here": False}))
+
+
+def print_split(run_id: str, json_mode: bool) -> None:
+    """--split: the run and its work items are stored; print its id for `--worker RUN`."""
+    say(json.dumps({"run_id": run_id}) if json_mode else run_id)
+
+
 def render(summary: dict[str, Any], json_mode: bool, text: Any) -> None:
     if json_mode:
         say(json.dumps(summary, default=str))

@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 Db = Annotated[Optional[str], typer.Option(help="run store: an SQLite file or a postgresql+psycopg://... URL "
                                                "(or PROOFLOOP_DB; default ./.proofloop/proofloop.db)")]
 Json = Annotated[bool, typer.Option("--json", help="print one JSON object for scripts")]
+Worker = Annotated[Optional[str], typer.Option("--worker", metavar="RUN",
+                                               help="join run RUN (made with --split) as one of its workers")]
+Split = Annotated[bool, typer.Option("--split", help="store the run and its work items for --worker processes, "
+                                                     "print its id, do no work")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="show retries and other details on stderr")]
 
 

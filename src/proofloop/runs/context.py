@@ -204,6 +204,7 @@ class RunContext:
     recorder: StoreRecorder
     setup: ModelSetup
     notice: Callable[[str], None] = print
+    work: Any = None  # a worker's WorkClaims (runs/workers.py): do only the items it claims
 
     @classmethod
     def build(cls, store: Store, run_id: str, config: dict[str, Any], *, api_key: str | None = None,

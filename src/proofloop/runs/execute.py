@@ -18,6 +18,11 @@ A run holds a lease while it executes (renewed every 20 s): a second process can
 at the same time, and a run whose process was killed reads as `interrupted` once the lease
 expires (after at most a minute), never `running` forever.
 
+A run created for workers (`--split`) is worked on by `execute_worker` in several processes
+at once (runs/workers.py): each claims work items, holds no run lease and prunes nothing (the
+other workers' records are not its own); the worker that finds every item done finishes the
+run with `execute`, which replays every call from the shared store and writes the summary.
+
 Server settings may change on resume (base URL, key, concurrency, timeouts): none of them is
 part of a call key, so a run can be finished on a server that moved. The model name and the
 sampling are part of the keys and cannot change.
@@ -36,7 +41,8 @@ from proofloop.errors import ProofloopError, UserInputError
 from proofloop.models.replicas import ReplicaSet
 from proofloop.runs.context import RunContext
 from proofloop.runs.registry import get_kind
-from proofloop.store import Heartbeat, Store, default_owner
+from proofloop.runs.workers import WorkClaims
+from proofloop.store import Heartbeat, RunBusy, RunStatus, Store, default_owner
 
 LEASE_TTL_S = 60.0  # a run whose process stopped renewing for this long reads as interrupted
 
@@ -83,6 +89,41 @@ def execute(store: Store, run_id: str, *, api_key: str | None = None,
     summary = {"run_id": run_id, **summary, **endpoint_report(ctx), "usage": run_usage(store, run_id)}
     lease.release("finished", summary=summary)
     return summary
+
+
+def execute_worker(store: Store, run_id: str, *, api_key: str | None = None,
+                   on_record: Callable[[str, Any], None] | None = None,
+                   notice: Callable[[str], None] = print) -> dict[str, Any] | None:
+    """Join a run created for workers: do the work items this process claims until every item
+    is done (by anyone). The worker that sees the last item done finishes the run (`execute`,
+    every call replayed from the store) and returns its summary; the others return None."""
+    run = store.get_run(run_id)
+    if run is None:
+        raise UserInputError(f"no run {run_id!r} in {store.where}")
+    if sum(store.work_status(run_id).values()) == 0:
+        raise UserInputError(f"run {run_id} has no work items: create it with --split to share it among workers")
+    kind = get_kind(run.kind)
+    claims = WorkClaims(store, run_id, owner=default_owner(), notice=notice)
+    # WorkClaims has the Lease's renew / run_id / ttl_s: the Heartbeat renews its claims.
+    with Heartbeat(claims, on_lost=lambda e: notice(f"proofloop: warning: {e}")):  # type: ignore[arg-type]
+        ctx = RunContext.build(store, run_id, run.config, api_key=api_key, on_record=on_record, notice=notice)
+        ctx.work = claims
+        try:
+            with _sigterm_as_interrupt() as sigterm:
+                asyncio.run(_execute_and_close(kind.execute, ctx))
+            if sigterm is not None and sigterm.is_set():  # asked to stop: do not go on to finish the run
+                raise KeyboardInterrupt
+        except BaseException:
+            claims.give_back()  # the other workers need not wait for the claims to expire
+            raise
+    notice(f"worker {claims.owner}: {len(claims.done)} item{'s' if len(claims.done) != 1 else ''} done")
+    now = store.get_run(run_id)
+    if now is not None and now.status == RunStatus.FINISHED:
+        return None
+    try:
+        return execute(store, run_id, api_key=api_key, on_record=on_record, notice=notice)
+    except RunBusy:  # another worker is finishing it
+        return None
 
 
 def endpoint_report(ctx: RunContext) -> dict[str, Any]:

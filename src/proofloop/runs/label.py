@@ -24,6 +24,8 @@ from proofloop.runs.registry import RunKind, register
 from proofloop.runs.render import usage_line
 from proofloop.store import Store
 
+WORKER_PARALLEL = 16  # proofs one label worker labels at once (each sends n verifications, then metas)
+
 
 def create_label_run(store: Store, items: Sequence[LabelItem], setup: ModelSetup, *, n: int, rule: LabelRule,
                      output: str | Path | None = None, parquet: str | Path | None = None,
@@ -67,6 +69,14 @@ async def execute_label(ctx: RunContext) -> dict[str, Any]:
     config, store = ctx.config, ctx.store
     rule = LabelRule(**{"lowest": "valid", **config["rule"]})  # runs stored before `lowest` existed
     n = config["n"]
+    if ctx.work is not None:  # a worker (runs/workers.py): the proofs it claims; the last one writes the outputs
+        async def one(item: LabelItem) -> None:
+            await label_items(ctx.search.verifier, [item], n=n, rule=rule, verify_sampling=ctx.search.verify_sampling,
+                              meta_sampling=ctx.search.meta_sampling, templates=ctx.search.templates,
+                              recorder=ctx.recorder)
+
+        await ctx.work.each({i.id: i for i in stored_items(store, ctx.run_id)}, one, parallel=WORKER_PARALLEL)
+        return {}
     results = await label_items(ctx.search.verifier, stored_items(store, ctx.run_id), n=n, rule=rule,
                                 verify_sampling=ctx.search.verify_sampling, meta_sampling=ctx.search.meta_sampling,
                                 templates=ctx.search.templates, recorder=ctx.recorder, evidence=ctx.search.evidence)
