@@ -128,6 +128,7 @@ class Store:
             self._writer = self.engine.execution_options(immediate=True)
             self._finalizer = weakref.finalize(self, release)
         self._insert = INSERTS[self.dialect]
+        self._statements: dict[tuple[Any, ...], Any] = {}  # built upsert statements (_upsert_statement)
         for attempt in range(OPEN_ATTEMPTS):
             try:
                 self._create_schema()
@@ -185,12 +186,23 @@ class Store:
         with Session(self.engine) as s, s.begin():  # one snapshot for all queries inside
             yield s
 
-    def _upsert(self, s: Session, table: Any, values: dict[str, Any], keys: list[str]) -> None:
-        """Insert, or update every non-key column in place (created_at keeps its first value)."""
-        stmt = self._insert(table).values(**values)
-        changes = {k: stmt.excluded[k] for k in values if k not in keys and k != "created_at"}
-        s.execute(stmt.on_conflict_do_update(index_elements=keys, set_=changes) if changes
-                  else stmt.on_conflict_do_nothing())
+    def _upsert(self, s: Session, table: Any, values: dict[str, Any] | list[dict[str, Any]], keys: list[str]) -> None:
+        """Insert, or update every non-key column in place (created_at keeps its first value).
+        A list of rows (all with the same columns) goes in one executemany."""
+        rows = [values] if isinstance(values, dict) else values
+        if rows:
+            s.connection().execute(self._upsert_statement(table, tuple(rows[0]), tuple(keys)), rows)
+
+    def _upsert_statement(self, table: Any, columns: tuple[str, ...], keys: tuple[str, ...]) -> Any:
+        # Building an ON CONFLICT statement costs about as much as running it (SQLAlchemy
+        # derives the `excluded` columns each time): build each shape once per store.
+        shape = (table, columns, keys)
+        if shape not in self._statements:
+            stmt = self._insert(table)
+            changes = {k: stmt.excluded[k] for k in columns if k not in keys and k != "created_at"}
+            self._statements[shape] = (stmt.on_conflict_do_update(index_elements=list(keys), set_=changes)
+                                       if changes else stmt.on_conflict_do_nothing())
+        return self._statements[shape]
 
     # ---- runs --------------------------------------------------------------------------------
 
@@ -377,13 +389,11 @@ class Store:
                   parents: Iterable[str] = (), refined_from_analyses: Iterable[str] = ()) -> None:
         """Record a generator output, with its lineage in the same transaction (see
         link_lineage). `**parsed_proof.model_dump()` fits the parse fields."""
-        values = dict(run_id=run_id, id=id, problem_id=problem_id, raw=raw, status=_value(status),
-                      reasoning=reasoning, solution=solution, self_evaluation=self_evaluation,
-                      self_score=self_score, cause=cause, finish_reason=finish_reason, round=round,
-                      thread=thread, attempt=attempt, meta=dict(meta or {}), created_at=utcnow())
-        with self._write() as s:
-            self._upsert(s, ProofRow, stored_fields("proof", values, self._call_of(s, id)), ["run_id", "id"])
-            self._link(s, run_id, id, parents, refined_from_analyses)
+        self.add_records(run_id, proofs=[dict(
+            id=id, problem_id=problem_id, raw=raw, status=status, reasoning=reasoning, solution=solution,
+            self_evaluation=self_evaluation, self_score=self_score, cause=cause, finish_reason=finish_reason,
+            round=round, thread=thread, attempt=attempt, meta=meta, parents=parents,
+            refined_from_analyses=refined_from_analyses)])
 
     def add_verification(self, run_id: str, id: str, *, proof_id: str, raw: str, status: str,
                          reasoning: str | None = None, analysis: str | None = None,
@@ -391,31 +401,47 @@ class Store:
                          issues: Sequence[str] = (), meta: dict[str, Any] | None = None) -> None:
         """Record a verifier analysis of a proof (the proof must be recorded first).
         `**parsed_analysis.model_dump()` fits the parse fields."""
-        values = dict(run_id=run_id, id=id, proof_id=proof_id, raw=raw, status=_value(status),
-                      reasoning=reasoning, analysis=analysis, score=score, cause=cause,
-                      issues=list(issues), meta=dict(meta or {}), created_at=utcnow())
-        with self._write() as s:
-            self._upsert(s, VerificationRow, stored_fields("verification", values, self._call_of(s, id)),
-                         ["run_id", "id"])
+        self.add_records(run_id, verifications=[dict(
+            id=id, proof_id=proof_id, raw=raw, status=status, reasoning=reasoning, analysis=analysis, score=score,
+            cause=cause, issues=issues, meta=meta)])
 
     def add_meta_verification(self, run_id: str, id: str, *, verification_id: str,
                               raw: str, status: str, reasoning: str | None = None,
                               analysis: str | None = None, rating: float | None = None,
                               cause: str | None = None, meta: dict[str, Any] | None = None) -> None:
         """Record a meta-verifier rating of an analysis (the analysis must be recorded first)."""
-        values = dict(run_id=run_id, id=id, verification_id=verification_id, raw=raw,
-                      status=_value(status), reasoning=reasoning, analysis=analysis, rating=rating,
-                      cause=cause, meta=dict(meta or {}), created_at=utcnow())
-        with self._write() as s:
-            self._upsert(s, MetaVerificationRow, stored_fields("meta", values, self._call_of(s, id)),
-                         ["run_id", "id"])
+        self.add_records(run_id, metas=[dict(
+            id=id, verification_id=verification_id, raw=raw, status=status, reasoning=reasoning,
+            analysis=analysis, rating=rating, cause=cause, meta=meta)])
 
-    @staticmethod
-    def _call_of(s: Session, key: str) -> tuple[str, str | None, str | None] | None:
-        """(text, reasoning, finish_reason) of the stored call `key`, or None."""
-        row = s.execute(select(CallRow.text, CallRow.reasoning, CallRow.finish_reason)
-                        .where(CallRow.key == key)).one_or_none()
-        return tuple(row) if row else None
+    def add_records(self, run_id: str, *, proofs: Sequence[dict[str, Any]] = (),
+                    verifications: Sequence[dict[str, Any]] = (), metas: Sequence[dict[str, Any]] = ()) -> None:
+        """Record many proofs, analyses and meta-verifications in ONE transaction: proofs first,
+        then analyses, then ratings, so a record may point at one earlier in the same batch.
+        Each item holds the keyword arguments of add_proof / add_verification /
+        add_meta_verification (run_id aside); re-adding an id updates it, as they do."""
+        now = utcnow()
+        proof_rows = [_proof_values(run_id, now, p) for p in proofs]
+        verification_rows = [_verification_values(run_id, now, v) for v in verifications]
+        meta_rows = [_meta_values(run_id, now, m) for m in metas]
+        if not (proof_rows or verification_rows or meta_rows):
+            return
+        with self._write() as s:
+            calls = self._calls_of(s, [r["id"] for r in (*proof_rows, *verification_rows, *meta_rows)])
+            for kind, table, rows in (("proof", ProofRow, proof_rows), ("verification", VerificationRow,
+                                      verification_rows), ("meta", MetaVerificationRow, meta_rows)):
+                self._upsert(s, table, [stored_fields(kind, r, calls.get(r["id"])) for r in rows], ["run_id", "id"])
+            for p in proofs:
+                self._link(s, run_id, p["id"], p.get("parents") or (), p.get("refined_from_analyses") or ())
+
+    def _calls_of(self, s: Session, keys: list[str]) -> dict[str, tuple[str, str | None, str | None]]:
+        """(text, reasoning, finish_reason) of the stored calls among `keys`, by key."""
+        out = {}
+        for i in range(0, len(keys), 500):  # SQLite caps bound parameters per statement
+            for key, *call in s.execute(select(CallRow.key, CallRow.text, CallRow.reasoning, CallRow.finish_reason)
+                                        .where(CallRow.key.in_(keys[i:i + 500]))):
+                out[key] = tuple(call)
+        return out
 
     def link_lineage(self, run_id: str, proof_id: str, parents: Iterable[str] = (),
                      analyses: Iterable[str] = ()) -> None:
@@ -425,12 +451,10 @@ class Store:
             self._link(s, run_id, proof_id, parents, analyses)
 
     def _link(self, s: Session, run_id: str, proof_id: str, parents: Iterable[str], analyses: Iterable[str]) -> None:
-        for parent in parents:
-            s.execute(self._insert(LineageRow).values(run_id=run_id, proof_id=proof_id, parent_proof_id=parent)
-                      .on_conflict_do_nothing())
-        for vid in analyses:
-            s.execute(self._insert(RefinedFromRow).values(run_id=run_id, proof_id=proof_id, verification_id=vid)
-                      .on_conflict_do_nothing())
+        self._upsert(s, LineageRow, [dict(run_id=run_id, proof_id=proof_id, parent_proof_id=parent)
+                                     for parent in parents], ["run_id", "proof_id", "parent_proof_id"])
+        self._upsert(s, RefinedFromRow, [dict(run_id=run_id, proof_id=proof_id, verification_id=vid)
+                                         for vid in analyses], ["run_id", "proof_id", "verification_id"])
 
     # ---- record queries ----------------------------------------------------------------------
 
@@ -668,6 +692,27 @@ class Store:
                 current = s.execute(text("SELECT version_num FROM alembic_version")).scalar()
                 return "ok" if current == HEAD else f"schema at revision {current}, not {HEAD}"
             return "\n".join(s.execute(text("PRAGMA integrity_check")).scalars())
+
+
+def _proof_values(run_id: str, now: datetime, p: dict[str, Any]) -> dict[str, Any]:
+    return dict(run_id=run_id, id=p["id"], problem_id=p["problem_id"], raw=p["raw"], status=_value(p["status"]),
+                reasoning=p.get("reasoning"), solution=p.get("solution"), self_evaluation=p.get("self_evaluation"),
+                self_score=p.get("self_score"), cause=p.get("cause"), finish_reason=p.get("finish_reason"),
+                round=p.get("round"), thread=p.get("thread"), attempt=p.get("attempt"),
+                meta=dict(p.get("meta") or {}), created_at=now)
+
+
+def _verification_values(run_id: str, now: datetime, v: dict[str, Any]) -> dict[str, Any]:
+    return dict(run_id=run_id, id=v["id"], proof_id=v["proof_id"], raw=v["raw"], status=_value(v["status"]),
+                reasoning=v.get("reasoning"), analysis=v.get("analysis"), score=v.get("score"),
+                cause=v.get("cause"), issues=list(v.get("issues") or ()), meta=dict(v.get("meta") or {}),
+                created_at=now)
+
+
+def _meta_values(run_id: str, now: datetime, m: dict[str, Any]) -> dict[str, Any]:
+    return dict(run_id=run_id, id=m["id"], verification_id=m["verification_id"], raw=m["raw"],
+                status=_value(m["status"]), reasoning=m.get("reasoning"), analysis=m.get("analysis"),
+                rating=m.get("rating"), cause=m.get("cause"), meta=dict(m.get("meta") or {}), created_at=now)
 
 
 def _one_line(messages: Sequence[object], limit: int = 200) -> str:
