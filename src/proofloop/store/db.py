@@ -42,7 +42,7 @@ import time
 import weakref
 from collections.abc import Iterable, Iterator, Callable, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -129,6 +129,8 @@ class Store:
             self._finalizer = weakref.finalize(self, release)
         self._insert = INSERTS[self.dialect]
         self._statements: dict[tuple[Any, ...], Any] = {}  # built upsert statements (_upsert_statement)
+        self._last_stamp = datetime.min.replace(tzinfo=timezone.utc)  # the last created_at given to a record (_stamp)
+        self._read_hooks: list[Callable[[], None]] = []  # before_read
         for attempt in range(OPEN_ATTEMPTS):
             try:
                 self._create_schema()
@@ -181,8 +183,16 @@ class Store:
         with Session(self._writer) as s, s.begin():
             yield s
 
+    def before_read(self, hook: Callable[[], None]) -> None:
+        """Call `hook` before every read of this Store: a writer that holds records back to
+        batch them (runs.context.StoreRecorder) writes them first, so reads see them."""
+        self._read_hooks.append(hook)
+
     @contextmanager
-    def _read(self) -> Iterator[Session]:
+    def _read(self, *, records: bool = True) -> Iterator[Session]:
+        # records=False: a read of calls only, which nobody holds back
+        for hook in self._read_hooks if records else ():
+            hook()
         with Session(self.engine) as s, s.begin():  # one snapshot for all queries inside
             yield s
 
@@ -420,10 +430,9 @@ class Store:
         then analyses, then ratings, so a record may point at one earlier in the same batch.
         Each item holds the keyword arguments of add_proof / add_verification /
         add_meta_verification (run_id aside); re-adding an id updates it, as they do."""
-        now = utcnow()
-        proof_rows = [_proof_values(run_id, now, p) for p in proofs]
-        verification_rows = [_verification_values(run_id, now, v) for v in verifications]
-        meta_rows = [_meta_values(run_id, now, m) for m in metas]
+        proof_rows = _last_by_id([_proof_values(run_id, self._stamp(), p) for p in proofs])
+        verification_rows = _last_by_id([_verification_values(run_id, self._stamp(), v) for v in verifications])
+        meta_rows = _last_by_id([_meta_values(run_id, self._stamp(), m) for m in metas])
         if not (proof_rows or verification_rows or meta_rows):
             return
         with self._write() as s:
@@ -433,6 +442,12 @@ class Store:
                 self._upsert(s, table, [stored_fields(kind, r, calls.get(r["id"])) for r in rows], ["run_id", "id"])
             for p in proofs:
                 self._link(s, run_id, p["id"], p.get("parents") or (), p.get("refined_from_analyses") or ())
+
+    def _stamp(self) -> datetime:
+        """Now, or just after the last stamp given: records are listed by (created_at, id), so
+        the records of one batch keep the order they were handed over in."""
+        self._last_stamp = max(utcnow(), self._last_stamp + timedelta(microseconds=1))
+        return self._last_stamp
 
     def _calls_of(self, s: Session, keys: list[str]) -> dict[str, tuple[str, str | None, str | None]]:
         """(text, reasoning, finish_reason) of the stored calls among `keys`, by key."""
@@ -550,7 +565,7 @@ class Store:
 
     def get(self, key: str) -> CallRecord | None:
         """The successful call stored under `key`, or None."""
-        with self._read() as s:
+        with self._read(records=False) as s:
             row = s.get(CallRow, key)
             return _call_record(row, s.get(PromptRow, row.prompt_sha).messages) if row else None
 
@@ -713,6 +728,12 @@ def _meta_values(run_id: str, now: datetime, m: dict[str, Any]) -> dict[str, Any
     return dict(run_id=run_id, id=m["id"], verification_id=m["verification_id"], raw=m["raw"],
                 status=_value(m["status"]), reasoning=m.get("reasoning"), analysis=m.get("analysis"),
                 rating=m.get("rating"), cause=m.get("cause"), meta=dict(m.get("meta") or {}), created_at=now)
+
+
+def _last_by_id(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per id (the last given), in first-given order: one PostgreSQL statement may
+    not update the same row twice."""
+    return list({r["id"]: r for r in rows}.values()) if len(rows) > 1 else rows
 
 
 def _one_line(messages: Sequence[object], limit: int = 200) -> str:
