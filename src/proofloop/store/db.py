@@ -214,6 +214,12 @@ class Store:
                                        if changes else stmt.on_conflict_do_nothing())
         return self._statements[shape]
 
+    def _insert_new(self, table: Any) -> Any:
+        """INSERT ... ON CONFLICT DO NOTHING for `table`, built once per store."""
+        if table not in self._statements:
+            self._statements[table] = self._insert(table).on_conflict_do_nothing()
+        return self._statements[table]
+
     # ---- runs --------------------------------------------------------------------------------
 
     def create_run(self, kind: str, config: dict[str, Any] | None = None, *, run_id: str | None = None) -> str:
@@ -569,6 +575,16 @@ class Store:
             row = s.get(CallRow, key)
             return _call_record(row, s.get(PromptRow, row.prompt_sha).messages) if row else None
 
+    def get_many(self, keys: Sequence[str]) -> dict[str, CallRecord]:
+        """The successful calls stored under any of `keys`, by key (one query per 500 keys)."""
+        keys, out = list(keys), {}
+        q = select(CallRow, PromptRow.messages).join(PromptRow, CallRow.prompt_sha == PromptRow.sha)
+        with self._read(records=False) as s:
+            for i in range(0, len(keys), 500):  # SQLite caps bound parameters per statement
+                for row, messages in s.execute(q.where(CallRow.key.in_(keys[i:i + 500]))):
+                    out[row.key] = _call_record(row, messages)
+        return out
+
     def put_many(self, records: Iterable[CallRecord]) -> None:
         """Store calls in one transaction. A key already stored keeps its first record: it may
         already have been used."""
@@ -596,9 +612,9 @@ class Store:
         # One statement per table, rows in key order: two processes storing overlapping rows
         # take their row locks in the same order, so they queue instead of deadlocking.
         with self._write() as s:
-            s.execute(self._insert(PromptRow).on_conflict_do_nothing(),
-                      [{"sha": sha, "messages": prompts[sha]} for sha in sorted(prompts)])
-            s.execute(self._insert(CallRow).on_conflict_do_nothing(), sorted(calls, key=lambda c: c["key"]))
+            s.connection().execute(self._insert_new(PromptRow),
+                                   [{"sha": sha, "messages": prompts[sha]} for sha in sorted(prompts)])
+            s.connection().execute(self._insert_new(CallRow), sorted(calls, key=lambda c: c["key"]))
 
     def record_failure(self, keys: str | Iterable[str], *, namespace: str, model: str | None = None,
                        tag: str | None = None, attempt: int, error: BaseException,
