@@ -747,9 +747,14 @@ def _meta_values(run_id: str, now: datetime, m: dict[str, Any]) -> dict[str, Any
 
 
 def _last_by_id(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per id (the last given), in first-given order: one PostgreSQL statement may
-    not update the same row twice."""
-    return list({r["id"]: r for r in rows}.values()) if len(rows) > 1 else rows
+    """One row per id: the last values given, at the first one's place and time (as an
+    update of a stored row keeps its created_at). One PostgreSQL statement may not update the
+    same row twice."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        first = out.get(r["id"])
+        out[r["id"]] = r if first is None else {**r, "created_at": first["created_at"]}
+    return list(out.values())
 
 
 def _one_line(messages: Sequence[object], limit: int = 200) -> str:
