@@ -72,7 +72,8 @@ def measure(a: argparse.Namespace) -> dict[str, Any]:
         profiler.disable()
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     calls = len(store.calls()) if store else len(cache)
-    out = {"store": a.store, "calls": calls, "requests": provider.requests, "cpu_s": round(cpu, 3),
+    out = {"store": store.dialect if store else "memory", "calls": calls, "requests": provider.requests,
+           "cpu_s": round(cpu, 3),
            "wall_s": round(wall, 3), "cpu_ms_per_call": round(1000 * cpu / calls, 3),
            "calls_per_s_per_core": round(calls / cpu, 1)}
     if profiler:
