@@ -51,6 +51,7 @@ bench-search-quick: $(STAMP)
 bench-search: $(STAMP)
 	$(BIN)/python bench/search/run.py
 
+.PHONY: bench-orchestration
 bench-orchestration: $(STAMP)
 	PYTHONPATH=src $(BIN)/python bench/orchestration/run.py
 

@@ -130,3 +130,14 @@ def test_outside_an_event_loop_each_record_is_written_at_once(setup):
     writes = WriteCounter(store)
     recorder.proof(PROBLEM, proof)
     assert writes.count == 1 and recorder.pending == {"proofs": [], "verifications": [], "metas": []}
+
+
+def test_the_store_does_not_keep_a_recorder_alive(setup):
+    import gc
+    import weakref
+
+    store, run, _, _ = setup
+    gone = weakref.ref(StoreRecorder(store, run))
+    gc.collect()
+    assert gone() is None
+    assert store.proofs(run) == []  # a read after it is gone still works

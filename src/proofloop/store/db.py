@@ -38,6 +38,7 @@ import hashlib
 import json
 import os
 import secrets
+import threading
 import time
 import weakref
 from collections.abc import Iterable, Iterator, Callable, Sequence
@@ -130,7 +131,8 @@ class Store:
         self._insert = INSERTS[self.dialect]
         self._statements: dict[tuple[Any, ...], Any] = {}  # built upsert statements (_upsert_statement)
         self._last_stamp = datetime.min.replace(tzinfo=timezone.utc)  # the last created_at given to a record (_stamp)
-        self._read_hooks: list[Callable[[], None]] = []  # before_read
+        self._read_hooks: list[Callable[[], Any]] = []  # before_read: each gives the hook or None
+        self._hooks_lock = threading.Lock()
         for attempt in range(OPEN_ATTEMPTS):
             try:
                 self._create_schema()
@@ -185,14 +187,23 @@ class Store:
 
     def before_read(self, hook: Callable[[], None]) -> None:
         """Call `hook` before every read of this Store: a writer that holds records back to
-        batch them (runs.context.StoreRecorder) writes them first, so reads see them."""
-        self._read_hooks.append(hook)
+        batch them (runs.context.StoreRecorder) writes them first, so reads see them. A bound
+        method is held weakly: a long-lived Store (the service's) does not keep every run's
+        recorder alive."""
+        with self._hooks_lock:
+            self._read_hooks.append(weakref.WeakMethod(hook) if hasattr(hook, "__self__") else lambda: hook)
 
     @contextmanager
     def _read(self, *, records: bool = True) -> Iterator[Session]:
         # records=False: a read of calls only, which nobody holds back
-        for hook in self._read_hooks if records else ():
-            hook()
+        if records and self._read_hooks:
+            hooks = [ref() for ref in self._read_hooks]
+            if None in hooks:  # a recorder that is gone
+                with self._hooks_lock:
+                    self._read_hooks = [ref for ref in self._read_hooks if ref() is not None]
+            for hook in hooks:
+                if hook is not None:
+                    hook()
         with Session(self.engine) as s, s.begin():  # one snapshot for all queries inside
             yield s
 
