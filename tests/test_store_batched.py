@@ -141,3 +141,17 @@ def test_the_store_does_not_keep_a_recorder_alive(setup):
     gc.collect()
     assert gone() is None
     assert store.proofs(run) == []  # a read after it is gone still works
+
+
+def test_a_status_written_after_records_follows_them(setup):
+    store, run, model, recorder = setup
+
+    async def record_then_finish():
+        proof = (await generate(model, PROBLEM, sampling=SAMPLING))[0]
+        recorder.proof(PROBLEM, proof)  # held: the loop has not yielded yet
+        store.set_run_status(run, "finished")
+        return proof, list(recorder.pending["proofs"])
+
+    proof, held_after_status = asyncio.run(record_then_finish())
+    assert held_after_status == []
+    assert [p.id for p in store.proofs(run)] == [proof.id]

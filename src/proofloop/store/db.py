@@ -181,13 +181,18 @@ class Store:
             upgrade(conn, f"the run store {self.where}")
 
     @contextmanager
-    def _write(self) -> Iterator[Session]:
+    def _write(self, *, records: bool = True) -> Iterator[Session]:
+        # records=False: a write of calls or of records themselves, which need not wait for
+        # held records; any other write (a status, a finished work item) comes after them
+        if records:
+            self._run_read_hooks()
         with Session(self._writer) as s, s.begin():
             yield s
 
     def before_read(self, hook: Callable[[], None]) -> None:
-        """Call `hook` before every read of this Store: a writer that holds records back to
-        batch them (runs.context.StoreRecorder) writes them first, so reads see them. A bound
+        """Call `hook` before every read of this Store and every write other than of calls and
+        records: a writer that holds records back to batch them (runs.context.StoreRecorder)
+        writes them first, so reads see them and a status or finished work item follows them. A bound
         method is held weakly: a long-lived Store (the service's) does not keep every run's
         recorder alive."""
         with self._hooks_lock:
@@ -196,7 +201,13 @@ class Store:
     @contextmanager
     def _read(self, *, records: bool = True) -> Iterator[Session]:
         # records=False: a read of calls only, which nobody holds back
-        if records and self._read_hooks:
+        if records:
+            self._run_read_hooks()
+        with Session(self.engine) as s, s.begin():  # one snapshot for all queries inside
+            yield s
+
+    def _run_read_hooks(self) -> None:
+        if self._read_hooks:
             hooks = [ref() for ref in self._read_hooks]
             if None in hooks:  # a recorder that is gone
                 with self._hooks_lock:
@@ -204,8 +215,6 @@ class Store:
             for hook in hooks:
                 if hook is not None:
                     hook()
-        with Session(self.engine) as s, s.begin():  # one snapshot for all queries inside
-            yield s
 
     def _upsert(self, s: Session, table: Any, values: dict[str, Any] | list[dict[str, Any]], keys: list[str]) -> None:
         """Insert, or update every non-key column in place (created_at keeps its first value).
@@ -287,7 +296,7 @@ class Store:
     def renew_lease(self, run_id: str, owner: str, ttl_s: float) -> float:
         """Extend `owner`'s lease to now + ttl_s; returns the new expiry. RunBusy when lost."""
         expires = time.time() + ttl_s
-        with self._write() as s:
+        with self._write(records=False) as s:  # a heartbeat (another thread)
             if not s.execute(update(RunRow).where(RunRow.id == run_id, RunRow.owner == owner)
                              .values(expires_at=expires)).rowcount:
                 raise RunBusy(f"run {run_id}: {owner} lost its lease (it expired and another process took the run)")
@@ -334,7 +343,7 @@ class Store:
 
     def renew_work(self, run_id: str, owner: str, ttl_s: float) -> int:
         """Extend `owner`'s claims on unfinished items to now + ttl_s; how many it holds."""
-        with self._write() as s:
+        with self._write(records=False) as s:  # a heartbeat (another thread)
             return s.execute(update(WorkRow).where(WorkRow.run_id == run_id, WorkRow.owner == owner,
                                                    WorkRow.done_by.is_(None))
                              .values(expires_at=time.time() + ttl_s)).rowcount
@@ -452,7 +461,7 @@ class Store:
         meta_rows = _last_by_id([_meta_values(run_id, self._stamp(), m) for m in metas])
         if not (proof_rows or verification_rows or meta_rows):
             return
-        with self._write() as s:
+        with self._write(records=False) as s:
             calls = self._calls_of(s, [r["id"] for r in (*proof_rows, *verification_rows, *meta_rows)])
             for kind, table, rows in (("proof", ProofRow, proof_rows), ("verification", VerificationRow,
                                       verification_rows), ("meta", MetaVerificationRow, meta_rows)):
@@ -622,7 +631,7 @@ class Store:
             return
         # One statement per table, rows in key order: two processes storing overlapping rows
         # take their row locks in the same order, so they queue instead of deadlocking.
-        with self._write() as s:
+        with self._write(records=False) as s:
             s.connection().execute(self._insert_new(PromptRow),
                                    [{"sha": sha, "messages": prompts[sha]} for sha in sorted(prompts)])
             s.connection().execute(self._insert_new(CallRow), sorted(calls, key=lambda c: c["key"]))
@@ -636,7 +645,7 @@ class Store:
         keys = [keys] if isinstance(keys, str) else list(keys)
         if not keys:
             raise ValueError("record_failure needs the key(s) of the failed request")
-        with self._write() as s:
+        with self._write(records=False) as s:
             s.add(FailureRow(key=keys[0], keys=keys, n_keys=len(keys), namespace=namespace, model=model,
                              tag=tag, attempt=attempt, kind=getattr(error, "kind", type(error).__name__),
                              status=getattr(error, "status", None),
