@@ -51,6 +51,10 @@ bench-search-quick: $(STAMP)
 bench-search: $(STAMP)
 	$(BIN)/python bench/search/run.py
 
+.PHONY: bench-orchestration
+bench-orchestration: $(STAMP)
+	PYTHONPATH=src $(BIN)/python bench/orchestration/run.py
+
 bench-train: $(STAMP)
 	$(BIN)/python bench/train/run.py
 

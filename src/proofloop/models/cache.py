@@ -86,7 +86,8 @@ class FailureRecord:
 @runtime_checkable
 class CallCache(Protocol):
     def get(self, key: str) -> CallRecord | None:
-        """The stored successful sample for `key`, or None. Failures are never returned."""
+        """The stored successful sample for `key`, or None. Failures are never returned.
+        A cache may also have `get_many(keys) -> {key: CallRecord}` (see cached_calls)."""
         ...
 
     def put_many(self, records: list[CallRecord]) -> None:
@@ -104,6 +105,18 @@ class CallCache(Protocol):
         ...
 
 
+def cached_calls(cache: CallCache | None, keys: list[str]) -> dict[str, CallRecord]:
+    """The stored calls among `keys`, by key: in one look-up when the cache has `get_many`
+    (the run store answers all n keys of a request with one query), else key by key."""
+    if cache is None:
+        return {}
+    get_many = getattr(cache, "get_many", None)
+    if get_many is not None:
+        return get_many(keys)
+    found = {key: cache.get(key) for key in keys}
+    return {key: rec for key, rec in found.items() if rec is not None}
+
+
 class InMemoryCallCache:
     """A dict-backed CallCache. Thread-safe; `failures` holds one FailureRecord per failed attempt."""
 
@@ -115,6 +128,10 @@ class InMemoryCallCache:
     def get(self, key: str) -> CallRecord | None:
         with self._lock:
             return self.records.get(key)
+
+    def get_many(self, keys: list[str]) -> dict[str, CallRecord]:
+        with self._lock:
+            return {key: self.records[key] for key in keys if key in self.records}
 
     def put_many(self, records: list[CallRecord]) -> None:
         with self._lock:

@@ -55,7 +55,7 @@ from proofloop.errors import (EmptyResponseError, EndpointUnreachable, ModelConn
                               ModelTimeoutError, ServerError)
 from proofloop.models.base import (ACTIVITY, FREE, Completion, Message, Provider, ProviderResponse, RetryPolicy, Sampling,
                                    Timeouts, Usage)
-from proofloop.models.cache import CallCache, CallRecord, call_key
+from proofloop.models.cache import CallCache, CallRecord, cached_calls, call_key
 from proofloop.models.pricing import Price, Pricing, price_for, priced
 
 log = logging.getLogger(__name__)
@@ -249,8 +249,9 @@ class Model:
         keys = {i: self.key(messages, sampling, i) for i in range(start, start + n)}
         samples: dict[int, Sample] = {}
         missing: list[int] = []
+        found = cached_calls(self.cache, list(keys.values()))
         for i, key in keys.items():
-            rec = self.cache.get(key) if self.cache is not None else None
+            rec = found.get(key)
             if rec is None:
                 missing.append(i)
             else:

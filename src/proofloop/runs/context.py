@@ -16,7 +16,9 @@ reads it back on resume; the API key is never stored.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -135,8 +137,16 @@ DERIVED = {"derived": True}  # a record an execution derives (not an input store
 
 
 class StoreRecorder:
-    """Writes every record to the run store the moment a strategy hands it over. A failed
-    call has no text: it is stored with raw "" and its status and cause."""
+    """Writes the records a strategy hands over to the run store, in batches: the records
+    handed over in one stretch of the event loop (the n analyses of one request, the ratings
+    that follow, ...) go in ONE transaction, written just after that stretch yields (or at
+    once, outside an event loop). Every call they come from is committed already (the model
+    wrapper's put_many), so a crash before a batch is written loses no call: a resume re-derives
+    the records from the stored calls. A read through the same Store writes what is pending
+    first, so this process never reads a record older than the store. A failed call has no
+    text: it is stored with raw "" and its status and cause."""
+
+    MAX_PENDING = 512  # records held at most before they are written, event loop or not
 
     def __init__(self, store: Store, run_id: str,
                  on_record: Callable[[str, ProofRecord | AnalysisRecord | MetaRecord], None] | None = None):
@@ -148,6 +158,12 @@ class StoreRecorder:
         self.recorded: dict[str, set[str]] = {"proof": set(), "analysis": set(), "meta": set()}
         # proof id -> meta to keep when the proof is recorded again (runs/evidence.py: its evidence)
         self.kept_meta: dict[str, dict[str, Any]] = {}
+        self.pending: dict[str, list[dict[str, Any]]] = {"proofs": [], "verifications": [], "metas": []}
+        self.events: list[tuple[str, Any]] = []  # on_record calls owed once the batch is written
+        self.scheduled = False
+        self.failed: BaseException | None = None  # a batch written from the loop that failed
+        self.lock = threading.RLock()  # the store may be read (and so flushed) from another thread
+        store.before_read(self.flush)
 
     def problem_id(self, problem: str, **meta: Any) -> int:
         if problem not in self.problem_ids:
@@ -155,25 +171,71 @@ class StoreRecorder:
         return self.problem_ids[problem]
 
     def proof(self, problem: str, record: ProofRecord, *, given: bool = False, **where: Any) -> None:
-        self.store.add_proof(
-            id=record.id, run_id=self.run_id, problem_id=self.problem_id(problem), raw=record.raw or "",
+        self._hold("proofs", dict(
+            id=record.id, problem_id=self.problem_id(problem), raw=record.raw or "",
             reasoning=record.reasoning, solution=record.solution, self_evaluation=record.self_evaluation,
             self_score=record.self_score, status=record.status.value, cause=record.cause,
             finish_reason=record.finish_reason, round=where.get("round"), thread=where.get("thread"),
             attempt=where.get("attempt"), parents=record.parents, refined_from_analyses=record.analyses_used,
-            meta={**DERIVED, **self.kept_meta.get(record.id, {})})
+            meta={**DERIVED, **self.kept_meta.get(record.id, {})}),
+            None if given else ("proof", record))  # a proof the user supplied is no progress
         self.recorded["proof"].add(record.id)
-        if not given:  # a proof the user supplied is no progress
-            self.on_record("proof", record)
 
     def analysis(self, problem: str, record: AnalysisRecord, *, given: bool = False) -> None:
-        self.store.add_verification(
-            id=record.id, run_id=self.run_id, proof_id=record.proof_id, raw=record.raw or "",
-            reasoning=record.reasoning, analysis=record.analysis, score=record.score,
-            status=record.status.value, cause=record.cause, issues=record.issues, meta=DERIVED)
+        self._hold("verifications", dict(
+            id=record.id, proof_id=record.proof_id, raw=record.raw or "", reasoning=record.reasoning,
+            analysis=record.analysis, score=record.score, status=record.status.value, cause=record.cause,
+            issues=record.issues, meta=DERIVED), None if given else ("analysis", record))
         self.recorded["analysis"].add(record.id)
-        if not given:
-            self.on_record("analysis", record)
+
+    def meta(self, problem: str, record: MetaRecord) -> None:
+        self._hold("metas", dict(
+            id=record.id, verification_id=record.analysis_id, raw=record.raw or "", reasoning=record.reasoning,
+            analysis=record.analysis, rating=record.rating, status=record.status.value, cause=record.cause,
+            meta=DERIVED), ("meta", record))
+        self.recorded["meta"].add(record.id)
+
+    def _hold(self, table: str, values: dict[str, Any], event: tuple[str, Any] | None) -> None:
+        with self.lock:
+            self._raise_failure()
+            self.pending[table].append(values)
+            if event:
+                self.events.append(event)
+            held = sum(map(len, self.pending.values()))
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is None or held >= self.MAX_PENDING:
+            self.flush()
+        elif not self.scheduled:
+            self.scheduled = True
+            loop.call_soon(self._flush_from_loop)
+
+    def _flush_from_loop(self) -> None:
+        try:
+            self.flush()
+        except BaseException as e:  # raised to the strategy at its next record (or the final flush)
+            self.failed = e
+
+    def _raise_failure(self) -> None:
+        if self.failed is not None:
+            failed, self.failed = self.failed, None
+            raise failed
+
+    def flush(self) -> None:
+        """Write every record handed over and not yet written, in one transaction; then tell
+        on_record about them. Raises what a batch written from the event loop raised."""
+        with self.lock:
+            self.scheduled = False
+            self._raise_failure()
+            batch, events = self.pending, self.events
+            if not any(batch.values()):
+                return
+            self.pending, self.events = {"proofs": [], "verifications": [], "metas": []}, []
+            self.store.add_records(self.run_id, **batch)
+        for kind, record in events:
+            self.on_record(kind, record)
 
     def analysis_texts(self, proof_id: str, ids: list[str]) -> dict[str, str]:
         """Recorded analysis texts of one proof (search.base.AnalysisTexts): the search reads
@@ -182,14 +244,6 @@ class StoreRecorder:
         texts = {v.id: v.analysis or v.raw for v in self.store.verifications(self.run_id, proof_id=proof_id)
                  if v.id in wanted}
         return {i: t for i, t in texts.items() if t.strip()}
-
-    def meta(self, problem: str, record: MetaRecord) -> None:
-        self.store.add_meta_verification(
-            id=record.id, run_id=self.run_id, verification_id=record.analysis_id, raw=record.raw or "",
-            reasoning=record.reasoning, analysis=record.analysis, rating=record.rating,
-            status=record.status.value, cause=record.cause, meta=DERIVED)
-        self.recorded["meta"].add(record.id)
-        self.on_record("meta", record)
 
 
 @dataclass

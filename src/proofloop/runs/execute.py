@@ -145,6 +145,7 @@ async def _execute_and_close(execute_kind: Callable[[RunContext], Any], ctx: Run
             close = getattr(model.provider, "aclose", None)
             if close is not None:
                 await close()
+        ctx.recorder.flush()  # the records held back for a batch are stored whatever happened
 
 
 async def _cancellable(work: Any, cancel: threading.Event) -> dict[str, Any]:

@@ -38,11 +38,12 @@ import hashlib
 import json
 import os
 import secrets
+import threading
 import time
 import weakref
 from collections.abc import Iterable, Iterator, Callable, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,10 @@ class Store:
             self._writer = self.engine.execution_options(immediate=True)
             self._finalizer = weakref.finalize(self, release)
         self._insert = INSERTS[self.dialect]
+        self._statements: dict[tuple[Any, ...], Any] = {}  # built upsert statements (_upsert_statement)
+        self._last_stamp = datetime.min.replace(tzinfo=timezone.utc)  # the last created_at given to a record (_stamp)
+        self._read_hooks: list[Callable[[], Any]] = []  # before_read: each gives the hook or None
+        self._hooks_lock = threading.Lock()
         for attempt in range(OPEN_ATTEMPTS):
             try:
                 self._create_schema()
@@ -176,21 +181,64 @@ class Store:
             upgrade(conn, f"the run store {self.where}")
 
     @contextmanager
-    def _write(self) -> Iterator[Session]:
+    def _write(self, *, records: bool = True) -> Iterator[Session]:
+        # records=False: a write of calls or of records themselves, which need not wait for
+        # held records; any other write (a status, a finished work item) comes after them
+        if records:
+            self._run_read_hooks()
         with Session(self._writer) as s, s.begin():
             yield s
 
+    def before_read(self, hook: Callable[[], None]) -> None:
+        """Call `hook` before every read of this Store and every write other than of calls and
+        records: a writer that holds records back to batch them (runs.context.StoreRecorder)
+        writes them first, so reads see them and a status or finished work item follows them. A bound
+        method is held weakly: a long-lived Store (the service's) does not keep every run's
+        recorder alive."""
+        with self._hooks_lock:
+            self._read_hooks.append(weakref.WeakMethod(hook) if hasattr(hook, "__self__") else lambda: hook)
+
     @contextmanager
-    def _read(self) -> Iterator[Session]:
+    def _read(self, *, records: bool = True) -> Iterator[Session]:
+        # records=False: a read of calls only, which nobody holds back
+        if records:
+            self._run_read_hooks()
         with Session(self.engine) as s, s.begin():  # one snapshot for all queries inside
             yield s
 
-    def _upsert(self, s: Session, table: Any, values: dict[str, Any], keys: list[str]) -> None:
-        """Insert, or update every non-key column in place (created_at keeps its first value)."""
-        stmt = self._insert(table).values(**values)
-        changes = {k: stmt.excluded[k] for k in values if k not in keys and k != "created_at"}
-        s.execute(stmt.on_conflict_do_update(index_elements=keys, set_=changes) if changes
-                  else stmt.on_conflict_do_nothing())
+    def _run_read_hooks(self) -> None:
+        if self._read_hooks:
+            hooks = [ref() for ref in self._read_hooks]
+            if None in hooks:  # a recorder that is gone
+                with self._hooks_lock:
+                    self._read_hooks = [ref for ref in self._read_hooks if ref() is not None]
+            for hook in hooks:
+                if hook is not None:
+                    hook()
+
+    def _upsert(self, s: Session, table: Any, values: dict[str, Any] | list[dict[str, Any]], keys: list[str]) -> None:
+        """Insert, or update every non-key column in place (created_at keeps its first value).
+        A list of rows (all with the same columns) goes in one executemany."""
+        rows = [values] if isinstance(values, dict) else values
+        if rows:
+            s.connection().execute(self._upsert_statement(table, tuple(rows[0]), tuple(keys)), rows)
+
+    def _upsert_statement(self, table: Any, columns: tuple[str, ...], keys: tuple[str, ...]) -> Any:
+        # Building an ON CONFLICT statement costs about as much as running it (SQLAlchemy
+        # derives the `excluded` columns each time): build each shape once per store.
+        shape = (table, columns, keys)
+        if shape not in self._statements:
+            stmt = self._insert(table)
+            changes = {k: stmt.excluded[k] for k in columns if k not in keys and k != "created_at"}
+            self._statements[shape] = (stmt.on_conflict_do_update(index_elements=list(keys), set_=changes)
+                                       if changes else stmt.on_conflict_do_nothing())
+        return self._statements[shape]
+
+    def _insert_new(self, table: Any) -> Any:
+        """INSERT ... ON CONFLICT DO NOTHING for `table`, built once per store."""
+        if table not in self._statements:
+            self._statements[table] = self._insert(table).on_conflict_do_nothing()
+        return self._statements[table]
 
     # ---- runs --------------------------------------------------------------------------------
 
@@ -248,7 +296,7 @@ class Store:
     def renew_lease(self, run_id: str, owner: str, ttl_s: float) -> float:
         """Extend `owner`'s lease to now + ttl_s; returns the new expiry. RunBusy when lost."""
         expires = time.time() + ttl_s
-        with self._write() as s:
+        with self._write(records=False) as s:  # a heartbeat (another thread)
             if not s.execute(update(RunRow).where(RunRow.id == run_id, RunRow.owner == owner)
                              .values(expires_at=expires)).rowcount:
                 raise RunBusy(f"run {run_id}: {owner} lost its lease (it expired and another process took the run)")
@@ -295,7 +343,7 @@ class Store:
 
     def renew_work(self, run_id: str, owner: str, ttl_s: float) -> int:
         """Extend `owner`'s claims on unfinished items to now + ttl_s; how many it holds."""
-        with self._write() as s:
+        with self._write(records=False) as s:  # a heartbeat (another thread)
             return s.execute(update(WorkRow).where(WorkRow.run_id == run_id, WorkRow.owner == owner,
                                                    WorkRow.done_by.is_(None))
                              .values(expires_at=time.time() + ttl_s)).rowcount
@@ -377,13 +425,11 @@ class Store:
                   parents: Iterable[str] = (), refined_from_analyses: Iterable[str] = ()) -> None:
         """Record a generator output, with its lineage in the same transaction (see
         link_lineage). `**parsed_proof.model_dump()` fits the parse fields."""
-        values = dict(run_id=run_id, id=id, problem_id=problem_id, raw=raw, status=_value(status),
-                      reasoning=reasoning, solution=solution, self_evaluation=self_evaluation,
-                      self_score=self_score, cause=cause, finish_reason=finish_reason, round=round,
-                      thread=thread, attempt=attempt, meta=dict(meta or {}), created_at=utcnow())
-        with self._write() as s:
-            self._upsert(s, ProofRow, stored_fields("proof", values, self._call_of(s, id)), ["run_id", "id"])
-            self._link(s, run_id, id, parents, refined_from_analyses)
+        self.add_records(run_id, proofs=[dict(
+            id=id, problem_id=problem_id, raw=raw, status=status, reasoning=reasoning, solution=solution,
+            self_evaluation=self_evaluation, self_score=self_score, cause=cause, finish_reason=finish_reason,
+            round=round, thread=thread, attempt=attempt, meta=meta, parents=parents,
+            refined_from_analyses=refined_from_analyses)])
 
     def merge_proof_meta(self, run_id: str, proof_id: str, changes: dict[str, Any]) -> None:
         """Merge `changes` into a recorded proof's meta (a pack's evidence for it, issue 12)."""
@@ -399,31 +445,52 @@ class Store:
                          issues: Sequence[str] = (), meta: dict[str, Any] | None = None) -> None:
         """Record a verifier analysis of a proof (the proof must be recorded first).
         `**parsed_analysis.model_dump()` fits the parse fields."""
-        values = dict(run_id=run_id, id=id, proof_id=proof_id, raw=raw, status=_value(status),
-                      reasoning=reasoning, analysis=analysis, score=score, cause=cause,
-                      issues=list(issues), meta=dict(meta or {}), created_at=utcnow())
-        with self._write() as s:
-            self._upsert(s, VerificationRow, stored_fields("verification", values, self._call_of(s, id)),
-                         ["run_id", "id"])
+        self.add_records(run_id, verifications=[dict(
+            id=id, proof_id=proof_id, raw=raw, status=status, reasoning=reasoning, analysis=analysis, score=score,
+            cause=cause, issues=issues, meta=meta)])
 
     def add_meta_verification(self, run_id: str, id: str, *, verification_id: str,
                               raw: str, status: str, reasoning: str | None = None,
                               analysis: str | None = None, rating: float | None = None,
                               cause: str | None = None, meta: dict[str, Any] | None = None) -> None:
         """Record a meta-verifier rating of an analysis (the analysis must be recorded first)."""
-        values = dict(run_id=run_id, id=id, verification_id=verification_id, raw=raw,
-                      status=_value(status), reasoning=reasoning, analysis=analysis, rating=rating,
-                      cause=cause, meta=dict(meta or {}), created_at=utcnow())
-        with self._write() as s:
-            self._upsert(s, MetaVerificationRow, stored_fields("meta", values, self._call_of(s, id)),
-                         ["run_id", "id"])
+        self.add_records(run_id, metas=[dict(
+            id=id, verification_id=verification_id, raw=raw, status=status, reasoning=reasoning,
+            analysis=analysis, rating=rating, cause=cause, meta=meta)])
 
-    @staticmethod
-    def _call_of(s: Session, key: str) -> tuple[str, str | None, str | None] | None:
-        """(text, reasoning, finish_reason) of the stored call `key`, or None."""
-        row = s.execute(select(CallRow.text, CallRow.reasoning, CallRow.finish_reason)
-                        .where(CallRow.key == key)).one_or_none()
-        return tuple(row) if row else None
+    def add_records(self, run_id: str, *, proofs: Sequence[dict[str, Any]] = (),
+                    verifications: Sequence[dict[str, Any]] = (), metas: Sequence[dict[str, Any]] = ()) -> None:
+        """Record many proofs, analyses and meta-verifications in ONE transaction: proofs first,
+        then analyses, then ratings, so a record may point at one earlier in the same batch.
+        Each item holds the keyword arguments of add_proof / add_verification /
+        add_meta_verification (run_id aside); re-adding an id updates it, as they do."""
+        proof_rows = _last_by_id([_proof_values(run_id, self._stamp(), p) for p in proofs])
+        verification_rows = _last_by_id([_verification_values(run_id, self._stamp(), v) for v in verifications])
+        meta_rows = _last_by_id([_meta_values(run_id, self._stamp(), m) for m in metas])
+        if not (proof_rows or verification_rows or meta_rows):
+            return
+        with self._write(records=False) as s:
+            calls = self._calls_of(s, [r["id"] for r in (*proof_rows, *verification_rows, *meta_rows)])
+            for kind, table, rows in (("proof", ProofRow, proof_rows), ("verification", VerificationRow,
+                                      verification_rows), ("meta", MetaVerificationRow, meta_rows)):
+                self._upsert(s, table, [stored_fields(kind, r, calls.get(r["id"])) for r in rows], ["run_id", "id"])
+            for p in proofs:
+                self._link(s, run_id, p["id"], p.get("parents") or (), p.get("refined_from_analyses") or ())
+
+    def _stamp(self) -> datetime:
+        """Now, or just after the last stamp given: records are listed by (created_at, id), so
+        the records of one batch keep the order they were handed over in."""
+        self._last_stamp = max(utcnow(), self._last_stamp + timedelta(microseconds=1))
+        return self._last_stamp
+
+    def _calls_of(self, s: Session, keys: list[str]) -> dict[str, tuple[str, str | None, str | None]]:
+        """(text, reasoning, finish_reason) of the stored calls among `keys`, by key."""
+        out = {}
+        for i in range(0, len(keys), 500):  # SQLite caps bound parameters per statement
+            for key, *call in s.execute(select(CallRow.key, CallRow.text, CallRow.reasoning, CallRow.finish_reason)
+                                        .where(CallRow.key.in_(keys[i:i + 500]))):
+                out[key] = tuple(call)
+        return out
 
     def link_lineage(self, run_id: str, proof_id: str, parents: Iterable[str] = (),
                      analyses: Iterable[str] = ()) -> None:
@@ -433,12 +500,10 @@ class Store:
             self._link(s, run_id, proof_id, parents, analyses)
 
     def _link(self, s: Session, run_id: str, proof_id: str, parents: Iterable[str], analyses: Iterable[str]) -> None:
-        for parent in parents:
-            s.execute(self._insert(LineageRow).values(run_id=run_id, proof_id=proof_id, parent_proof_id=parent)
-                      .on_conflict_do_nothing())
-        for vid in analyses:
-            s.execute(self._insert(RefinedFromRow).values(run_id=run_id, proof_id=proof_id, verification_id=vid)
-                      .on_conflict_do_nothing())
+        self._upsert(s, LineageRow, [dict(run_id=run_id, proof_id=proof_id, parent_proof_id=parent)
+                                     for parent in parents], ["run_id", "proof_id", "parent_proof_id"])
+        self._upsert(s, RefinedFromRow, [dict(run_id=run_id, proof_id=proof_id, verification_id=vid)
+                                         for vid in analyses], ["run_id", "proof_id", "verification_id"])
 
     # ---- record queries ----------------------------------------------------------------------
 
@@ -534,9 +599,19 @@ class Store:
 
     def get(self, key: str) -> CallRecord | None:
         """The successful call stored under `key`, or None."""
-        with self._read() as s:
+        with self._read(records=False) as s:
             row = s.get(CallRow, key)
             return _call_record(row, s.get(PromptRow, row.prompt_sha).messages) if row else None
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, CallRecord]:
+        """The successful calls stored under any of `keys`, by key (one query per 500 keys)."""
+        keys, out = list(keys), {}
+        q = select(CallRow, PromptRow.messages).join(PromptRow, CallRow.prompt_sha == PromptRow.sha)
+        with self._read(records=False) as s:
+            for i in range(0, len(keys), 500):  # SQLite caps bound parameters per statement
+                for row, messages in s.execute(q.where(CallRow.key.in_(keys[i:i + 500]))):
+                    out[row.key] = _call_record(row, messages)
+        return out
 
     def put_many(self, records: Iterable[CallRecord]) -> None:
         """Store calls in one transaction. A key already stored keeps its first record: it may
@@ -564,10 +639,10 @@ class Store:
             return
         # One statement per table, rows in key order: two processes storing overlapping rows
         # take their row locks in the same order, so they queue instead of deadlocking.
-        with self._write() as s:
-            s.execute(self._insert(PromptRow).on_conflict_do_nothing(),
-                      [{"sha": sha, "messages": prompts[sha]} for sha in sorted(prompts)])
-            s.execute(self._insert(CallRow).on_conflict_do_nothing(), sorted(calls, key=lambda c: c["key"]))
+        with self._write(records=False) as s:
+            s.connection().execute(self._insert_new(PromptRow),
+                                   [{"sha": sha, "messages": prompts[sha]} for sha in sorted(prompts)])
+            s.connection().execute(self._insert_new(CallRow), sorted(calls, key=lambda c: c["key"]))
 
     def record_failure(self, keys: str | Iterable[str], *, namespace: str, model: str | None = None,
                        tag: str | None = None, attempt: int, error: BaseException,
@@ -578,7 +653,7 @@ class Store:
         keys = [keys] if isinstance(keys, str) else list(keys)
         if not keys:
             raise ValueError("record_failure needs the key(s) of the failed request")
-        with self._write() as s:
+        with self._write(records=False) as s:
             s.add(FailureRow(key=keys[0], keys=keys, n_keys=len(keys), namespace=namespace, model=model,
                              tag=tag, attempt=attempt, kind=getattr(error, "kind", type(error).__name__),
                              status=getattr(error, "status", None),
@@ -676,6 +751,38 @@ class Store:
                 current = s.execute(text("SELECT version_num FROM alembic_version")).scalar()
                 return "ok" if current == HEAD else f"schema at revision {current}, not {HEAD}"
             return "\n".join(s.execute(text("PRAGMA integrity_check")).scalars())
+
+
+def _proof_values(run_id: str, now: datetime, p: dict[str, Any]) -> dict[str, Any]:
+    return dict(run_id=run_id, id=p["id"], problem_id=p["problem_id"], raw=p["raw"], status=_value(p["status"]),
+                reasoning=p.get("reasoning"), solution=p.get("solution"), self_evaluation=p.get("self_evaluation"),
+                self_score=p.get("self_score"), cause=p.get("cause"), finish_reason=p.get("finish_reason"),
+                round=p.get("round"), thread=p.get("thread"), attempt=p.get("attempt"),
+                meta=dict(p.get("meta") or {}), created_at=now)
+
+
+def _verification_values(run_id: str, now: datetime, v: dict[str, Any]) -> dict[str, Any]:
+    return dict(run_id=run_id, id=v["id"], proof_id=v["proof_id"], raw=v["raw"], status=_value(v["status"]),
+                reasoning=v.get("reasoning"), analysis=v.get("analysis"), score=v.get("score"),
+                cause=v.get("cause"), issues=list(v.get("issues") or ()), meta=dict(v.get("meta") or {}),
+                created_at=now)
+
+
+def _meta_values(run_id: str, now: datetime, m: dict[str, Any]) -> dict[str, Any]:
+    return dict(run_id=run_id, id=m["id"], verification_id=m["verification_id"], raw=m["raw"],
+                status=_value(m["status"]), reasoning=m.get("reasoning"), analysis=m.get("analysis"),
+                rating=m.get("rating"), cause=m.get("cause"), meta=dict(m.get("meta") or {}), created_at=now)
+
+
+def _last_by_id(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per id: the last values given, at the first one's place and time (as an
+    update of a stored row keeps its created_at). One PostgreSQL statement may not update the
+    same row twice."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        first = out.get(r["id"])
+        out[r["id"]] = r if first is None else {**r, "created_at": first["created_at"]}
+    return list(out.values())
 
 
 def _one_line(messages: Sequence[object], limit: int = 200) -> str:
