@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install browser bench-search-quick bench-search bench-train bench-serve clean verl-env train-demo
+.PHONY: demo test install browser bench-search-quick bench-search bench-search-regimes bench-train bench-serve clean verl-env train-demo
 
 # torch is pinned here, not in pyproject.toml: 2.13.0 is the CPU build this machine has on disk
 # (an unpinned torch would pull a multi-GB CUDA build).
@@ -41,9 +41,13 @@ test: $(STAMP) browser verl-env
 
 bench-search-quick: $(STAMP)
 	$(BIN)/python bench/search/run.py --quick
+	$(BIN)/python bench/search/regimes.py --quick
 
 bench-search: $(STAMP)
 	$(BIN)/python bench/search/run.py
+
+bench-search-regimes: $(STAMP)
+	$(BIN)/python bench/search/regimes.py
 
 bench-train: $(STAMP)
 	$(BIN)/python bench/train/run.py
