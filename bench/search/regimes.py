@@ -1,7 +1,7 @@
 """The search benchmark in the paper's regimes: `release` vs `pool` vs `adaptive`, per regime,
 server size and scheduling policy (issue 13 item 6).
 
-    .venv/bin/python bench/search/regimes.py --quick     # reduced pool, a few problems; ~1-2 min
+    .venv/bin/python bench/search/regimes.py --quick     # 8 x 8 pool, 4 problems a cell; ~1-2 min
     .venv/bin/python bench/search/regimes.py             # the paper's pool (64 x 64, top 64, 8, 16)
 
 Each cell (regime x server size) runs, on the same problems and model seed and each on a
@@ -39,12 +39,12 @@ REGIMES = ("released", "basic", "advanced", "shortlist")
 # the paper's pool (decisions.PRESETS["paper"]); samples_per_prompt 1, issue-first analyses
 PAPER = dict(initial=64, verifications=64, top_k=64, analyses_per_prompt=8, max_per_score=None,
              samples_per_prompt=1, rounds=16)
-# Quick: the same shape at a quarter of the width (16 proofs x 16 verifications, top 16, 8
-# analyses, 16 rounds), so multi-round problems still run their 16 rounds.
-QUICK_POOL = dict(initial=16, verifications=16, top_k=16, analyses_per_prompt=8, max_per_score=None,
+# Quick: the same shape at an eighth of the width (8 proofs x 8 verifications, top 8, 8
+# analyses, 16 rounds), so multi-round problems still run their 16 rounds; 4 problems a cell.
+QUICK_POOL = dict(initial=8, verifications=8, top_k=8, analyses_per_prompt=8, max_per_score=None,
                   samples_per_prompt=1, rounds=16)
 ADAPTIVE_PAPER = dict(stages=[4, 16, 32, 64])
-ADAPTIVE_QUICK = dict(stages=[4, 8, 16], refine_min=8)
+ADAPTIVE_QUICK = dict(stages=[2, 4, 8], refine_min=4)
 TARGETS = {"fifo": 0.6, "priority": 0.5, "bound": 1.15, "adaptive_tokens": 0.3, "quality": 0.01}
 
 
@@ -121,16 +121,16 @@ def table(cells: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="reduced pool (16 x 16, top 16, 8, 16 rounds), 1 node")
+    ap.add_argument("--quick", action="store_true", help="reduced pool (8 x 8, top 8, 8, 16 rounds), 4 problems, 1 node")
     ap.add_argument("--regimes", nargs="+", default=list(REGIMES), choices=REGIMES)
     ap.add_argument("--nodes", type=int, nargs="+", help="server sizes (default: 1; full: 1 4 16)")
-    ap.add_argument("--problems", type=int, help="problems per cell (default: quick 6, full 4)")
+    ap.add_argument("--problems", type=int, help="problems per cell (default: quick 4, full 3)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", default=None, help="also write the numbers here")
     args = ap.parse_args(argv)
     pool, adaptive = (QUICK_POOL, ADAPTIVE_QUICK) if args.quick else (PAPER, ADAPTIVE_PAPER)
     nodes = args.nodes or ([1] if args.quick else [1, 4, 16])
-    problems = args.problems or (6 if args.quick else 4)
+    problems = args.problems or (4 if args.quick else 3)
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     t0 = time.perf_counter()
     cells = []
@@ -139,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
                                    adaptive=adaptive, streaming=dict(request_n=1), problem_seed=0)
         for k in nodes:
             cells.append({**cell(scaled(base, k), args.seed, log), "nodes": k})
+            if args.json:  # after every cell: a long run stopped early keeps what it finished
+                Path(args.json).write_text(json.dumps(cells, indent=2, default=str))
     print(f"pool {pool}, adaptive {adaptive}, {problems} problems per cell, seed {args.seed}, "
           f"{time.perf_counter() - t0:.0f} s")
     print(table(cells))
@@ -146,8 +148,6 @@ def main(argv: list[str] | None = None) -> int:
     for c in cells:
         for key, v in c["ratios"].items():
             print(f"{c['regime']}.x{c['nodes']}.{key}={v:.4f}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(cells, indent=2, default=str))
     return 0
 
 
