@@ -44,7 +44,7 @@ def test_cell_compares_the_schemes_on_the_same_decisions(small_cell):
 def test_table_marks_targets(bench, small_cell):
     text = bench.table([small_cell])
     row = text.splitlines()[2]
-    assert row.startswith("| advanced | 1 | 2 |")
+    assert row.startswith("| advanced | 1 | 2 |"), row
     fifo = small_cell["ratios"]["pool_fifo_vs_release"]
     assert f"{fifo:.3f} ({'yes' if fifo <= 0.6 else '**no**'})" in row
 

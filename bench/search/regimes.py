@@ -43,14 +43,20 @@ PAPER = dict(initial=64, verifications=64, top_k=64, analyses_per_prompt=8, max_
 # analyses, 16 rounds), so multi-round problems still run their 16 rounds; 4 problems a cell.
 QUICK_POOL = dict(initial=8, verifications=8, top_k=8, analyses_per_prompt=8, max_per_score=None,
                   samples_per_prompt=1, rounds=16)
+# Quick runs on one node too. There it is latency-bound (4 problems x 8 x 8 never fill 704
+# slots: pool sits at its bound and FIFO = priority); on 1/64 of a node (`--nodes 0.015625`,
+# loaded as the paper pool loads one node) it is throughput-bound and pool/release rises to
+# 0.8-0.99 (README). Neither reproduces the full mode's ratios: quick is a fast smoke run.
+QUICK_NODES = 1.0
 ADAPTIVE_PAPER = dict(stages=[4, 16, 32, 64])
 ADAPTIVE_QUICK = dict(stages=[2, 4, 8], refine_min=4)
 TARGETS = {"fifo": 0.6, "priority": 0.5, "bound": 1.15, "adaptive_tokens": 0.3, "quality": 0.01}
 
 
-def scaled(cfg, nodes: int):
+def scaled(cfg, nodes: float):
+    """The server: `nodes` x one DeepSeek node (slots and throughputs; per-sequence speed unchanged)."""
     base = run.ServerModel()
-    return dataclasses.replace(cfg, server={"slots": base.slots * nodes, "prefill_tps": base.prefill_tps * nodes,
+    return dataclasses.replace(cfg, server={"slots": max(1, round(base.slots * nodes)), "prefill_tps": base.prefill_tps * nodes,
                                             "decode_tps_total": base.decode_tps_total * nodes,
                                             "cache_tokens": base.cache_tokens * nodes})
 
@@ -81,7 +87,7 @@ def cell(cfg, seed: int, log=print) -> dict[str, Any]:
                      "pool_priority_vs_bound": bp.makespan_s / out["bound_priority"],
                      "adaptive_vs_pool_verif_tokens": c.verif_tokens / bp.verif_tokens,
                      "adaptive_minus_pool_quality": c.mean_quality - bp.mean_quality}
-    log(f"  {cfg.regime} x{cfg.server.get('slots', 704) // 704}: " +
+    log(f"  {cfg.regime} {cfg.server.get('slots')} slots: " +
         ", ".join(f"{k} {v:.3f}" for k, v in out["ratios"].items()) + f" ({out['real_s']:.0f} s real)")
     return out
 
@@ -109,9 +115,9 @@ def table(cells: list[dict[str, Any]]) -> str:
         r, rounds = c["ratios"], c["rounds"]
         full = sum(x >= 16 for x in rounds) / max(1, len(rounds))
         lines.append(
-            f"| {c['regime']} | {c['nodes']} | {c['problems']} | {statistics.fmean(rounds):.1f} / {max(rounds)}; {full:.2f} | "
-            f"{r['pool_fifo_vs_release']:.3f} ({met(r['pool_fifo_vs_release'], TARGETS['fifo']) if c['nodes'] == 1 else '-'}) | "
-            f"{r['pool_priority_vs_release']:.3f} ({met(r['pool_priority_vs_release'], TARGETS['priority']) if c['nodes'] == 1 else '-'}) | "
+            f"| {c['regime']} | {c['nodes']:g} | {c['problems']} | {statistics.fmean(rounds):.1f} / {max(rounds)}; {full:.2f} | "
+            f"{r['pool_fifo_vs_release']:.3f} ({met(r['pool_fifo_vs_release'], TARGETS['fifo']) if c['nodes'] <= 1 else '-'}) | "
+            f"{r['pool_priority_vs_release']:.3f} ({met(r['pool_priority_vs_release'], TARGETS['priority']) if c['nodes'] <= 1 else '-'}) | "
             f"{r['pool_fifo_vs_bound']:.3f} | {r['pool_priority_vs_bound']:.3f} ({met(r['pool_priority_vs_bound'], TARGETS['bound'])}) | "
             f"{r['adaptive_vs_pool_verif_tokens']:.3f} ({met(r['adaptive_vs_pool_verif_tokens'], TARGETS['adaptive_tokens'])}) | "
             f"{c['quality_pool']:.3f} / {c['quality_adaptive']:.3f} ({c['grade_pool']:.2f} / {c['grade_adaptive']:.2f}) | "
@@ -123,13 +129,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="reduced pool (8 x 8, top 8, 8, 16 rounds), 4 problems, 1 node")
     ap.add_argument("--regimes", nargs="+", default=list(REGIMES), choices=REGIMES)
-    ap.add_argument("--nodes", type=int, nargs="+", help="server sizes (default: 1; full: 1 4 16)")
+    ap.add_argument("--nodes", type=float, nargs="+",
+                    help="server sizes in nodes (default: full 1 4 16; quick 1)")
     ap.add_argument("--problems", type=int, help="problems per cell (default: quick 4, full 3)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", default=None, help="also write the numbers here")
     args = ap.parse_args(argv)
     pool, adaptive = (QUICK_POOL, ADAPTIVE_QUICK) if args.quick else (PAPER, ADAPTIVE_PAPER)
-    nodes = args.nodes or ([1] if args.quick else [1, 4, 16])
+    nodes = args.nodes or ([QUICK_NODES] if args.quick else [1, 4, 16])
     problems = args.problems or (4 if args.quick else 3)
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     t0 = time.perf_counter()
@@ -147,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for c in cells:
         for key, v in c["ratios"].items():
-            print(f"{c['regime']}.x{c['nodes']}.{key}={v:.4f}")
+            print(f"{c['regime']}.x{c['nodes']:g}.{key}={v:.4f}")
     return 0
 
 
