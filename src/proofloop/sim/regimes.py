@@ -83,7 +83,7 @@ from proofloop.sim.model import SimConfig, make_problems
 np = require("numpy", "sim", "the proofloop simulator")
 
 __all__ = ["Regime", "REGIMES", "FIGURE2", "FIGURE2_TOL", "POOL_TARGETS", "POOL_TOL", "config_for",
-           "problems_for", "CONCENTRATION"]
+           "problems_for", "regime", "fit_all", "CONCENTRATION"]
 
 # paper Figure 2 (DESIGN.md §3): max iterations 1..8
 FIGURE2 = {"pass@1": (0.15, 0.18, 0.21, 0.22, 0.24, 0.24, 0.26, 0.27),

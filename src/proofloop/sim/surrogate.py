@@ -19,8 +19,7 @@ quality is not rounded to 4 decimals, and no output is truncated.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass
 
 from proofloop.extras import require
 from proofloop.sim.model import SimConfig
