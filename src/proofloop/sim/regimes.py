@@ -63,7 +63,7 @@ Assumptions (guesses, no published number pins them; each is a knob of SimConfig
 
 Fitting uses `surrogate.py`: a vectorised Monte Carlo of the same equations at the level of
 proof qualities (no texts), fast enough to fit; `python -m proofloop.sim.regimes` refits
-(about 10 minutes of CPU) and prints the numbers that MODEL_FIT, CONCENTRATION and
+(a few minutes of CPU) and prints the numbers that MODEL_FIT, CONCENTRATION and
 DIFFICULTY_MEAN hold; tests/test_sim_regimes.py checks they reproduce the targets and that
 the surrogate's generation agrees with the model's.
 """
@@ -176,7 +176,11 @@ def figure2_curves(x: dict[str, float], problems: int, seed: int) -> dict[str, l
 
 
 def _figure2_loss(v, names: list[str], problems: int, seed: int) -> float:
-    curves = figure2_curves(dict(zip(names, v)), problems, seed)
+    x = dict(zip(names, v))
+    if not (0.05 < x["mean"] < 0.95 and 0.3 < x["concentration"] < 20 and x["self_noise"] > 0.01
+            and 0 <= x["refine_p0"] <= 1 and 0 <= x["refine_gain_base"] <= 1 and x["refine_gain_difficulty"] >= 0):
+        return 1e3  # Nelder-Mead has no bounds: outside the model's domain
+    curves = figure2_curves(x, problems, seed)
     return sum((a - b) ** 2 for key in FIGURE2 for a, b in zip(curves[key], FIGURE2[key]))
 
 
@@ -194,7 +198,7 @@ def fit_figure2(maxiter: int = 50) -> dict[str, float]:
 
 
 def fit_pool_mean(c: SimConfig, target: float, concentration: float, problems: int = 200, seed: int = 1,
-                  steps: int = 10) -> float:
+                  steps: int = 8) -> float:
     """Bisection on the mean difficulty so the pool search's mean selected grade is `target`."""
     lo, hi = 0.02, 0.98
     for _ in range(steps):
