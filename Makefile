@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install browser postgres bench-search-quick bench-search bench-train bench-serve bench-serve-quick clean verl-env train-demo
+.PHONY: demo test install browser postgres bench-search-quick bench-search bench-search-regimes bench-train bench-serve bench-serve-quick clean verl-env train-demo
 
 # torch is pinned here, not in pyproject.toml: 2.13.0 is the CPU build this machine has on disk
 # (an unpinned torch would pull a multi-GB CUDA build).
@@ -47,6 +47,7 @@ test: $(STAMP) browser postgres verl-env
 
 bench-search-quick: $(STAMP)
 	$(BIN)/python bench/search/run.py --quick
+	$(BIN)/python bench/search/regimes.py --quick
 
 bench-search: $(STAMP)
 	$(BIN)/python bench/search/run.py
@@ -54,6 +55,9 @@ bench-search: $(STAMP)
 .PHONY: bench-orchestration
 bench-orchestration: $(STAMP)
 	PYTHONPATH=src $(BIN)/python bench/orchestration/run.py
+
+bench-search-regimes: $(STAMP)
+	$(BIN)/python bench/search/regimes.py
 
 bench-train: $(STAMP)
 	$(BIN)/python bench/train/run.py

@@ -59,6 +59,7 @@ from proofloop.search.pool import Pool
 from proofloop.search.release import run_release
 from proofloop.sim import SimProvider, make_problems, true_grade, true_quality
 from proofloop.sim.model import markers
+from proofloop.sim.regimes import config_for, regime
 from proofloop.sim.server import ServerModel, Work, run_virtual  # the virtual-clock event loop
 
 HERE = Path(__file__).resolve().parent
@@ -90,6 +91,7 @@ class BenchConfig:
     sweep: tuple[int, ...] = ()  # server sizes (x one node) to rerun (a) and (b) on, first seed only
     streaming: dict[str, Any] = field(default_factory=dict)  # Pool options (not PoolParams) for (b), (c), (d)
     ablations: tuple[tuple[str, dict[str, Any]], ...] = ()  # (label, streaming options) to rerun (b) with, first seed
+    regime: str = "released"  # simulator regime (proofloop.sim.regimes): its SimConfig and problem difficulties
 
     def pool_params(self, **extra: Any) -> PoolParams:
         return PoolParams(**{**self.params, **extra})
@@ -209,6 +211,11 @@ class SchemeRun:
         return statistics.fmean(self.quality)
 
 
+def problems_of(cfg: BenchConfig) -> list[str]:
+    """The run's problems: the band mix, or the regime's difficulty distribution."""
+    return make_problems(cfg.problems, seed=cfg.problem_seed, mix=cfg.mix, beta=regime(cfg.regime).difficulty)
+
+
 def sampling_for(cfg: BenchConfig) -> tuple[Sampling, Sampling]:
     # Seeds set (base 0): every sample has a fixed index, so outputs replay exactly.
     return (Sampling(temperature=1.0, top_p=0.95, max_tokens=cfg.gen_max_tokens, seed=0),
@@ -244,7 +251,8 @@ async def _solve_all(name: str, problems: list[str], ctx: SearchContext, cfg: Be
 def run_scheme(name: str, cfg: BenchConfig, problems: list[str], seed: int) -> SchemeRun:
     """One scheme on a fresh simulated model and server."""
     server = ServerModel(time_scale=1.0, **cfg.server)
-    provider = LoggingProvider(SimProvider(server=server, seed=seed, max_n=1 if name == "release" else None))
+    provider = LoggingProvider(SimProvider(config_for(cfg.regime), server=server, seed=seed,
+                                           max_n=1 if name == "release" else None))
     cache = InMemoryCallCache()
     ctx = make_context(cfg, provider, cache, endpoint=f"bench-{name}-{seed}-{time.monotonic_ns()}")
     t0 = time.perf_counter()
@@ -267,7 +275,7 @@ def run_scheme(name: str, cfg: BenchConfig, problems: list[str], seed: int) -> S
 
 def replay_selection(cfg: BenchConfig, problems: list[str], seed: int, cache: InMemoryCallCache) -> tuple[list, int]:
     """(b) `pool` replayed over a finished run's call cache: (its selections, requests it sent)."""
-    provider = SimProvider(server=None, seed=seed)
+    provider = SimProvider(config_for(cfg.regime), server=None, seed=seed)
     ctx = make_context(cfg, provider, cache, endpoint=f"bench-replay-{seed}-{time.monotonic_ns()}")
     results = asyncio.run(_solve_all("pool", problems, ctx, cfg))
     return [r.best.id if r.best is not None else None for r in results], provider.requests
@@ -331,7 +339,7 @@ def lower_bound(run: SchemeRun, cfg: BenchConfig) -> dict[str, Any]:
 
 
 def run_seed(cfg: BenchConfig, seed: int, schemes=SCHEMES, log=print) -> dict[str, Any]:
-    problems = make_problems(cfg.problems, seed=cfg.problem_seed, mix=cfg.mix)
+    problems = problems_of(cfg)
     runs: dict[str, SchemeRun] = {}
     for name in schemes:
         runs[name] = run_scheme(name, cfg, problems, seed)
@@ -403,7 +411,7 @@ def load_point(cfg: BenchConfig, scale: int, seed: int, log=print) -> dict[str, 
     sized = dataclasses.replace(cfg, server={"slots": base.slots * scale, "prefill_tps": base.prefill_tps * scale,
                                              "decode_tps_total": base.decode_tps_total * scale,
                                              "cache_tokens": base.cache_tokens * scale})
-    problems = make_problems(cfg.problems, seed=cfg.problem_seed, mix=cfg.mix)
+    problems = problems_of(cfg)
     a, b = (run_scheme(name, sized, problems, seed) for name in ("release", "pool"))
     lb = lower_bound(b, sized)
     log(f"  load x{scale}: release {a.makespan_s:.0f} s, pool {b.makespan_s:.0f} s, bound {lb['bound_s']:.0f} s")
@@ -413,7 +421,7 @@ def load_point(cfg: BenchConfig, scale: int, seed: int, log=print) -> dict[str, 
 def ablation(cfg: BenchConfig, label: str, streaming: dict[str, Any], seed: int, log=print) -> dict[str, Any]:
     """(b) again with other streaming options (e.g. no priority): what each option buys."""
     varied = dataclasses.replace(cfg, streaming=streaming)
-    problems = make_problems(cfg.problems, seed=cfg.problem_seed, mix=cfg.mix)
+    problems = problems_of(cfg)
     b = run_scheme("pool", varied, problems, seed)
     lb = lower_bound(b, varied)
     log(f"  ablation {label}: pool {b.makespan_s:.0f} s, bound {lb['bound_s']:.0f} s")

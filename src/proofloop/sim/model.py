@@ -71,6 +71,10 @@ class SimConfig:
     fool_quality_coupling: float = 0.7
     verifier_real_issue_prob: float = 0.8  # guess: a claimed issue is a real defect (if any exist)
     verifier_max_claims: int = 2  # guess: issues named by one analysis that does not accept
+    # false reject (regimes.py): 0 keeps the calibrated correct_mu for every accepted-quality
+    # proof; r > 0 gives each such proof (correct, or fooling) its own per-half-point rejection
+    # rate eps ~ Exponential(mean r), capped at 0.5, so P(pass all 64) = E[(1 - eps)^128].
+    verifier_false_reject: float = 0.0
 
     # --- meta-verifier (guesses)
     meta_noise: float = 0.1  # probability the rating is replaced by another one
@@ -95,6 +99,9 @@ class SimConfig:
     refine_p_halluc: float = 0.15
     refine_gain_base: float = 0.25
     refine_gain_found: float = 0.6
+    # regimes.py: the gain is also multiplied by (1 - d) ** this (d = the problem's difficulty,
+    # read from the proof's marker): a hard problem's proof is hard to fix. 0: no effect.
+    refine_gain_difficulty: float = 0.0
 
     # --- output lengths in tokens: lognormal(median, sigma). Proof length is fitted on the
     # released proofs (calibration); reasoning and analysis lengths are guesses.
@@ -315,17 +322,25 @@ def _hallucinated(pid: str, real: Sequence[Defect], rng: random.Random) -> Defec
     return _defect(pid, _n_steps(pid) + 1, "gap")  # a step that does not exist: surely false
 
 
+def accepting_mu(pid: str, config: SimConfig) -> float:
+    """Per-sample mean score of a proof the verifier believes correct (false reject: regimes.py)."""
+    r = config.verifier_false_reject
+    if r <= 0:
+        return config.calibration.correct_mu
+    return 1.0 - min(0.5, -r * math.log(_u("verifier-reject", pid)))
+
+
 @lru_cache(maxsize=200_000)
 def _verifier_mean(pid: str, q: float, config: SimConfig) -> float:
     c, cal = config, config.calibration
     if q >= c.correct_threshold:
-        return cal.correct_mu
+        return accepting_mu(pid, c)
     r = min(max(q / c.correct_threshold, 1e-6), 1 - 1e-6)
     rho = c.fool_quality_coupling
     z = rho * _N01.inv_cdf(r) + math.sqrt(1 - rho * rho) * _N01.inv_cdf(_u("verifier-bias", pid))
     u = _N01.cdf(z)
     if u > 1 - cal.fool_prob:
-        return cal.correct_mu  # this proof fools the verifier consistently
+        return accepting_mu(pid, c)  # this proof fools the verifier consistently
     return float(betaincinv(cal.beta_a, cal.beta_b, u / (1 - cal.fool_prob)))
 
 
@@ -345,10 +360,12 @@ MIXES = {  # named mixes of difficulty bands (guesses shaped like the benchmarks
 }
 
 
-def make_problems(count: int, seed: int = 0, mix: dict[str, float] | str | None = None) -> list[str]:
+def make_problems(count: int, seed: int = 0, mix: dict[str, float] | str | None = None,
+                  beta: tuple[float, float] | None = None) -> list[str]:
     """`count` simulated problem statements of mixed difficulty, each with a hidden tag.
 
-    `mix` maps band names (easy, medium, hard) to weights, or names one of MIXES."""
+    `mix` maps band names (easy, medium, hard) to weights, or names one of MIXES; `beta`
+    = (a, b) instead draws each difficulty from Beta(a, b) (the regimes, regimes.py)."""
     weights = MIXES[mix] if isinstance(mix, str) else (mix or MIXES["default"])
     bad = set(weights) - set(_BANDS)
     if bad:
@@ -366,6 +383,9 @@ def make_problems(count: int, seed: int = 0, mix: dict[str, float] | str | None 
                 break
         lo, hi = _BANDS[band]
         d = lo + (hi - lo) * rng.random()
+        if beta is not None:
+            d = rng.betavariate(*beta)
+            band = next(name for name, (lo, hi) in _BANDS.items() if d < hi or name == "hard")
         obj = _OBJECTS[rng.randrange(len(_OBJECTS))]
         problems.append(f"<!-- sim:problem id=s{seed}-{i:04d} d={d:.3f} -->\n"
                         f"Problem s{seed}-{i:04d} ({band}). Let $n \\ge 2$ be an integer and suppose "
@@ -525,11 +545,13 @@ class SimModel:
     def _refined_quality(self, prompt: str, rng: random.Random) -> float | None:
         """New quality from the candidates and their analyses (None: no sim candidate found)."""
         c = self.config
-        cands = {m["id"]: float(m["q"]) for m in markers(prompt, "proof") if "id" in m and "q" in m}
+        found_proofs = {m["id"]: m for m in markers(prompt, "proof") if "id" in m and "q" in m}
+        cands = {pid: float(m["q"]) for pid, m in found_proofs.items()}
         if not cands:
             return None
         base = max(cands, key=cands.get)  # the model builds on the best candidate
         q = cands[base]
+        drag = (1 - float(found_proofs[base].get("d", 0) or 0)) ** c.refine_gain_difficulty
         real = {d.key for d in proof_defects(base, round(q, 4), c)}
         claimed = [k for m in markers(prompt, "analysis") if m.get("proof") == base
                    for k in (m.get("claims") or "").split(",") if k]
@@ -537,7 +559,7 @@ class SimModel:
         halluc = sum(k not in real for k in claimed) / len(claimed) if claimed else 0.0
         p_up = min(0.95, max(0.05, c.refine_p0 + c.refine_p_found * found - c.refine_p_halluc * halluc))
         if rng.random() < p_up:
-            gain = min(1.0, c.refine_gain_base + c.refine_gain_found * found) * rng.betavariate(2, 2)
+            gain = min(1.0, c.refine_gain_base + c.refine_gain_found * found) * rng.betavariate(2, 2) * drag
             return q + (1 - q) * gain
         return q - q * rng.betavariate(1.5, 8)
 
