@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from proofloop.sim.http import fingerprint, read_request_log
+from proofloop.sim.http import read_request_log
+from support.samples import sent_samples, stored_samples
 from support.scripted import ServerProcess
 from proofloop.store import Store
 from support.cli import CLI, cli_env, run_json
@@ -36,16 +37,6 @@ def _round_reached(db: Path) -> int:
             return con.execute("select coalesce(max(round), -1) from proofs").fetchone()[0]
     except sqlite3.OperationalError:
         return -1
-
-
-def _stored(store: Store, run_id: str) -> set[tuple[str, int]]:
-    return {(fingerprint({"messages": c.messages}), c.sampling["seed"] + c.index) for c in store.calls(run_id)}
-
-
-def _sent(entries: list[dict], since: float) -> list[tuple[str, int]]:
-    """Every sample asked for after `since`: a request of n samples with seed s asks for s .. s+n-1."""
-    return [(e["messages_sha"], e["seed"] + i) for e in entries
-            if e.get("t_start", 0) >= since and "messages_sha" in e for i in range(e.get("n") or 1)]
 
 
 def _decisions(summary: dict) -> tuple:
@@ -85,11 +76,11 @@ def test_kill_9_mid_round_then_resume(tmp_path: Path, problem_file):
         store = Store(db)
         run = store.list_runs()[0]
         assert run.status.value == "interrupted"  # killed mid-run: its process is gone, so the lease is void
-        stored_before = _stored(store, run.id)
+        stored_before = stored_samples(store, run.id)
         store.close()
         resumed = run_json(["resume", run.id], env)
 
-    sent_after = _sent(read_request_log(log_path), since=killed_at)
+    sent_after = sent_samples(read_request_log(log_path), since=killed_at)
     assert sent_after, "nothing was left to do after the kill: the test proves nothing"
     assert not stored_before & set(sent_after), "a call stored before the kill was sent again"
     assert len(sent_after) == len(set(sent_after))

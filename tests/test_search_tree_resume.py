@@ -11,9 +11,10 @@ import time
 from contextlib import closing
 from pathlib import Path
 
-from proofloop.sim.http import fingerprint, read_request_log
+from proofloop.sim.http import read_request_log
 from proofloop.store import Store
 from support.cli import CLI, cli_env, run_json
+from support.samples import sent_samples, stored_samples
 from support.scripted import ServerProcess
 from test_search_resume import FACTORY, SCRIPT
 
@@ -28,17 +29,6 @@ def _nodes(db: Path) -> int:
             return con.execute("select count(*) from proofs").fetchone()[0]
     except sqlite3.OperationalError:
         return 0
-
-
-def stored_samples(store: Store, run_id: str) -> set[tuple[str, int]]:
-    """(prompt fingerprint, sample seed) of every call the run stored."""
-    return {(fingerprint({"messages": c.messages}), c.sampling["seed"] + c.index) for c in store.calls(run_id)}
-
-
-def sent_samples(entries: list[dict], since: float) -> list[tuple[str, int]]:
-    """The same for every sample the server was asked for after `since`."""
-    return [(e["messages_sha"], e["seed"] + i) for e in entries
-            if e.get("t_start", 0) >= since and "messages_sha" in e for i in range(e.get("n") or 1)]
 
 
 def _explored(summary: dict) -> tuple:

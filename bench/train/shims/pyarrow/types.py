@@ -1,15 +1,3 @@
-"""A stand-in for pyarrow, for the GPU check on a machine that lacks it: TRL's data utilities
-import it at import time; the check never calls them."""
+"""A stand-in for pyarrow's submodule, for the GPU check (see the package's __init__)."""
 
-
-class _Missing:
-    """What every name of this module is: usable in annotations and isinstance checks, an error when used."""
-
-    def __init__(self, *args, **kwargs):
-        raise NotImplementedError(f"{type(self).__name__}: pyarrow is not installed here (bench/train/shims stands in)")
-
-
-def __getattr__(name: str):
-    if name.startswith("__"):
-        raise AttributeError(name)
-    return type(name, (_Missing,), {})
+from pyarrow import __getattr__  # noqa: F401 - every name here is the package's stand-in
