@@ -155,3 +155,30 @@ def test_a_status_written_after_records_follows_them(setup):
     proof, held_after_status = asyncio.run(record_then_finish())
     assert held_after_status == []
     assert [p.id for p in store.proofs(run)] == [proof.id]
+
+
+def test_many_problems_in_one_transaction_get_the_ids_add_problem_gives(setup):
+    store, run, _, _ = setup
+    before = store.add_problem(run, "P1", meta={"v": 0}, name="one")
+    writes = WriteCounter(store)
+    ids = store.add_problems(run, [("P2", {"v": 2}, "two"), ("P1", {"v": 1}, None), ("P2", {"v": 3}, "two'")])
+    assert writes.count == 1
+    assert ids[1] == before and ids[0] == ids[2] != before  # a text has one id per run, in the given order
+    by_id = {p.id: p for p in store.problems(run)}
+    assert (by_id[before].meta, by_id[before].name) == ({"v": 1}, "one")  # no name given: kept
+    assert (by_id[ids[0]].meta, by_id[ids[0]].name) == ({"v": 3}, "two'")  # the last of a text wins
+    assert store.add_problems(run, []) == []
+
+
+def test_a_verify_batch_of_64_pairs_costs_a_handful_of_transactions_to_create(db):
+    from proofloop.bench.runs import create_grade_run
+    from proofloop.models.factory import ModelSettings
+    from proofloop.runs import ModelSetup
+
+    store = Store(db)
+    writes = WriteCounter(store)
+    rows = [{"id": f"p{i}", "statement": f"Problem {i % 8}", "proof": f"Proof {i}"} for i in range(64)]
+    run_id = create_grade_run(store, ModelSetup(ModelSettings(provider="sim")), grader="verifier", n=4, rows=rows)
+    assert writes.count <= 4  # the run, its problems, its proofs (two per pair before)
+    assert len(store.proofs(run_id)) == 64 and len(store.problems(run_id)) == 8
+    store.close()

@@ -181,10 +181,12 @@ async def grade_items(store: Store, run_id: str, items: Sequence[GradeItem], gra
     async def one(item: GradeItem) -> list[dict[str, Any]]:
         if grader == "verifier":
             v, row = await grade_with_verifier(model, item, n=n, sampling=sampling, templates=templates)
-            for a in (v.analyses if v else []):
-                store.add_verification(run_id, a.id, proof_id=item.proof_id, raw=a.raw or "", status=a.status.value,
-                                       reasoning=a.reasoning, analysis=a.analysis, score=a.score, cause=a.cause,
-                                       issues=a.issues, meta={"grader": "verifier"})
+            # One transaction for a proof's n analyses (n separate ones were most of the cost
+            # of POST /v1/verify beyond the model's time: bench/serve/RESULTS.md).
+            store.add_records(run_id, verifications=[dict(
+                id=a.id, proof_id=item.proof_id, raw=a.raw or "", status=a.status.value, reasoning=a.reasoning,
+                analysis=a.analysis, score=a.score, cause=a.cause, issues=a.issues, meta={"grader": "verifier"})
+                for a in (v.analyses if v else [])])
             rows = [row]
         else:
             rows = await grade_with_autograder(model, item, n=n, sampling=sampling, template=autograde_template)

@@ -288,13 +288,16 @@ def create_grade_run(store: Store, setup: ModelSetup, *, grader: str, n: int = 4
                                      f"({', '.join(lacking[:5])})")
     run_id = new_run(store, "bench-grade", setup, source=source, limit=limit, grader=grader_cfg)
     config = store.get_run(run_id).config  # type: ignore[union-attr]
+    metas = [{"problem_id": r["problem_id"] or r["id"], "category": r["category"], "level": r["level"],
+              "set": r["set"], "max_points": r["max_points"], "reference_solution": r["reference_solution"],
+              "guidelines": r["guidelines"]} for r in items]
+    # One transaction for the problems, one for the proofs (before their grades): a large
+    # POST /v1/verify batch paid two per pair.
+    pids = store.add_problems(run_id, [(str(r["statement"]), m, m["problem_id"]) for r, m in zip(items, metas)])
+    store.add_records(run_id, proofs=[dict(id=r["id"], problem_id=pid, raw=str(r["proof"]), solution=str(r["proof"]),
+                                           self_score=r["self_score"], status="ok", meta={"imported": True, **r["meta"]})
+                                      for r, pid in zip(items, pids)])
     for r in items:
-        meta = {"problem_id": r["problem_id"] or r["id"], "category": r["category"], "level": r["level"],
-                "set": r["set"], "max_points": r["max_points"], "reference_solution": r["reference_solution"],
-                "guidelines": r["guidelines"]}
-        pid = store.add_problem(run_id, str(r["statement"]), meta=meta, name=meta["problem_id"])
-        store.add_proof(run_id, r["id"], problem_id=pid, raw=str(r["proof"]), solution=str(r["proof"]),
-                        self_score=r["self_score"], status="ok", meta={"imported": True, **r["meta"]})
         if r["human_grade"] is not None:
             store.add_grade(run_id, **human_grade(r["id"], r["human_grade"], r["max_points"], source=_describe(source)))
         if r.get("released_rating") is not None:

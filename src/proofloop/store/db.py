@@ -412,6 +412,24 @@ class Store:
             row.meta = dict(meta) if meta is not None else row.meta
             return row.id
 
+    def add_problems(self, run_id: str, problems: Sequence[tuple[str, dict[str, Any] | None, str | None]]
+                     ) -> list[int]:
+        """add_problem for many (text, meta, name) in one transaction; their ids, in order."""
+        rows = {_sha(text): (text, meta, name) for text, meta, name in problems}  # the last of a text wins
+        if not rows:
+            return []
+        with self._write() as s:
+            s.execute(self._insert(ProblemRow).values([
+                dict(run_id=run_id, text_sha=sha, text=text, name=name, meta=dict(meta or {}), created_at=utcnow())
+                for sha, (text, meta, name) in rows.items()]).on_conflict_do_nothing(index_elements=["run_id", "text_sha"]))
+            found = {r.text_sha: r for r in s.scalars(
+                select(ProblemRow).where(ProblemRow.run_id == run_id, ProblemRow.text_sha.in_(list(rows)))
+                .order_by(ProblemRow.text_sha).with_for_update())}
+            for sha, (_, meta, name) in rows.items():
+                found[sha].name = name if name is not None else found[sha].name
+                found[sha].meta = dict(meta) if meta is not None else found[sha].meta
+            return [found[_sha(text)].id for text, _, _ in problems]
+
     def problems(self, run_id: str) -> list[Problem]:
         with self._read() as s:
             rows = s.scalars(select(ProblemRow).where(ProblemRow.run_id == run_id).order_by(ProblemRow.id))
