@@ -51,12 +51,14 @@ def test_claims_are_disjoint_expire_and_finish_once(store):
 # item repeats no finished call), stores it, finishes the item. Prints one JSON line per event.
 # The worker named "crash" stops for good after claiming its second item (the test kills it).
 WORKER = r"""
-import json, sys, time
+import json, os, sys, time
 from proofloop.models.base import Completion
 from proofloop.models.cache import CallRecord
 from proofloop.store import Store
-target, run, me = sys.argv[1], sys.argv[2], sys.argv[3]
+target, run, me, go = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 store = Store(target)
+while not os.path.exists(f"{go}-{me}"):  # the test says when each worker may start claiming
+    time.sleep(0.01)
 ttl_s = 1.0 if me == "crash" else 600.0  # the dead one's claims expire soon; the others' never, mid-test
 claimed = 0
 while True:
@@ -88,10 +90,14 @@ def test_three_workers_one_killed_every_item_done_once_no_call_repeated(db, tmp_
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     names = ["crash", "w1", "w2"]
-    procs = {name: subprocess.Popen([sys.executable, str(script), db, run, name], stdout=subprocess.PIPE,
+    go = tmp_path / "go"
+    procs = {name: subprocess.Popen([sys.executable, str(script), db, run, name, str(go)], stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, text=True) for name in names}
     events = []
     crash = procs["crash"]
+    # The crashing worker starts alone, so it surely gets to its second item however slowly
+    # its process starts; the others start once it is dead.
+    (tmp_path / "go-crash").touch()
     while True:  # read the crashing worker until it has claimed its second item, then kill -9 it
         line = crash.stdout.readline()
         assert line, crash.stderr.read()
@@ -101,6 +107,8 @@ def test_three_workers_one_killed_every_item_done_once_no_call_repeated(db, tmp_
     os.kill(crash.pid, signal.SIGKILL)
     crash.wait(30)
     lost = events[-1]["claimed"]  # claimed, never called nor finished
+    for name in names[1:]:
+        (tmp_path / f"go-{name}").touch()
     for name in names[1:]:
         out, err = procs[name].communicate(timeout=240)
         assert procs[name].returncode == 0, err

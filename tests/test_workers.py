@@ -75,9 +75,12 @@ def test_three_workers_one_killed_every_problem_done_once_no_finished_call_repea
                                "--split", "--json", "--db", db], capture_output=True, text=True)
         assert made.returncode == 0, made.stderr
         run = json.loads(made.stdout)["run_id"]
-        workers = [cli(tmp_path / f"w{i}.err", "bench", "run", "--worker", run, "--json", "--db", db) for i in range(3)]
+        # The victim starts alone, so it surely holds a problem mid-run however slowly the
+        # machine runs; the survivors start once it is dead.
+        workers = [cli(tmp_path / "w0.err", "bench", "run", "--worker", run, "--json", "--db", db)]
         lost, killed_at = kill_while_holding(workers[0], db, run)
         workers[0].wait(10)
+        workers += [cli(tmp_path / f"w{i}.err", "bench", "run", "--worker", run, "--json", "--db", db) for i in (1, 2)]
         outputs = [w.communicate(timeout=120) for w in workers[1:]]
     for i, w in enumerate(workers[1:], 1):
         assert w.returncode == 0, (tmp_path / f"w{i}.err").read_text()
