@@ -4,17 +4,15 @@ uninterrupted run (same seed: the simulated server's sampling is a function of t
 
 from __future__ import annotations
 
-import signal
 import sqlite3
 from contextlib import closing
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from proofloop.sim.http import read_request_log
-from support.samples import sent_samples, stored_samples
+from support.samples import kill_9_when, sent_samples, stored_samples
 from support.scripted import ServerProcess
 from proofloop.store import Store
 from support.cli import CLI, cli_env, run_json
@@ -63,15 +61,8 @@ def test_kill_9_mid_round_then_resume(tmp_path: Path, problem_file):
         env = _env(db, server.base_url)
         proc = subprocess.Popen(CLI + ["prove", str(problem_file), *OPTIONS, "--json"], env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 120
-        while _round_reached(db) < 2:  # round 2's refined proofs exist: its verifications are in flight
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
-        time.sleep(0.5)  # let the server log the requests the dead client left behind
-        killed_at = time.time()
+        # round 2's refined proofs exist: its verifications are in flight
+        killed_at = kill_9_when(proc, lambda: _round_reached(db) >= 2)
 
         store = Store(db)
         run = store.list_runs()[0]

@@ -4,17 +4,15 @@ explored tree equals that of an uninterrupted run (same seed)."""
 
 from __future__ import annotations
 
-import signal
 import sqlite3
 import subprocess
-import time
 from contextlib import closing
 from pathlib import Path
 
 from proofloop.sim.http import read_request_log
 from proofloop.store import Store
 from support.cli import CLI, cli_env, run_json
-from support.samples import sent_samples, stored_samples
+from support.samples import kill_9_when, sent_samples, stored_samples
 from support.scripted import ServerProcess
 from test_search_resume import FACTORY, SCRIPT
 
@@ -50,15 +48,8 @@ def test_kill_9_mid_tree_then_resume(tmp_path: Path):
         db = tmp_path / "killed.db"
         proc = subprocess.Popen(CLI + ["prove", str(problem), *OPTIONS, "--json"], env=env_of(db),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 120
-        while _nodes(db) < 7:  # two expansions recorded: the third one's calls are in flight
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
-        time.sleep(0.5)  # let the server log the requests the dead client left behind
-        killed_at = time.time()
+        # two expansions recorded: the third one's calls are in flight
+        killed_at = kill_9_when(proc, lambda: _nodes(db) >= 7)
 
         store = Store(db)
         run = store.list_runs()[0]
