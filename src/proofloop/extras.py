@@ -37,7 +37,7 @@ from typing import Any
 
 from proofloop.errors import MissingExtra
 
-__all__ = ["require", "lazy", "LazyModule", "install_hint"]
+__all__ = ["require", "lazy", "LazyModule", "install_hint", "declared_entry_points"]
 
 
 def install_hint(extra: str) -> str:
@@ -76,3 +76,17 @@ class LazyModule:
 def lazy(module: str, extra: str, what: str) -> Any:
     """`module`, imported (through `require`) when first used."""
     return LazyModule(module, extra, what)
+
+
+def declared_entry_points(group: str, builtins: dict[str, str]) -> dict[str, str]:
+    """name -> "module:attribute": the installed entry points of `group` over the built-in
+    table (which also covers a stale install whose metadata predates an entry)."""
+    import importlib.metadata
+    import logging
+
+    declared = dict(builtins)
+    try:
+        declared.update({ep.name: ep.value for ep in importlib.metadata.entry_points(group=group)})
+    except Exception as e:  # broken metadata must not hide the built-ins
+        logging.getLogger("proofloop").debug("could not read %s entry points: %s", group, e)
+    return declared

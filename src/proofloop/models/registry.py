@@ -25,11 +25,11 @@ a Provider (models/base.py); `notice` prints a one-line message to the user.
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 import logging
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from proofloop.errors import UserInputError
+from proofloop.extras import declared_entry_points
 
 if TYPE_CHECKING:
     from proofloop.models.base import Provider, Timeouts
@@ -64,12 +64,7 @@ def unregister_provider(name: str) -> None:
 
 def _declared() -> dict[str, str]:
     """name -> "module:attribute" from installed entry points, over the built-in table."""
-    declared = dict(BUILTIN_FACTORIES)
-    try:
-        declared.update({ep.name: ep.value for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)})
-    except Exception as e:  # broken metadata must not hide the built-ins
-        log.debug("could not read %s entry points: %s", ENTRY_POINT_GROUP, e)
-    return declared
+    return declared_entry_points(ENTRY_POINT_GROUP, BUILTIN_FACTORIES)
 
 
 def provider_names() -> list[str]:

@@ -23,17 +23,15 @@ stale (an editable install made before packs existed), as models/registry.py doe
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
-import logging
 from typing import Any
 
 from proofloop.errors import UserInputError
+from proofloop.extras import declared_entry_points
 from proofloop.packs.base import EVIDENCE_HEADER, Evidence, IssueClass, Pack, Rubric, shown_with_evidence, with_evidence
 
 __all__ = ["DEFAULT_PACK", "ENTRY_POINT_GROUP", "BUILTIN_PACKS", "EVIDENCE_HEADER", "Evidence", "IssueClass",
            "Pack", "Rubric", "get_pack", "pack_names", "pack_sources", "shown_with_evidence", "with_evidence"]
 
-log = logging.getLogger(__name__)
 
 DEFAULT_PACK = "math"
 ENTRY_POINT_GROUP = "proofloop.packs"
@@ -47,12 +45,7 @@ BUILTIN_PACKS: dict[str, str] = {
 
 def pack_sources() -> dict[str, str]:
     """name -> "module:attribute": installed entry points over the built-in table."""
-    declared = dict(BUILTIN_PACKS)
-    try:
-        declared.update({ep.name: ep.value for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)})
-    except Exception as e:  # broken metadata must not hide the built-ins
-        log.debug("could not read %s entry points: %s", ENTRY_POINT_GROUP, e)
-    return declared
+    return declared_entry_points(ENTRY_POINT_GROUP, BUILTIN_PACKS)
 
 
 def pack_names() -> list[str]:
