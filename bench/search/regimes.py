@@ -50,6 +50,7 @@ QUICK_POOL = dict(initial=8, verifications=8, top_k=8, analyses_per_prompt=8, ma
 QUICK_NODES = 1.0
 ADAPTIVE_PAPER = dict(stages=[4, 16, 32, 64])
 ADAPTIVE_QUICK = dict(stages=[2, 4, 8], refine_min=4)
+CLIENT_CAP = 4.0  # (b'') caps the samples in flight at this many times the server's slots (README)
 TARGETS = {"fifo": 0.6, "priority": 0.5, "bound": 1.15, "adaptive_tokens": 0.3, "quality": 0.01}
 
 
@@ -65,25 +66,32 @@ def cell(cfg, seed: int, log=print) -> dict[str, Any]:
     """release, pool (FIFO), pool (priority), adaptive (priority) on one regime and server size."""
     problems = run.problems_of(cfg)
     t0 = time.perf_counter()
-    fifo = dataclasses.replace(cfg, streaming={**cfg.streaming, "priority": False})
+    fifo = dataclasses.replace(cfg, streaming={**cfg.streaming, "priority": False, "client_priority": False})
+    # FIFO server, the client orders: priorities kept client-side, samples in flight capped at the slots
+    ordered = dataclasses.replace(cfg, streaming={**cfg.streaming, "priority": False, "client_priority": True},
+                                  max_sequences=round(CLIENT_CAP * cfg.server.get("slots", run.ServerModel().slots)))
     prio = dataclasses.replace(cfg, streaming={**cfg.streaming, "priority": True})
     runs = {"release": run.run_scheme("release", cfg, problems, seed),
             "pool_fifo": run.run_scheme("pool", fifo, problems, seed),
+            "pool_fifo_client": run.run_scheme("pool", ordered, problems, seed),
             "pool_priority": run.run_scheme("pool", prio, problems, seed),
             "adaptive": run.run_scheme("adaptive", prio, problems, seed)}
-    a, bf, bp, c = runs["release"], runs["pool_fifo"], runs["pool_priority"], runs["adaptive"]
+    a, bf, bo, bp, c = runs["release"], runs["pool_fifo"], runs["pool_fifo_client"], runs["pool_priority"], runs["adaptive"]
     out = {"regime": cfg.regime, "problems": len(problems), "seed": seed,
            "makespan": {k: r.makespan_s for k, r in runs.items()},
-           "bound_fifo": run.lower_bound(bf, fifo)["bound_s"], "bound_priority": run.lower_bound(bp, prio)["bound_s"],
+           "bound_fifo": run.lower_bound(bf, fifo)["bound_s"], "bound_fifo_client": run.lower_bound(bo, ordered)["bound_s"],
+           "bound_priority": run.lower_bound(bp, prio)["bound_s"],
            "rounds": rounds_run(bp, cfg), "accepted": bp.accepted,
            "quality_pool": bp.mean_quality, "quality_adaptive": c.mean_quality,
            "grade_pool": statistics.fmean(bp.grade), "grade_adaptive": statistics.fmean(c.grade),
-           "same_selection": a.selected == bf.selected == bp.selected,
+           "same_selection": a.selected == bf.selected == bo.selected == bp.selected,
            "verif_tokens_pool": bp.verif_tokens, "verif_tokens_adaptive": c.verif_tokens,
            "samples": {k: int(r.total("samples")) for k, r in runs.items()}, "real_s": time.perf_counter() - t0}
     out["ratios"] = {"pool_fifo_vs_release": bf.makespan_s / a.makespan_s,
+                     "pool_fifo_client_vs_release": bo.makespan_s / a.makespan_s,
                      "pool_priority_vs_release": bp.makespan_s / a.makespan_s,
                      "pool_fifo_vs_bound": bf.makespan_s / out["bound_fifo"],
+                     "pool_fifo_client_vs_bound": bo.makespan_s / out["bound_fifo_client"],
                      "pool_priority_vs_bound": bp.makespan_s / out["bound_priority"],
                      "adaptive_vs_pool_verif_tokens": c.verif_tokens / bp.verif_tokens,
                      "adaptive_minus_pool_quality": c.mean_quality - bp.mean_quality}
@@ -134,7 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--problems", type=int, help="problems per cell (default: quick 4, full 3)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", default=None, help="also write the numbers here")
+    ap.add_argument("--client-cap", type=float, default=CLIENT_CAP,
+                    help="pool on a FIFO server, ordered by the client: samples in flight per server slot")
     args = ap.parse_args(argv)
+    globals()["CLIENT_CAP"] = args.client_cap
     pool, adaptive = (QUICK_POOL, ADAPTIVE_QUICK) if args.quick else (PAPER, ADAPTIVE_PAPER)
     nodes = args.nodes or ([QUICK_NODES] if args.quick else [1, 4, 16])
     problems = args.problems or (4 if args.quick else 3)

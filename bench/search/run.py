@@ -91,6 +91,7 @@ class BenchConfig:
     sweep: tuple[int, ...] = ()  # server sizes (x one node) to rerun (a) and (b) on, first seed only
     streaming: dict[str, Any] = field(default_factory=dict)  # Pool options (not PoolParams) for (b), (c), (d)
     ablations: tuple[tuple[str, dict[str, Any]], ...] = ()  # (label, streaming options) to rerun (b) with, first seed
+    max_sequences: int | None = None  # client cap on samples in flight (Model max_sequences); None: none
     regime: str = "released"  # simulator regime (proofloop.sim.regimes): its SimConfig and problem difficulties
 
     def pool_params(self, **extra: Any) -> PoolParams:
@@ -225,8 +226,10 @@ def sampling_for(cfg: BenchConfig) -> tuple[Sampling, Sampling]:
 def make_context(cfg: BenchConfig, provider, cache: InMemoryCallCache, endpoint: str) -> SearchContext:
     gen, ver = sampling_for(cfg)
     # The endpoint cap is lifted (release sends up to 320 workers x 160 requests at once): the
-    # server's slots and the schemes' own limits are what we compare.
-    model = Model(provider, namespace=NAMESPACE, max_concurrency=1_000_000, cache=cache, endpoint=endpoint)
+    # server's slots and the schemes' own limits are what we compare. `max_sequences` (when set)
+    # holds back what exceeds the server's slots and releases it in the search's priority order.
+    model = Model(provider, namespace=NAMESPACE, max_concurrency=1_000_000, cache=cache, endpoint=endpoint,
+                  max_sequences=cfg.max_sequences)
     return SearchContext(model, gen_sampling=gen, verify_sampling=ver, meta_sampling=ver, recorder=MemoryRecorder())
 
 

@@ -42,6 +42,9 @@ class ModelOptions:
     max_n: Annotated[Optional[int], typer.Option(
         min=1, help="most samples the server returns per request (found out by itself when the server ignores n)")] = None
     max_concurrency: Annotated[int, typer.Option(min=1, help="requests in flight to the server")] = 8
+    max_sequences: Annotated[Optional[int], typer.Option(
+        min=1, help="samples in flight to the server (a request of n holds n), e.g. its max-num-seqs: a search's "
+                    "priorities then order the work on a FIFO server too")] = None
     attempt_timeout: Annotated[Optional[float], typer.Option(
         min=0.001, help="seconds one request attempt may take (streams are never cut while tokens flow)")] = None
     max_tokens: Annotated[Optional[int], typer.Option(
@@ -77,7 +80,7 @@ class ModelOptions:
             temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens,
             verify_max_tokens=self.verify_max_tokens, seed=self.seed,
             templates=templates, pack=pack.name,
-            max_concurrency=self.max_concurrency,
+            max_concurrency=self.max_concurrency, max_sequences=self.max_sequences,
             timeouts=Timeouts(attempt_s=self.attempt_timeout) if self.attempt_timeout else Timeouts(),
             api_key=self.api_key)
 

@@ -25,13 +25,17 @@ from proofloop.protocol.types import Message  # the chat message the protocol re
 
 @dataclass(frozen=True)
 class Sampling:
-    """Sampling parameters. `extra` goes to the server as-is (e.g. {"top_k": 20})."""
+    """Sampling parameters. `extra` goes to the server as-is (e.g. {"top_k": 20}).
+    `client_priority` is never sent: it orders the call among those waiting for the
+    endpoint's concurrency caps (lower first; models/limiter.py), and like `priority` in
+    `extra` it is not part of the call key."""
 
     temperature: float = 1.0
     top_p: float = 0.95
     max_tokens: int = 8192
     seed: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    client_priority: int | None = None
 
     def as_key(self) -> dict[str, Any]:
         """The part of the call-cache key that the parameters contribute. Scheduling hints in

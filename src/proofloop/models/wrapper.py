@@ -46,6 +46,8 @@ import asyncio
 import logging
 import time
 import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -56,6 +58,7 @@ from proofloop.errors import (EmptyResponseError, EndpointUnreachable, ModelConn
 from proofloop.models.base import (ACTIVITY, FREE, Completion, Message, Provider, ProviderResponse, RetryPolicy, Sampling,
                                    Timeouts, Usage)
 from proofloop.models.cache import CallCache, CallRecord, cached_calls, call_key
+from proofloop.models.limiter import PriorityLimiter
 from proofloop.models.pricing import Price, Pricing, price_for, priced
 
 log = logging.getLogger(__name__)
@@ -144,26 +147,28 @@ class Accounting:
         return {"total": self.total.as_dict(), "by_tag": {t: v.as_dict() for t, v in self.by_tag.items()}}
 
 
-# One semaphore per (event loop, endpoint): every Model pointing at an endpoint shares its cap.
-# Keyed by loop too because an asyncio.Semaphore must not cross event loops.
-_LIMITERS: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]]" = (
+# One limiter per (event loop, endpoint, unit): every Model pointing at an endpoint shares its
+# caps. Keyed by loop too because asyncio primitives must not cross event loops. Waiters are
+# admitted by priority (limiter.py): the client orders what a FIFO server would not.
+_LIMITERS: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], PriorityLimiter]]" = (
     weakref.WeakKeyDictionary())
-_LIMITS: dict[str, int] = {}  # endpoint -> cap (the first Model to name an endpoint sets it)
+_LIMITS: dict[tuple[str, str], int] = {}  # (endpoint, unit) -> cap (the first Model to name it sets it)
 # Endpoints found to ignore `n` (fewer choices than asked): one sample per request from then
 # on, for every Model of this process that points there.
 _ONE_PER_REQUEST: set[str] = set()
 _SAME_TEXT_WARNED: set[str] = set()  # endpoints already warned about identical samples
 
 
-def endpoint_limiter(endpoint: str, max_concurrency: int) -> asyncio.Semaphore:
-    limit = _LIMITS.setdefault(endpoint, max_concurrency)
-    if limit != max_concurrency:
-        log.warning("endpoint %s already capped at %d concurrent requests; keeping that (asked %d)",
-                    endpoint, limit, max_concurrency)
+def endpoint_limiter(endpoint: str, cap: int, unit: str = "requests") -> PriorityLimiter:
+    """The shared cap on `unit` ("requests", or "sequences": samples) in flight to `endpoint`."""
+    limit = _LIMITS.setdefault((endpoint, unit), cap)
+    if limit != cap:
+        log.warning("endpoint %s already capped at %d %s in flight; keeping that (asked %d)",
+                    endpoint, limit, unit, cap)
     per_loop = _LIMITERS.setdefault(asyncio.get_running_loop(), {})
-    if endpoint not in per_loop:
-        per_loop[endpoint] = asyncio.Semaphore(limit)
-    return per_loop[endpoint]
+    if (endpoint, unit) not in per_loop:
+        per_loop[(endpoint, unit)] = PriorityLimiter(limit)
+    return per_loop[(endpoint, unit)]
 
 
 def forget_endpoints() -> None:
@@ -213,9 +218,12 @@ def _split_evenly(total: int, parts: int) -> list[int]:
 class Model:
     def __init__(self, provider: Provider, *, namespace: str = "", retry: RetryPolicy = RetryPolicy(),
                  timeouts: Timeouts | None = None, max_concurrency: int = 8, cache: CallCache | None = None,
-                 pricing: Pricing | None = None, endpoint: str | None = None):
+                 pricing: Pricing | None = None, endpoint: str | None = None, max_sequences: int | None = None):
         """`timeouts` None keeps the provider's own; given, they are passed to the provider
-        (connect / idle read) through its optional `apply_timeouts` method."""
+        (connect / idle read) through its optional `apply_timeouts` method. `max_sequences`
+        also caps the samples in flight (a request of n holds n): set it near the server's
+        batch size (vLLM's max-num-seqs) and the server's queue stays short, so the order
+        in which the client releases calls (Sampling.client_priority) is the order they run."""
         self.provider = provider
         self.namespace = namespace
         self.retry = retry
@@ -223,6 +231,7 @@ class Model:
             provider.apply_timeouts(timeouts)
         self.timeouts = timeouts or getattr(provider, "timeouts", None) or Timeouts()
         self.max_concurrency = max_concurrency
+        self.max_sequences = max_sequences
         self.cache = cache
         self.price: Price | None = price_for(provider.model, pricing)
         self.endpoint = endpoint or getattr(provider, "endpoint", None) or f"{provider.name}:{provider.model}"
@@ -286,6 +295,16 @@ class Model:
                 runs.append([i])
         return runs
 
+    @asynccontextmanager
+    async def _admitted(self, samples: int, priority: int | None) -> AsyncIterator[None]:
+        """Hold a request slot (and `samples` sequence slots with max_sequences) of this endpoint."""
+        async with endpoint_limiter(self.endpoint, self.max_concurrency).slot(1, priority):
+            if self.max_sequences is None:
+                yield
+                return
+            async with endpoint_limiter(self.endpoint, self.max_sequences, "sequences").slot(samples, priority):
+                yield
+
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         retry_after = getattr(exc, "retry_after", None)
@@ -311,7 +330,7 @@ class Model:
 
         async def attempt() -> tuple[ProviderResponse, float]:
             nonlocal attempt_no
-            async with endpoint_limiter(self.endpoint, self.max_concurrency):
+            async with self._admitted(len(indices), sampling.client_priority):
                 attempt_no += 1  # counted once it holds a slot, i.e. once it is really sent
                 t0 = time.monotonic()
                 ACTIVITY.sent += 1

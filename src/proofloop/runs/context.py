@@ -56,6 +56,7 @@ class ModelSetup:
     seed: int | None = None
     templates: Templates | None = None
     max_concurrency: int = 8
+    max_sequences: int | None = None  # samples in flight per server (Model's max_sequences); None: no cap
     timeouts: Timeouts = field(default_factory=Timeouts)
     api_key: str | None = None  # used, never stored
     pack: str = "math"  # the domain pack (packs/): its templates are in `templates`, its evidence used by kinds
@@ -68,6 +69,8 @@ class ModelSetup:
                 raise UserInputError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
         if self.max_concurrency < 1:
             raise UserInputError(f"--max-concurrency must be at least 1, got {self.max_concurrency}")
+        if self.max_sequences is not None and self.max_sequences < 1:
+            raise UserInputError(f"--max-sequences must be at least 1, got {self.max_sequences}")
         if not 0.0 <= self.temperature <= 2.0:
             raise UserInputError(f"--temperature must be within [0, 2], got {self.temperature}")
         if not 0.0 < self.top_p <= 1.0:
@@ -97,7 +100,9 @@ class ModelSetup:
         return {"model": dataclasses.asdict(self.settings),
                 "sampling": {role: dataclasses.asdict(s) for role, s in self.sampling.items()},
                 "templates": dataclasses.asdict(self.templates) if self.templates else None,
-                "max_concurrency": self.max_concurrency, "timeouts": dataclasses.asdict(self.timeouts),
+                "max_concurrency": self.max_concurrency,
+                **({"max_sequences": self.max_sequences} if self.max_sequences is not None else {}),
+                "timeouts": dataclasses.asdict(self.timeouts),
                 # the default pack is left out, so a math run's config is what it was before packs
                 **({"pack": self.pack} if self.pack != DEFAULT_PACK else {})}
 
@@ -106,7 +111,7 @@ class ModelSetup:
         sampling = {role: Sampling(**s) for role, s in (config.get("sampling") or {}).items()}
         return cls(settings=ModelSettings(**config["model"]),
                    templates=Templates(**config["templates"]) if config.get("templates") else None,
-                   max_concurrency=config.get("max_concurrency", 8),
+                   max_concurrency=config.get("max_concurrency", 8), max_sequences=config.get("max_sequences"),
                    timeouts=Timeouts(**config["timeouts"]) if config.get("timeouts") else Timeouts(),
                    api_key=api_key, sampling=sampling, pack=config.get("pack", DEFAULT_PACK))
 
@@ -122,15 +127,19 @@ class ModelSetup:
                       f"max tokens {gen.max_tokens} (proofs) / {ver.max_tokens} (checks)",
                       f"seed {gen.seed if gen.seed is not None else 'none'}"]
         parts += [f"max-n {s.max_n or 'server'}", f"concurrency {self.max_concurrency}"]
+        if self.max_sequences is not None:
+            parts.append(f"sequences {self.max_sequences}")
         return "settings: " + ", ".join(parts)
 
     def model(self, store: Store, namespace: str, notice: Callable[[str], None]) -> Model:
         """The wrapped model whose calls are cached in `store` under `namespace` (the run id)."""
         provider = build_provider(self.settings, self.api_key, timeouts=self.timeouts, notice=notice)
-        # Several replicas: --max-concurrency is per replica, the wrapper caps their total.
+        # Several replicas: the caps are per replica, the wrapper caps their total.
+        replicas = len(provider.replicas) if isinstance(provider, ReplicaSet) else 1
         total = provider.cap_each(self.max_concurrency) if isinstance(provider, ReplicaSet) else self.max_concurrency
         return Model(provider, namespace=namespace, cache=store, timeouts=self.timeouts, retry=RetryPolicy(),
-                     max_concurrency=total, endpoint=self.settings.endpoint)
+                     max_concurrency=total, endpoint=self.settings.endpoint,
+                     max_sequences=None if self.max_sequences is None else self.max_sequences * replicas)
 
 
 DERIVED = {"derived": True}  # a record an execution derives (not an input stored at creation)

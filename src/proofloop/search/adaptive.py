@@ -157,6 +157,8 @@ def topk_step(views: Sequence[View], k: int, *, n: int, plan: Sequence[int], z: 
 class Adaptive(Pool):
     """Pool's options plus: `stages` (cumulative analyses per stage), `z` (interval width in
     standard errors), `tolerance` (an ambiguous proof whose interval is narrower stops),
+    `final_tolerance` (the same for the final choice, K = 1, when no proof passed: one
+    proof is the answer, so it may deserve a tighter settling than the K parents),
     `refine_min` (analyses a parent gets at least), `window` (acceptance candidates verified
     at once; None: max(1, min(top_k, initial) // 8)), and pool's `priority`.
 
@@ -169,6 +171,7 @@ class Adaptive(Pool):
     stages: list[int] = field(default_factory=lambda: [4, 16, 32, 64])
     z: float = 2.5
     tolerance: float = 0.2
+    final_tolerance: float = 0.2
     refine_min: int = 16
     window: int | None = None
     name: str = "adaptive"
@@ -199,10 +202,10 @@ class Adaptive(Pool):
                 return acc
             await self._escalate(search, {pid: next_stage(self.plan, search.entry(pid).finished) for pid in more})
 
-    async def _settle_topk(self, search: ProblemSearch, k: int, refine_min: int) -> list[Candidate]:
+    async def _settle_topk(self, search: ProblemSearch, k: int, refine_min: int, tolerance: float) -> list[Candidate]:
         while True:
             step = topk_step(self._views(search), k, n=self.params.verifications, plan=self.plan, z=self.z,
-                             tolerance=self.tolerance, refine_min=refine_min)
+                             tolerance=tolerance, refine_min=refine_min)
             if step.selected is not None:
                 return step.selected
             await self._escalate(search, step.escalate)
@@ -227,7 +230,7 @@ class Adaptive(Pool):
                 return StopReason.ACCEPTED.value
             if round_ == p.rounds:
                 break
-            chosen = await self._settle_topk(search, p.top_k, self.refine_min)
+            chosen = await self._settle_topk(search, p.top_k, self.refine_min, self.tolerance)
             if not chosen:
                 return search.nothing_stop()
             async with asyncio.TaskGroup() as tg:
@@ -237,5 +240,5 @@ class Adaptive(Pool):
                     tg.create_task(self._staged(search, search.refine(
                         round_ + 1, j, parent, analyses, priority=self._priority(search, round_ + 1, generation=True)),
                         round_ + 1))
-        await self._settle_topk(search, 1, 0)
+        await self._settle_topk(search, 1, 0, self.final_tolerance)
         return round_end(search)

@@ -120,6 +120,7 @@ POOL = {
     "request_n": Spec(**_POS, nullable=True, help="samples per initial-generation request (null: one request)"),
     "max_inflight": Spec(**_POS, nullable=True, help="this problem's concurrent calls at most (null: no cap)"),
     "priority": Spec("bool", nullable=True, help="send server scheduling priorities (null: where accepted)"),
+    "client_priority": Spec("bool", help="release calls to the endpoint in priority order (matters when its caps bind)"),
     "stop_early": Spec("bool", help="cancel verifications that cannot change the accepted proof"),
     "budget_tokens": Spec(**_POS, nullable=True, help="tokens this problem may spend"),
     "budget_cost": Spec("float", 0, strict=True, nullable=True, help="dollars this problem may spend"),
@@ -130,6 +131,7 @@ ADAPTIVE = {
     "stages": Spec("int_list", 1, help="cumulative analyses per verification stage"),
     "z": Spec("float", 0, strict=True, help="interval half-width in standard errors"),
     "tolerance": Spec("float", 0, help="an ambiguous proof whose interval is narrower stops"),
+    "final_tolerance": Spec("float", 0, help="the same for the final choice when no proof passed"),
     "refine_min": Spec("int", 0, help="analyses a parent gets at least"),
     "window": Spec(**_POS, nullable=True, help="acceptance candidates verified at once (null: auto)"),
 }

@@ -64,7 +64,7 @@ from proofloop.search.base import ProblemResult, SearchContext, StopReason
 from proofloop.search.budget import Budget
 from proofloop.search.decisions import PoolParams, accepted, final_choice, params_from, passes, top_k
 from proofloop.search.report import problem_result
-from proofloop.search.scheduler import Entry, ProblemSearch, call_priority, run_scoped
+from proofloop.search.scheduler import Entry, Priority, ProblemSearch, call_priority, run_scoped
 
 
 @dataclass
@@ -78,7 +78,9 @@ class Pool:
     simulator); `-o priority=true` for a vLLM started with `--scheduling-policy priority` or an
     SGLang with `--enable-priority-scheduling`, `-o priority=false` to never send it (vLLM
     answers a non-zero priority with an error unless started with that policy; hosted APIs may refuse unknown
-    fields); `stop_early` cancels, inside a round, the verifications that can no longer change
+    fields); `client_priority` (default True) also releases calls to the endpoint in that
+    order whenever its caps (--max-concurrency, --max-sequences) hold some back, which is how
+    a FIFO server gets the same order (models/limiter.py); `stop_early` cancels, inside a round, the verifications that can no longer change
     which proof is accepted once one passes (RoundWatch: same decision, fewer verifications,
     but the proofs it cuts short keep no verification record); budgets per problem;
     `keep_truncated` (default False) verifies, refines from and may choose proofs cut at the
@@ -101,6 +103,7 @@ class Pool:
     request_n: int | None = None
     max_inflight: int | None = 64
     priority: bool | None = None
+    client_priority: bool = True
     stop_early: bool = False
     budget_tokens: int | None = None
     budget_cost: float | None = None
@@ -133,16 +136,18 @@ class Pool:
 
     # -- the search --
 
-    def _priority(self, search: ProblemSearch, round_: int, *, generation: bool) -> int | None:
-        """The server scheduling hint for a call of `round_` (scheduler.call_priority), or None
-        (send none) with `priority=False`."""
-        wanted = self.priority
-        if wanted is None:  # auto: only where the server is known to accept the field
-            wanted = all(getattr(m.provider, "accepts_priority", False) for m in (search.ctx.generator, search.ctx.verifier))
-        if not wanted:
+    def _priority(self, search: ProblemSearch, round_: int, *, generation: bool) -> Priority | None:
+        """The scheduling priority of a call of `round_` (scheduler.call_priority): sent to the
+        server unless `priority=False`, and (`client_priority`) the order in which the client
+        releases calls to the endpoint; None when neither."""
+        send = self.priority
+        if send is None:  # auto: only where the server is known to accept the field
+            send = all(getattr(m.provider, "accepts_priority", False) for m in (search.ctx.generator, search.ctx.verifier))
+        if not send and not self.client_priority:
             return None
-        return call_priority(round_, generation=generation, self_scores=search.self_scores(round_),
-                             round_size=self.params.initial if round_ == 0 else self.params.round_size)
+        return Priority(call_priority(round_, generation=generation, self_scores=search.self_scores(round_),
+                                      round_size=self.params.initial if round_ == 0 else self.params.round_size),
+                        send=send)
 
     async def _verified(self, search: ProblemSearch, make, round_: int = 0, watch: "RoundWatch | None" = None) -> None:
         """Make some proofs, then verify each fully, all at once; with a `watch`, skip or

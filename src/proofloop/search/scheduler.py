@@ -45,13 +45,30 @@ from proofloop.search.decisions import (Candidate, Judged, PoolParams, analysis_
 T = TypeVar("T")
 
 
-def with_priority(sampling: Sampling, priority: int | None) -> Sampling:
-    """`sampling` carrying the server scheduling hint `priority` (vLLM's per-request priority,
-    lower first; None: unchanged). Not part of the call key (Sampling.as_key), so it changes
-    when a call runs, never which samples it returns."""
+@dataclass(frozen=True)
+class Priority:
+    """A call's scheduling priority (lower first): always the order in which the client
+    releases it to the endpoint (Sampling.client_priority), and with `send` also the
+    server's hint (vLLM's per-request `priority`, which a FIFO-policy vLLM refuses)."""
+
+    value: int
+    send: bool = True
+
+
+def with_priority(sampling: Sampling, priority: Priority | int | None) -> Sampling:
+    """`sampling` carrying `priority` (an int: sent to the server too; None: unchanged). Not
+    part of the call key (Sampling.as_key), so it changes when a call runs, never which
+    samples it returns.
+
+    >>> with_priority(Sampling(), Priority(7, send=False)).extra, with_priority(Sampling(), 7).extra
+    ({}, {'priority': 7})
+    """
     if priority is None:
         return sampling
-    return dataclasses.replace(sampling, extra={**sampling.extra, "priority": int(priority)})
+    if not isinstance(priority, Priority):
+        priority = Priority(int(priority))
+    extra = {**sampling.extra, "priority": priority.value} if priority.send else sampling.extra
+    return dataclasses.replace(sampling, extra=extra, client_priority=priority.value)
 
 
 ROUND_STEP = 10_000  # priority distance between roles/rounds; the self-score term stays below it
@@ -232,7 +249,7 @@ class ProblemSearch:
             entries.append(entry)
         return entries
 
-    async def generate_initial(self, lo: int, hi: int, priority: int | None = None) -> list[Entry]:
+    async def generate_initial(self, lo: int, hi: int, priority: Priority | int | None = None) -> list[Entry]:
         """Initial proofs for slots [lo, hi) in one request (the wrapper splits it by max_n)."""
         records = await generate(self.gen, self.problem, sampling=with_priority(self.ctx.gen_sampling, priority),
                                  n=hi - lo, start=lo, templates=self.ctx.templates)
@@ -256,7 +273,7 @@ class ProblemSearch:
         return [a.model_copy(update={"analysis": texts[a.id]}) for a in analyses]
 
     async def refine(self, round_: int, prompt: int, parent: Entry, analyses: list[AnalysisRecord],
-                     lo: int = 0, hi: int | None = None, priority: int | None = None) -> list[Entry]:
+                     lo: int = 0, hi: int | None = None, priority: Priority | int | None = None) -> list[Entry]:
         """Samples [lo, hi) of refinement prompt `prompt` of round `round_`."""
         hi = self.params.samples_per_prompt if hi is None else hi
         first = slot_of(self.params, round_, prompt, lo)
@@ -268,7 +285,7 @@ class ProblemSearch:
 
     # -- verification --
 
-    async def verify(self, entry: Entry, upto: int, priority: int | None = None) -> None:
+    async def verify(self, entry: Entry, upto: int, priority: Priority | int | None = None) -> None:
         """Bring `entry` to `upto` verifications (one request for all the missing ones)."""
         lo = entry.requested
         if upto <= lo:
@@ -276,7 +293,7 @@ class ProblemSearch:
         entry.requested = upto
         await self.verify_range(entry, lo, upto, priority)
 
-    async def verify_range(self, entry: Entry, lo: int, hi: int, priority: int | None = None) -> None:
+    async def verify_range(self, entry: Entry, lo: int, hi: int, priority: Priority | int | None = None) -> None:
         """Verifications lo..hi-1 of `entry` (and their meta ratings, when meta is on); `priority`
         is the server scheduling hint for all of them (with_priority)."""
         sampling = with_priority(self.ctx.verify_sampling, priority)
@@ -296,7 +313,7 @@ class ProblemSearch:
                     tg.create_task(self._meta(entry, j, a, priority))
         entry.finished += hi - lo
 
-    async def _meta(self, entry: Entry, j: int, analysis: AnalysisRecord, priority: int | None = None) -> None:
+    async def _meta(self, entry: Entry, j: int, analysis: AnalysisRecord, priority: Priority | int | None = None) -> None:
         shown = await self.ctx.verifier_problem(self.problem, entry.proof)
         ratings = await meta_verify(self.ver, shown, entry.proof, analysis,
                                     sampling=with_priority(self.ctx.meta_sampling, priority),
