@@ -48,7 +48,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import case, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -338,7 +338,8 @@ class Store:
                 .order_by(WorkRow.item).limit(limit).with_for_update(skip_locked=True)))
             if items:
                 s.execute(update(WorkRow).where(WorkRow.run_id == run_id, WorkRow.item.in_(items))
-                          .values(owner=owner, expires_at=now + ttl_s, claims=WorkRow.claims + 1))
+                          .values(owner=owner, expires_at=now + ttl_s,  # an item it holds already is not claimed again
+                                  claims=case((WorkRow.owner == owner, WorkRow.claims), else_=WorkRow.claims + 1)))
         return items
 
     def renew_work(self, run_id: str, owner: str, ttl_s: float) -> int:
