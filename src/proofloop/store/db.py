@@ -63,7 +63,7 @@ from proofloop.store.migrate import HEAD, upgrade
 from proofloop.store.schema import (CallRow, Failure, FailureRow, Grade, GradeRow, LineageRow, MetaVerification,
                                     MetaVerificationRow, Problem, ProblemRow, Proof, ProofRow, PromptRow,
                                     RefinedFromRow, Run, RunRow, RunStatus, RunUsage, UsageTotals, Verification,
-                                    VerificationRow, WorkRow, utcnow)
+                                    VerificationRow, WorkItem, WorkRow, utcnow)
 
 BUSY_TIMEOUT_S = 30.0  # how long a writer waits for another writer's lock before failing
 OPEN_ATTEMPTS = 4  # a store read as malformed is looked at this many times before it is called damaged
@@ -366,6 +366,12 @@ class Store:
                 state = "done" if done_by else "held" if owner and (expires_at or 0) >= now else "free"
                 out[state] += 1
         return out
+
+    def work_items(self, run_id: str) -> list[WorkItem]:
+        """Every work item of the run, in item order (runs/workers.py `work_progress` sums them up)."""
+        with self._read() as s:
+            return [_plain(row, WorkItem) for row in s.scalars(select(WorkRow).where(WorkRow.run_id == run_id)
+                                                              .order_by(WorkRow.item))]
 
     def _run_row(self, s: Session, run_id: str) -> RunRow:
         """The run's row, locked until the transaction ends (on PostgreSQL; on SQLite the

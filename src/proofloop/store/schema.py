@@ -434,6 +434,17 @@ class Failure(BaseModel):
     created_at: datetime
 
 
+class WorkItem(BaseModel):
+    """One work item of a split run (WorkRow): who holds it until when (epoch seconds; the
+    claim is live while expires_at is in the future), how many holders claimed it, who did it."""
+
+    item: str
+    owner: str | None
+    expires_at: float | None
+    claims: int
+    done_by: str | None
+
+
 class UsageTotals(BaseModel):
     calls: int = 0
     prompt_tokens: int = 0
