@@ -36,12 +36,13 @@ from __future__ import annotations
 import asyncio
 import signal
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from proofloop.errors import ProofloopError, UserInputError
-from proofloop.models.replicas import ReplicaSet
+from proofloop.models.replicas import ReplicaSet, affinity_share
 from proofloop.runs.context import RunContext
 from proofloop.runs.registry import get_kind
 from proofloop.runs.workers import WorkClaims
@@ -149,10 +150,22 @@ def do_work_items(store: Store, run_id: str, *, api_key: str | None = None,
 
 
 def endpoint_report(ctx: RunContext) -> dict[str, Any]:
-    """{"endpoints": ...} when the run's model is served by several replicas: which one served
-    how many requests, failures, breaker openings and the affinity share (models/replicas.py)."""
+    """{"endpoints": ...} when the run's model is served by several replicas: per replica the
+    requests, failures and breaker openings of this execution (models/replicas.py), and, read
+    from the store over every call of the run whichever process made it (a resumed or split
+    run replays most of its calls), the samples each replica answered and the affinity share:
+    over all prompts, and over verification prompts (the analyses of one proof on one replica)."""
     reports = [m.provider.report() for m in ctx.models() if isinstance(m.provider, ReplicaSet)]
-    return {"endpoints": reports[0]} if reports else {}
+    if not reports:
+        return {}
+    served = ctx.store.served_by(ctx.run_id)
+    samples: Counter[str] = Counter()
+    for counts in served.values():
+        samples.update(counts)
+    replicas = [{**r, "stored_samples": samples.get(r["endpoint"], 0)} for r in reports[0]["replicas"]]
+    verifications = ctx.store.served_by(ctx.run_id, tag="verify")
+    return {"endpoints": {**reports[0], "replicas": replicas, "affinity_share": affinity_share(served.values()),
+                          "verification_affinity_share": affinity_share(verifications.values())}}
 
 
 async def _execute_and_close(execute_kind: Callable[[RunContext], Any], ctx: RunContext,

@@ -659,7 +659,8 @@ class Store:
                 finish_reason=r.completion.finish_reason, sample_tokens=r.completion.completion_tokens,
                 prompt_tokens=r.prompt_tokens or 0, completion_tokens=r.completion_tokens or 0,
                 cached_prompt_tokens=r.cached_prompt_tokens or 0, latency_s=r.latency_s, tag=r.tag,
-                cost_usd=r.cost_usd, attempt=r.attempt, request_size=r.request_size, created_at=r.created_at))
+                cost_usd=r.cost_usd, attempt=r.attempt, request_size=r.request_size, created_at=r.created_at,
+                endpoint=r.endpoint))
         if not calls:
             return
         # One statement per table, rows in key order: two processes storing overlapping rows
@@ -708,6 +709,21 @@ class Store:
         with self._read() as s:
             # v1 rows have no `keys`: each was one key.
             return [_plain(r, Failure) for r in s.scalars(q)]
+
+    def served_by(self, namespace: str, tag: str | None = None) -> dict[str, dict[str, int]]:
+        """prompt sha -> endpoint -> calls (samples) it answered, over the namespace's calls (of
+        `tag`) that know their endpoint (v6): which replica served each prompt, read back
+        whichever process made the calls (models/replicas.py `affinity_share` sums it up)."""
+        q = (select(CallRow.prompt_sha, CallRow.endpoint, func.count())
+             .where(CallRow.namespace == namespace, CallRow.endpoint.is_not(None))
+             .group_by(CallRow.prompt_sha, CallRow.endpoint))
+        if tag is not None:
+            q = q.where(CallRow.tag == tag)
+        out: dict[str, dict[str, int]] = {}
+        with self._read(records=False) as s:
+            for sha, endpoint, n in s.execute(q):
+                out.setdefault(sha, {})[endpoint] = n
+        return out
 
     def call_summaries(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Model, tokens, latency, cost and finish reason of the stored calls among `keys`
@@ -832,5 +848,5 @@ def _call_record(row: CallRow, messages: list[dict[str, str]]) -> CallRecord:
                       prompt_tokens=row.prompt_tokens, completion_tokens=row.completion_tokens,
                       cached_prompt_tokens=row.cached_prompt_tokens, latency_s=row.latency_s, tag=row.tag,
                       cost_usd=row.cost_usd, attempt=row.attempt, request_size=row.request_size,
-                      created_at=row.created_at)
+                      endpoint=row.endpoint, created_at=row.created_at)
 
