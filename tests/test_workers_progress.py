@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from proofloop.runs.workers import render_progress, work_progress
 from proofloop.store import Store, WorkItem
+from support.work import label_split_run
 
 CLI = [sys.executable, "-m", "proofloop.cli"]
 NOW = 1_000_000.0
@@ -58,13 +59,7 @@ def test_progress_of_items_in_every_state():
 
 
 def test_runs_show_reports_the_work_of_a_split_run(db, tmp_path):
-    src = tmp_path / "in.jsonl"
-    src.write_text("".join(json.dumps({"id": f"q{i}", "problem": f"Prove that {i} + {i} is even.",
-                                       "proof": f"{i} + {i} = 2 * {i}."}) + "\n" for i in range(5)))
-    made = subprocess.run(CLI + ["label", "--proofs", str(src), "--provider", "sim", "-n", "3", "-m", "2", "-k", "1",
-                                 "-o", str(tmp_path / "out.jsonl"), "--split", "--db", db], capture_output=True, text=True)
-    assert made.returncode == 0, made.stderr
-    run = made.stdout.strip()
+    run = label_split_run(db, tmp_path, proofs=5)
     with Store(db) as store:
         assert store.claim_work(run, "host-a:1", ttl_s=600, limit=2) == ["q0", "q1"]
         assert store.finish_work(run, "q0", "host-a:1")

@@ -18,13 +18,11 @@ import sys
 import time
 from pathlib import Path
 
-from sqlalchemy import select
-
 from proofloop.sim.http import read_request_log
 from proofloop.store import Store
-from proofloop.store.schema import WorkRow
 from support.samples import kill_9_when, sent_samples, stored_samples
 from support.scripted import ServerProcess
+from support.work import label_split_run, sim_problems_file, work_table
 
 PROBLEMS = 6
 TTL_S = 2.0  # a killed worker's claim is taken over after this long (production: 60 s)
@@ -32,25 +30,9 @@ ENV = {**os.environ, "PROOFLOOP_CLAIM_TTL_S": str(TTL_S)}
 CLI = [sys.executable, "-m", "proofloop.cli"]
 
 
-def work(db: str, run: str) -> dict[str, tuple[str | None, str | None, int]]:
-    """item -> (owner, done_by, times claimed), read straight from the work table."""
-    with Store(db) as store, store.engine.connect() as conn:
-        rows = conn.execute(select(WorkRow.item, WorkRow.owner, WorkRow.done_by, WorkRow.claims)
-                            .where(WorkRow.run_id == run))
-        return {item: (owner, done_by, n) for item, owner, done_by, n in rows}
-
-
-def problems_file(tmp_path: Path) -> Path:
-    out = subprocess.run(CLI + ["sim", "problems", str(PROBLEMS), "--json"], capture_output=True, text=True,
-                         check=True).stdout
-    path = tmp_path / "problems.jsonl"
-    path.write_text("".join(json.dumps({"id": f"P{i}", "statement": s}) + "\n" for i, s in enumerate(json.loads(out))))
-    return path
-
-
 def mid_run(db: str, run: str, pid: int) -> bool:
     """The worker `pid` holds an unfinished item and some item is done."""
-    state = work(db, run)
+    state = work_table(db, run)
     held = [i for i, (owner, done_by, _) in state.items() if (owner or "").endswith(f":{pid}") and not done_by]
     return bool(held) and any(done_by for _, done_by, _ in state.values())
 
@@ -59,7 +41,7 @@ def test_resume_after_the_worker_was_killed_finishes_every_item_once_repeating_n
     log = tmp_path / "requests.jsonl"
     with ServerProcess(responder_factory="proofloop.sim.app:responder_factory", request_log=log,
                        script={"responder": {"time_scale": 400.0}}) as server:
-        made = subprocess.run(CLI + ["bench", "run", "--dataset", str(problems_file(tmp_path)), "--provider", "openai",
+        made = subprocess.run(CLI + ["bench", "run", "--dataset", str(sim_problems_file(tmp_path, PROBLEMS)), "--provider", "openai",
                                      "--base-url", server.base_url, "--model", "sim-1", "--seed", "3",
                                      "--strategy", "single", "--k", "2", "-n", "2", "--parallel-problems", "2",
                                      "--split", "--json", "--db", db], capture_output=True, text=True, env=ENV)
@@ -69,7 +51,7 @@ def test_resume_after_the_worker_was_killed_finishes_every_item_once_repeating_n
             worker = subprocess.Popen(CLI + ["bench", "run", "--worker", run, "--json", "--db", db], env=ENV,
                                       stdout=subprocess.DEVNULL, stderr=err)
         killed_at = kill_9_when(worker, lambda: mid_run(db, run, worker.pid))
-        before = work(db, run)
+        before = work_table(db, run)
         lost = sorted(i for i, (owner, done_by, _) in before.items() if owner and not done_by)
         with Store(db) as store:
             stored_before = stored_samples(store, run)
@@ -80,7 +62,7 @@ def test_resume_after_the_worker_was_killed_finishes_every_item_once_repeating_n
     summary = json.loads(resumed.stdout)
     assert sorted(row["problem"] for row in summary["per_problem"]) == [f"P{i}" for i in range(PROBLEMS)]
 
-    after = work(db, run)
+    after = work_table(db, run)
     resumer = {done_by for _, done_by, _ in after.values()} - {done_by for _, done_by, _ in before.values()}
     assert len(resumer) == 1 and not next(iter(resumer)).endswith(f":{worker.pid}")  # one new finisher: resume
     assert lost and all(after[i][1] in resumer and after[i][2] == 2 for i in lost)  # the lost items taken over
@@ -97,18 +79,6 @@ def test_resume_after_the_worker_was_killed_finishes_every_item_once_repeating_n
     assert len(sent_after) == len(set(sent_after))
 
 
-def label_run(db: str, tmp_path: Path, proofs: int) -> str:
-    rows = [{"id": f"q{i}", "problem": f"Prove that {i} + {i} is even.", "proof": f"{i} + {i} = 2 * {i}."}
-            for i in range(proofs)]
-    src = tmp_path / "in.jsonl"
-    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    made = subprocess.run(CLI + ["label", "--proofs", str(src), "--provider", "sim", "-n", "3", "-m", "2", "-k", "1",
-                                 "-o", str(tmp_path / "labels.jsonl"), "--split", "--db", db],
-                          capture_output=True, text=True, env=ENV)
-    assert made.returncode == 0, made.stderr
-    return made.stdout.strip()
-
-
 def work_status(db: str, run: str) -> dict[str, int]:
     with Store(db) as store:
         return store.work_status(run)
@@ -122,7 +92,7 @@ def wait_for(what, timeout_s: float = 120) -> None:
 
 
 def test_resume_waits_for_a_live_claim_and_takes_over_an_expired_one(db, tmp_path):
-    run = label_run(db, tmp_path, proofs=5)
+    run = label_split_run(db, tmp_path, proofs=5)
     with Store(db) as store:  # two workers on another host hold q0 and q1 (never judged gone from here)
         assert store.claim_work(run, "elsewhere:1", ttl_s=600) == ["q0"]
         assert store.claim_work(run, "elsewhere:2", ttl_s=600) == ["q1"]
@@ -131,15 +101,15 @@ def test_resume_waits_for_a_live_claim_and_takes_over_an_expired_one(db, tmp_pat
     wait_for(lambda: work_status(db, run) == {"done": 3, "held": 2, "free": 0})  # the free ones
     with Store(db) as store:
         store.renew_work(run, "elsewhere:2", ttl_s=-1)  # q1's worker stops renewing: its claim runs out
-    wait_for(lambda: work(db, run)["q1"][1] is not None)
+    wait_for(lambda: work_table(db, run)["q1"][1] is not None)
     time.sleep(2 * TTL_S)  # resume keeps waiting for q0's live claim meanwhile
-    assert resume.poll() is None and work(db, run)["q0"] == ("elsewhere:1", None, 1)
+    assert resume.poll() is None and work_table(db, run)["q0"] == ("elsewhere:1", None, 1)
     with Store(db) as store:
         assert store.finish_work(run, "q0", "elsewhere:1")  # the live worker finishes its item
     out, err = resume.communicate(timeout=120)
     assert resume.returncode == 0, err
 
-    state = work(db, run)
+    state = work_table(db, run)
     me = state["q2"][1]
     assert me.endswith(f":{resume.pid}")
     assert state["q0"] == ("elsewhere:1", "elsewhere:1", 1)  # never claimed by resume
