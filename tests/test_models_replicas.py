@@ -24,7 +24,7 @@ from proofloop.models.base import Completion, ProviderResponse, RetryPolicy, Sam
 from proofloop.models.cache import InMemoryCallCache
 from proofloop.models.factory import ModelSettings
 from proofloop.models.openai_provider import check_base_urls
-from proofloop.models.replicas import (BreakerPolicy, ReplicaSet, Slot, affinity_key, choose, rank,
+from proofloop.models.replicas import (BreakerPolicy, ReplicaSet, Slot, affinity_key, affinity_share, choose, rank,
                                        split_base_urls)
 from proofloop.models.wrapper import Model
 from proofloop.runs import ModelSetup, create_prove_run, execute
@@ -355,6 +355,13 @@ def test_two_healthy_replicas_share_the_load_and_keep_each_proof_on_one(tmp_path
     assert all(len(entries) >= 5 for entries in logs.values())  # both replicas served
     assert max(sent_once(logs).values()) == 1
     assert len(store.calls(run_id)) == sum(r["samples"] for r in report["replicas"])
+    # The store knows which replica answered each call: the same counts and share as the servers' logs.
+    served = {server.base_url.rstrip("/"): sum(e["outcome"] == "ok" for e in logs[name])
+              for name, server in (("a", a), ("b", b))}
+    assert Counter(c.endpoint for c in store.calls(run_id)) == served
+    assert {r["endpoint"]: r["stored_samples"] for r in report["replicas"]} == served
+    assert affinity_share(store.served_by(run_id, tag="verify").values()) == report["verification_affinity_share"]
+    assert report["verification_affinity_share"] == pytest.approx(share)
 
 
 def test_run_finishes_on_the_other_replica_when_one_fails(tmp_path):

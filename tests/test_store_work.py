@@ -47,6 +47,22 @@ def test_claims_are_disjoint_expire_and_finish_once(store):
     assert store.claim_work("r-other", "a", ttl_s=600) == []
 
 
+
+def test_claims_count_each_new_holder_once(store):
+    from sqlalchemy import select
+
+    from proofloop.store.schema import WorkRow
+
+    run = store.create_run("bench", {})
+    store.add_work(run, ["p0", "p1"])
+    for _ in range(3):  # a worker asking again gets what it holds: not a new claim
+        assert store.claim_work(run, "a", ttl_s=600, limit=2) == ["p0", "p1"]
+    store.renew_work(run, "a", ttl_s=-1)
+    assert store.claim_work(run, "b", ttl_s=600) == ["p0"]  # taken over: a second claim
+    with store.engine.connect() as conn:
+        counts = dict(conn.execute(select(WorkRow.item, WorkRow.claims).where(WorkRow.run_id == run)).all())
+    assert counts == {"p0": 2, "p1": 1}
+
 # A worker: claims one item at a time, makes its "call" unless the store has it (a resumed
 # item repeats no finished call), stores it, finishes the item. Prints one JSON line per event.
 # The worker named "crash" stops for good after claiming its second item (the test kills it).

@@ -15,12 +15,10 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from sqlalchemy import select
-
 from proofloop.sim.http import read_request_log
 from proofloop.store import Store
-from proofloop.store.schema import WorkRow
 from support.scripted import ServerProcess
+from support.work import label_split_run, sim_problems_file, work_table
 
 PROBLEMS = 9
 TTL_S = 3.0  # the killed worker's claim is taken over after this long (production: 60 s)
@@ -35,41 +33,25 @@ def cli(err: Path, *args: str) -> subprocess.Popen:
                                 stdout=subprocess.PIPE, stderr=stderr)
 
 
-def problems_file(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "proofloop.cli", "sim", "problems", str(PROBLEMS), "--json"],
-                         capture_output=True, text=True, check=True).stdout
-    path = tmp_path / "problems.jsonl"
-    path.write_text("".join(json.dumps({"id": f"P{i}", "statement": s}) + "\n" for i, s in enumerate(json.loads(out))))
-    return path
-
-
-def claims(db: str, run: str) -> dict[str, tuple[str | None, str | None, int]]:
-    """item -> (owner, done_by, times claimed), read straight from the work table."""
-    with Store(db) as store, store.engine.connect() as conn:
-        rows = conn.execute(select(WorkRow.item, WorkRow.owner, WorkRow.done_by, WorkRow.claims)
-                            .where(WorkRow.run_id == run))
-        return {item: (owner, done_by, n) for item, owner, done_by, n in rows}
-
-
 def kill_while_holding(victim: subprocess.Popen, db: str, run: str, timeout_s: float = 60) -> tuple[str, float]:
     """SIGKILL `victim` once it holds an unfinished problem and some problem is done (mid-run)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        state = claims(db, run)
+        state = work_table(db, run)
         held = [i for i, (owner, done_by, _) in state.items() if owner and owner.endswith(f":{victim.pid}") and not done_by]
         if held and any(done_by for _, done_by, _ in state.values()):
             os.kill(victim.pid, signal.SIGKILL)
             return held[0], time.time()
         assert victim.poll() is None, "the victim stopped on its own"
         time.sleep(0.05)
-    raise AssertionError(f"the victim never held a problem mid-run: {claims(db, run)}")
+    raise AssertionError(f"the victim never held a problem mid-run: {work_table(db, run)}")
 
 
 def test_three_workers_one_killed_every_problem_done_once_no_finished_call_repeated(db, tmp_path):
     log = tmp_path / "requests.jsonl"
     with ServerProcess(responder_factory="proofloop.sim.app:responder_factory", request_log=log,
                        script={"responder": {"time_scale": 400.0}}) as server:
-        made = subprocess.run([sys.executable, "-m", "proofloop.cli", "bench", "run", "--dataset", str(problems_file(tmp_path)),
+        made = subprocess.run([sys.executable, "-m", "proofloop.cli", "bench", "run", "--dataset", str(sim_problems_file(tmp_path, PROBLEMS)),
                                "--provider", "openai", "--base-url", server.base_url, "--model", "sim-1",
                                "--strategy", "single", "--k", "2", "-n", "2", "--parallel-problems", "2",
                                "--split", "--json", "--db", db], capture_output=True, text=True)
@@ -90,7 +72,7 @@ def test_three_workers_one_killed_every_problem_done_once_no_finished_call_repea
     assert len(finished) >= 1  # a survivor finished the run and printed its summary
     assert sorted(row["problem"] for row in finished[0]["per_problem"]) == sorted(f"P{i}" for i in range(PROBLEMS))
 
-    state = claims(db, run)
+    state = work_table(db, run)
     assert all(done_by for _, done_by, _ in state.values())  # every problem done...
     owner, done_by, times = state[lost]
     assert not done_by.endswith(f":{workers[0].pid}") and times >= 2  # ...the lost one by a survivor
@@ -116,25 +98,18 @@ def test_three_workers_one_killed_every_problem_done_once_no_finished_call_repea
 
 
 def test_two_label_workers_share_the_proofs_and_the_last_writes_the_output(tmp_path):
-    rows_in = [{"id": f"q{i}", "problem": f"Prove that {i} + {i} is even.", "proof": f"{i} + {i} = 2 * {i}."}
-               for i in range(12)]
-    src, out, db = tmp_path / "in.jsonl", tmp_path / "labels.jsonl", str(tmp_path / "p.db")
-    src.write_text("".join(json.dumps(r) + "\n" for r in rows_in))
-    made = subprocess.run([sys.executable, "-m", "proofloop.cli", "label", "--proofs", str(src), "--provider", "sim",
-                           "-n", "3", "-m", "2", "-k", "1", "-o", str(out), "--split", "--db", db],
-                          capture_output=True, text=True)
-    assert made.returncode == 0, made.stderr
-    run = made.stdout.strip()
+    out, db = tmp_path / "labels.jsonl", str(tmp_path / "p.db")
+    run = label_split_run(db, tmp_path, proofs=12)
     workers = [cli(tmp_path / f"w{i}.err", "label", "--worker", run, "--json", "--db", db) for i in range(2)]
     results = [w.communicate(timeout=120) for w in workers]
     assert [w.returncode for w in workers] == [0, 0], [(tmp_path / f"w{i}.err").read_text() for i in range(2)]
 
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [r["id"] for r in rows] == [r["id"] for r in rows_in]  # every proof once, in input order
+    assert [r["id"] for r in rows] == [f"q{i}" for i in range(12)]  # every proof once, in input order
     assert all(len(r["analyses"]) == 3 for r in rows if r["status"] != "error")
     summaries = [json.loads(o.splitlines()[-1]) for o, _ in results]
     assert sum(s.get("kind") == "label" for s in summaries) >= 1
-    done_by = {done for _, done, _ in claims(db, run).values()}
+    done_by = {done for _, done, _ in work_table(db, run).values()}
     assert None not in done_by  # every proof done
     with Store(db) as store:
         assert store.get_run(run).status == "finished"

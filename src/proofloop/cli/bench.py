@@ -23,7 +23,8 @@ import typer
 from proofloop.cli.common import (join_and_render, open_store, parse_options, print_split, render, run_and_render,
                                   set_verbosity)
 from proofloop.cli.console import note
-from proofloop.cli.options import Db, Json, ModelOptions, Split, Verbose, Worker, model_options
+from proofloop.cli.options import (REPLICAS_HELP, Db, Json, ModelOptions, Split, Verbose, Worker, joined_urls,
+                                   model_options)
 from proofloop.bench.datasets import DATASETS  # light: numpy, scipy and plots load only in the commands
 from proofloop.bench.metrics import DEFAULT_THRESHOLD, HUMAN_ACCEPT
 from proofloop.errors import UserInputError
@@ -33,7 +34,8 @@ app = typer.Typer(no_args_is_help=True, help="Benchmarks: prove and grade datase
 DataDir = Annotated[Optional[Path], typer.Option(help="folder with imobench/ and dsm2/ (or PROOFLOOP_DATA_DIR)")]
 N = Annotated[int, typer.Option("-n", min=1, help="grader samples per proof (verifier votes / autograder samples)")]
 GraderProvider = Annotated[Optional[str], typer.Option(help="grader's provider, when it is not the proving model")]
-GraderBaseUrl = Annotated[Optional[str], typer.Option(help="grader's server URL (key: PROOFLOOP_GRADER_API_KEY)")]
+GraderBaseUrl = Annotated[Optional[list[str]], typer.Option(
+    help="grader's server URL (key: PROOFLOOP_GRADER_API_KEY)" + REPLICAS_HELP)]
 GraderModel = Annotated[Optional[str], typer.Option(help="grader's model id")]
 AutogradeTemplate = Annotated[Optional[Path], typer.Option(help="autograder prompt file instead of ours (placeholders "
                                                            "{{problem}} {{reference_solution}} {{guidelines}} {{proof}})")]
@@ -42,9 +44,10 @@ Threshold = Annotated[float, typer.Option(min=0.0, max=1.0, help="an automatic s
 DATASET_NAMES = " | ".join(name for name in DATASETS if name != "dsm2-outputs")  # graded proofs: `bench grade`
 
 
-def _grader_settings(provider: str | None, base_url: str | None, model: str | None) -> Any:
+def _grader_settings(provider: str | None, base_urls: list[str] | None, model: str | None) -> Any:
     from proofloop.models.factory import ModelSettings
 
+    base_url = joined_urls(base_urls)
     if provider is None and base_url is None and model is None:
         return None  # the proving model grades too
     return ModelSettings(provider=provider or ("openai" if base_url else None), base_url=base_url, model=model)

@@ -27,6 +27,17 @@ Worker = Annotated[Optional[str], typer.Option("--worker", metavar="RUN",
 Split = Annotated[bool, typer.Option("--split", help="store the run and its work items for --worker processes, "
                                                      "print its id, do no work")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="show retries and other details on stderr")]
+REPLICAS_HELP = "; several replicas of the model: repeat it or separate URLs with commas"
+
+
+def joined_urls(values: list[str] | None) -> str | None:
+    """A repeated server-URL option as the one comma-separated value ModelSettings keeps (each
+    URL a replica of the model, models/replicas.py); None when it was not given.
+
+    >>> joined_urls(["http://a:8000/v1", "http://b:8000/v1,http://c:8000/v1"])
+    'http://a:8000/v1,http://b:8000/v1,http://c:8000/v1'
+    """
+    return ",".join(values) if values else None
 
 
 @dataclass
@@ -34,8 +45,7 @@ class ModelOptions:
     provider: Annotated[Optional[str], typer.Option(
         help="openai | local | sim (default: openai if a server is configured, else the embedded local model)")] = None
     base_url: Annotated[Optional[list[str]], typer.Option(
-        help="OpenAI-compatible server URL, e.g. http://host:8000/v1 (or PROOFLOOP_BASE_URL); several replicas of "
-             "the model: repeat it or separate URLs with commas")] = None
+        help="OpenAI-compatible server URL, e.g. http://host:8000/v1 (or PROOFLOOP_BASE_URL)" + REPLICAS_HELP)] = None
     api_key: Annotated[Optional[str], typer.Option(help="API key (or PROOFLOOP_API_KEY)")] = None
     model: Annotated[Optional[str], typer.Option(
         "--model", help="model id on the server, hub id or local path (or PROOFLOOP_MODEL)")] = None
@@ -75,7 +85,7 @@ class ModelOptions:
             given = {f.name for f in fields(Templates) if (self.templates / f"{f.name}.md").exists()}
             templates = own if templates is None else replace(templates, **{r: getattr(own, r) for r in given})
         return ModelSetup(
-            ModelSettings(provider=self.provider, base_url=",".join(self.base_url) if self.base_url else None,
+            ModelSettings(provider=self.provider, base_url=joined_urls(self.base_url),
                           model=self.model, max_n=self.max_n),
             temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens,
             verify_max_tokens=self.verify_max_tokens, seed=self.seed,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -68,10 +69,14 @@ def runs_show(run_id: str, db: Db = None, json_out: Json = False) -> None:
     store = open_store(db)
     run = stored_run(store, run_id)
     from proofloop.runs import get_kind, run_usage
+    from proofloop.runs.workers import render_progress, work_progress
 
     data: dict[str, Any] = run.model_dump(mode="json")
     data["usage"] = run_usage(store, run_id)
     data["proofs"] = len(store.proofs(run_id))
+    items = store.work_items(run_id)
+    if items:  # a split run (--split): how far its workers are
+        data["work"] = work_progress(items, now=time.time())
     if json_out:
         say(json.dumps(data))
         return
@@ -80,6 +85,8 @@ def runs_show(run_id: str, db: Db = None, json_out: Json = False) -> None:
     settings = run.config.get("model") or {}
     say(f"model {settings.get('model') or 'default'} ({settings.get('provider')})"
         + (f" at {settings['base_url']}" if settings.get("base_url") else "") + f"   proofs stored: {data['proofs']}")
+    for line in render_progress(data["work"]) if items else []:
+        say(line)
     if run.error:
         say(f"error: {run.error}")
     if run.summary:

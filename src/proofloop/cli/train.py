@@ -25,7 +25,7 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 
 from proofloop.cli.console import note
-from proofloop.cli.options import Json
+from proofloop.cli.options import REPLICAS_HELP, Json, joined_urls
 from proofloop.cli.train_data import data
 from proofloop.cli.train_loop import loop
 from proofloop.cli.train_rewards import serve_rewards
@@ -55,7 +55,8 @@ TemplatesDir = Annotated[Optional[Path], typer.Option(
 WithMeta = Annotated[bool, typer.Option(
     "--with-meta", help="verifier only: reward R_format * R_score * R_meta, R_meta from the judge")]
 JudgeProvider = Annotated[Optional[str], typer.Option(help="judge provider: openai (default with a URL) or sim")]
-JudgeUrl = Annotated[Optional[str], typer.Option(help="judge's OpenAI-compatible server, e.g. http://host:8000/v1")]
+JudgeUrl = Annotated[Optional[list[str]], typer.Option(
+    help="judge's OpenAI-compatible server, e.g. http://host:8000/v1" + REPLICAS_HELP)]
 JudgeModel = Annotated[Optional[str], typer.Option(help="judge's model id on that server")]
 JudgeKey = Annotated[Optional[str], typer.Option(help="judge's API key")]
 Alpha = Annotated[Optional[float], typer.Option(
@@ -91,7 +92,7 @@ def _grpo_command(task: str) -> Callable[..., None]:
             max_completion_length=max_completion_length, learning_rate=learning_rate, kl=kl, save_steps=save_steps,
             vllm=vllm, vllm_server_url=vllm_server_url, seed=seed, use_cpu=True if cpu else None,
             report_to=report_to)
-        judge = dict(provider=judge_provider, base_url=judge_base_url, model=judge_model, api_key=judge_api_key,
+        judge = dict(provider=judge_provider, base_url=joined_urls(judge_base_url), model=judge_model, api_key=judge_api_key,
                      n=judge_n, max_tokens=judge_max_tokens, max_concurrency=judge_concurrency, seed=seed,
                      alpha=alpha, beta=beta)
         run_grpo(task, model=model, data=data, output_dir=output_dir, settings=settings, templates=templates,

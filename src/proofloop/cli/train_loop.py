@@ -22,7 +22,7 @@ import typer
 
 from proofloop.cli.common import open_store, run_and_render, set_verbosity
 from proofloop.cli.console import say
-from proofloop.cli.options import Db, Json, Verbose
+from proofloop.cli.options import REPLICAS_HELP, Db, Json, Verbose, joined_urls
 from proofloop.errors import UserInputError
 
 if TYPE_CHECKING:
@@ -49,10 +49,12 @@ def loop(
     output_dir: OutputDir = None,
     resume: Resume = None,
     judge_provider: Annotated[Text, typer.Option(help="judge: openai | sim")] = None,
-    judge_base_url: Annotated[Text, typer.Option(help="judge server URL (verifier / meta-verifier)")] = None,
+    judge_base_url: Annotated[Optional[list[str]], typer.Option(
+        help="judge server URL (verifier / meta-verifier)" + REPLICAS_HELP)] = None,
     judge_model: Annotated[Text, typer.Option(help="judge model id on its server")] = None,
     gen_provider: Annotated[Text, typer.Option(help="generator server provider (default: the judge's)")] = None,
-    gen_base_url: Annotated[Text, typer.Option(help="server of the trained generator, e.g. vLLM")] = None,
+    gen_base_url: Annotated[Optional[list[str]], typer.Option(
+        help="server of the trained generator, e.g. vLLM" + REPLICAS_HELP)] = None,
     gen_model: Annotated[Text, typer.Option(help="the generator's model id on that server")] = None,
     api_key: Annotated[Text, typer.Option(help="API key of the servers (or PROOFLOOP_API_KEY)")] = None,
     steps: Annotated[int, typer.Option(min=1, help="GRPO steps per role")] = 100,
@@ -82,13 +84,14 @@ def loop(
     if stop_after is not None and stop_after not in L.STAGES:
         raise UserInputError(f"--stop-after must be one of {', '.join(L.STAGES)}, not {stop_after!r}")
     store = open_store(db)
-    generator = {"provider": gen_provider, "base_url": gen_base_url, "model": gen_model}
+    judge_url = joined_urls(judge_base_url)
+    generator = {"provider": gen_provider, "base_url": joined_urls(gen_base_url), "model": gen_model}
     if resume is not None:
         run_id = resume
         run = store.get_run(run_id)
         if run is None or run.kind != L.KIND:
             raise UserInputError(f"no train-loop run {run_id!r} in {store.where}")
-        L.point_servers(store, run_id, judge={"base_url": judge_base_url, "model": judge_model}, generator=generator)
+        L.point_servers(store, run_id, judge={"base_url": judge_url, "model": judge_model}, generator=generator)
     elif not (problems and verifier_data and model and output_dir):
         raise UserInputError("a new loop needs --problems, --verifier-data, --model and --output-dir (or --resume RUN)")
     else:
@@ -100,7 +103,7 @@ def loop(
         served = {"seed": seed, "max_tokens": max_tokens, "verify_max_tokens": verify_max_tokens, "api_key": api_key}
         run_id = L.create_loop_run(
             store, problems=L.read_problems(problems), verifier_data=verifier_data, model=model, output_dir=output_dir,
-            settings=settings, judge=server_setup(judge_provider, judge_base_url, judge_model, **served),
+            settings=settings, judge=server_setup(judge_provider, judge_url, judge_model, **served),
             generator=server_setup(**generator, **served) if any(generator.values()) else None)
     store.update_run_config(run_id, {"stop_after": stop_after})
     summary = run_and_render(store, run_id, api_key=api_key, json_mode=json_out, verbose=verbose,

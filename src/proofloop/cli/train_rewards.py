@@ -16,6 +16,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from proofloop.cli.options import REPLICAS_HELP, joined_urls
 from proofloop.errors import UserInputError
 
 
@@ -24,8 +25,8 @@ def serve_rewards(
     port: Annotated[int, typer.Option(min=0, max=65535, help="0: pick a free port (the URL is printed)")] = 8100,
     judge_provider: Annotated[Optional[str], typer.Option(
         help="openai | sim | local (default: openai when --judge-base-url is given, else no judge)")] = None,
-    judge_base_url: Annotated[Optional[str], typer.Option(
-        help="OpenAI-compatible server of the verifier / meta-verifier, e.g. http://host:8000/v1")] = None,
+    judge_base_url: Annotated[Optional[list[str]], typer.Option(
+        help="OpenAI-compatible server of the verifier / meta-verifier, e.g. http://host:8000/v1" + REPLICAS_HELP)] = None,
     judge_model: Annotated[Optional[str], typer.Option(help="model id on the judge server (or PROOFLOOP_MODEL)")] = None,
     judge_api_key: Annotated[Optional[str], typer.Option(help="API key of the judge server (or PROOFLOOP_API_KEY)")] = None,
     n: Annotated[int, typer.Option("-n", "--n", min=1, max=64, help="verifier analyses per proof (their mean is R_Y)")] = 4,
@@ -48,9 +49,9 @@ def serve_rewards(
     from proofloop.sim.http import serve
     from proofloop.train.reward_server import RewardLimits, create_app, judge_from_settings
 
-    judge = None
-    if judge_provider or judge_base_url:
-        settings = ModelSettings(provider=judge_provider or "openai", base_url=judge_base_url, model=judge_model,
+    judge, base_url = None, joined_urls(judge_base_url)
+    if judge_provider or base_url:
+        settings = ModelSettings(provider=judge_provider or "openai", base_url=base_url, model=judge_model,
                                  stream=judge_stream)
         judge = judge_from_settings(settings, api_key=judge_api_key, n=n, max_concurrency=max_concurrency,
                                     max_tokens=judge_max_tokens, seed=seed, response_timeout_s=judge_timeout)

@@ -62,7 +62,7 @@ class CallRecord:
     cost_usd: float | None = None  # this sample's share; None when the price is unknown
     attempt: int = 1  # which attempt of its request succeeded
     request_size: int = 1  # how many samples its request asked for
-    endpoint: str | None = None  # the server that answered (not part of the key; not yet a store column)
+    endpoint: str | None = None  # the server that answered (not part of the key; the store keeps it, v6)
     created_at: float = field(default_factory=time.time)
 
 

@@ -26,7 +26,9 @@ attempt goes:
 
 `report()` says which replica served how many requests, their failures and breaker openings,
 and the affinity share: of the requests whose prompt was sent at least twice, the share that
-went to that prompt's most-used replica.
+went to that prompt's most-used replica. That is this process's view; the store keeps which
+replica answered every call (llm_calls.endpoint), and `affinity_share` of `Store.served_by`
+gives the same share over all of a run's calls, whichever processes made them.
 
     >>> import asyncio
     >>> from proofloop.models.base import Completion, ProviderResponse, Sampling, Usage
@@ -51,7 +53,7 @@ import logging
 import time
 import weakref
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -136,6 +138,19 @@ def choose(key: str, slots: Sequence[Slot], *, avoid: str | None = None, max_ske
     else:
         best = min(candidates, key=lambda s: (s.in_flight, order[s.name]))
     return list(slots).index(best)
+
+
+def affinity_share(served: Iterable[Mapping[str, int]]) -> float | None:
+    """Given, per prompt, how many requests (or samples) each replica answered: of those whose
+    prompt was answered at least twice, the share answered by that prompt's most-used replica.
+    None when no prompt was answered twice.
+
+    >>> affinity_share([{"a": 3}, {"a": 1, "b": 1}, {"b": 1}])   # (3 + 1) of 5
+    0.8
+    """
+    repeated = [counts for counts in served if sum(counts.values()) >= 2]
+    total = sum(sum(counts.values()) for counts in repeated)
+    return sum(max(counts.values()) for counts in repeated) / total if total else None
 
 
 # ---------------------------------------------------------------------------- breaker
@@ -353,9 +368,7 @@ class ReplicaSet:
     def affinity_share(self) -> float | None:
         """Of the requests whose prompt was answered at least twice, the share answered by
         that prompt's most-used replica (None: no prompt was sent twice)."""
-        repeated = [c for c in self._served.values() if sum(c.values()) >= 2]
-        total = sum(sum(c.values()) for c in repeated)
-        return sum(max(c.values()) for c in repeated) / total if total else None
+        return affinity_share(self._served.values())
 
     def report(self) -> dict[str, Any]:
         now = self.clock()

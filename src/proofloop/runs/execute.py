@@ -22,6 +22,9 @@ A run created for workers (`--split`) is worked on by `execute_worker` in severa
 at once (runs/workers.py): each claims work items, holds no run lease and prunes nothing (the
 other workers' records are not its own); the worker that finds every item done finishes the
 run with `execute`, which replays every call from the shared store and writes the summary.
+`resume` of such a run (`execute`) first does its unfinished items as one more worker, under
+the run's lease: the items a killed worker held are taken over once their claims expire, the
+live claims of running workers are waited for, and every item ends done exactly once.
 
 Server settings may change on resume (base URL, key, concurrency, timeouts): none of them is
 part of a call key, so a run can be finished on a server that moved. The model name and the
@@ -33,12 +36,13 @@ from __future__ import annotations
 import asyncio
 import signal
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from proofloop.errors import ProofloopError, UserInputError
-from proofloop.models.replicas import ReplicaSet
+from proofloop.models.replicas import ReplicaSet, affinity_share
 from proofloop.runs.context import RunContext
 from proofloop.runs.registry import get_kind
 from proofloop.runs.workers import WorkClaims
@@ -69,6 +73,10 @@ def execute(store: Store, run_id: str, *, api_key: str | None = None,
     lease = store.acquire_run(run_id, owner=default_owner(), ttl_s=LEASE_TTL_S)
     with Heartbeat(lease, on_lost=lambda e: notice(f"proofloop: warning: {e}")):
         try:
+            # A split run (runs/workers.py) resumed: first its unfinished work items, claimed
+            # like one more worker (another worker's live claim is waited for, an expired one
+            # taken over), so that its work items and its status agree at the end.
+            do_work_items(store, run_id, api_key=api_key, on_record=on_record, notice=notice, cancel=cancel)
             ctx = RunContext.build(store, run_id, run.config, api_key=api_key, on_record=on_record, notice=notice)
             notice(ctx.setup.describe())
             with _sigterm_as_interrupt() as sigterm:
@@ -102,7 +110,28 @@ def execute_worker(store: Store, run_id: str, *, api_key: str | None = None,
         raise UserInputError(f"no run {run_id!r} in {store.where}")
     if sum(store.work_status(run_id).values()) == 0:
         raise UserInputError(f"run {run_id} has no work items: create it with --split to share it among workers")
-    kind = get_kind(run.kind)
+    do_work_items(store, run_id, api_key=api_key, on_record=on_record, notice=notice)
+    now = store.get_run(run_id)
+    if now is not None and now.status == RunStatus.FINISHED:
+        return None
+    try:
+        return execute(store, run_id, api_key=api_key, on_record=on_record, notice=notice)
+    except RunBusy:  # another worker (or a resume) is finishing it
+        return None
+
+
+def do_work_items(store: Store, run_id: str, *, api_key: str | None = None,
+                  on_record: Callable[[str, Any], None] | None = None, notice: Callable[[str], None] = print,
+                  cancel: threading.Event | None = None) -> WorkClaims | None:
+    """Claim and do the run's work items until every one is done (by this process or another
+    worker); the claims, or None when the run has no unfinished item (or none at all). Each
+    item is marked done once its records are stored; on any error or interruption the
+    claims are given back, so the other workers need not wait for them to expire."""
+    status = store.work_status(run_id)
+    if status["free"] == 0 and status["held"] == 0:
+        return None
+    run = store.get_run(run_id)
+    assert run is not None  # the callers looked it up
     claims = WorkClaims(store, run_id, owner=default_owner(), notice=notice)
     # WorkClaims has the Lease's renew / run_id / ttl_s: the Heartbeat renews its claims.
     with Heartbeat(claims, on_lost=lambda e: notice(f"proofloop: warning: {e}")):  # type: ignore[arg-type]
@@ -110,27 +139,33 @@ def execute_worker(store: Store, run_id: str, *, api_key: str | None = None,
         ctx.work = claims
         try:
             with _sigterm_as_interrupt() as sigterm:
-                asyncio.run(_execute_and_close(kind.execute, ctx))
-            if sigterm is not None and sigterm.is_set():  # asked to stop: do not go on to finish the run
+                asyncio.run(_execute_and_close(get_kind(run.kind).execute, ctx, cancel))
+            if sigterm.is_set():  # asked to stop: do not go on to finish the run
                 raise KeyboardInterrupt
         except BaseException:
-            claims.give_back()  # the other workers need not wait for the claims to expire
+            claims.give_back()
             raise
     notice(f"worker {claims.owner}: {len(claims.done)} item{'s' if len(claims.done) != 1 else ''} done")
-    now = store.get_run(run_id)
-    if now is not None and now.status == RunStatus.FINISHED:
-        return None
-    try:
-        return execute(store, run_id, api_key=api_key, on_record=on_record, notice=notice)
-    except RunBusy:  # another worker is finishing it
-        return None
+    return claims
 
 
 def endpoint_report(ctx: RunContext) -> dict[str, Any]:
-    """{"endpoints": ...} when the run's model is served by several replicas: which one served
-    how many requests, failures, breaker openings and the affinity share (models/replicas.py)."""
+    """{"endpoints": ...} when the run's model is served by several replicas: per replica the
+    requests, failures and breaker openings of this execution (models/replicas.py), and, read
+    from the store over every call of the run whichever process made it (a resumed or split
+    run replays most of its calls), the samples each replica answered and the affinity share:
+    over all prompts, and over verification prompts (the analyses of one proof on one replica)."""
     reports = [m.provider.report() for m in ctx.models() if isinstance(m.provider, ReplicaSet)]
-    return {"endpoints": reports[0]} if reports else {}
+    if not reports:
+        return {}
+    served = ctx.store.served_by(ctx.run_id)
+    samples: Counter[str] = Counter()
+    for counts in served.values():
+        samples.update(counts)
+    replicas = [{**r, "stored_samples": samples.get(r["endpoint"], 0)} for r in reports[0]["replicas"]]
+    verifications = ctx.store.served_by(ctx.run_id, tag="verify")
+    return {"endpoints": {**reports[0], "replicas": replicas, "affinity_share": affinity_share(served.values()),
+                          "verification_affinity_share": affinity_share(verifications.values())}}
 
 
 async def _execute_and_close(execute_kind: Callable[[RunContext], Any], ctx: RunContext,

@@ -22,17 +22,25 @@ item over, and since every finished call is in the shared call cache, it repeats
     {'done': 3, 'held': 0, 'free': 0}
 
 The worker that sees every item done finishes the run (runs/execute.py).
+
+`work_progress` sums a split run's items up for `proofloop runs show`: done, claimed (by whom,
+until when), pending, and how many each worker finished.
+
+    >>> progress = work_progress(store.work_items(run_id), now=0.0)
+    >>> progress["total"], progress["done"], progress["by_worker"]
+    (3, 3, {'host:123': 3})
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from proofloop.errors import UserInputError
-from proofloop.store import Store
+from proofloop.store import Store, WorkItem
 
 T = TypeVar("T")
 
@@ -103,3 +111,40 @@ class WorkClaims:
 
         await asyncio.gather(*(loop() for _ in range(max(1, parallel))))
         return results
+
+
+def work_progress(items: Sequence[WorkItem], now: float) -> dict[str, Any]:
+    """A split run's work at time `now` (epoch seconds): items total, done, claimed (a live
+    claim: item, worker, when the claim expires), pending (nobody holds it, or its claim
+    expired: the next worker takes it), and per worker how many items it finished.
+    total == done + len(claimed) + pending."""
+    claimed = [{"item": w.item, "worker": w.owner, "expires_at": _iso(w.expires_at),
+                "expires_in_s": round(w.expires_at - now, 1)}
+               for w in items if not w.done_by and w.owner and w.expires_at is not None and w.expires_at >= now]
+    done = [w for w in items if w.done_by]
+    by_worker: dict[str, int] = {}
+    for w in done:
+        by_worker[w.done_by] = by_worker.get(w.done_by, 0) + 1  # type: ignore[index]
+    expired = sum(1 for w in items if not w.done_by and w.owner and (w.expires_at is None or w.expires_at < now))
+    return {"total": len(items), "done": len(done), "claimed": claimed,
+            "pending": len(items) - len(done) - len(claimed), "expired_claims": expired,
+            "by_worker": dict(sorted(by_worker.items()))}
+
+
+def render_progress(progress: Mapping[str, Any], most: int = 10) -> list[str]:
+    """`work_progress` as lines for a person (at most `most` claimed items listed)."""
+    claimed = progress["claimed"]
+    lines = [f"work items: {progress['total']} in all, {progress['done']} done, {len(claimed)} claimed, "
+             f"{progress['pending']} pending" + (f" ({progress['expired_claims']} of them from expired claims)"
+                                                  if progress["expired_claims"] else "")]
+    lines += [f"   {c['item']} claimed by {c['worker']} until {c['expires_at']} ({c['expires_in_s']:.0f} s more)"
+              for c in claimed[:most]]
+    if len(claimed) > most:
+        lines.append(f"   ... and {len(claimed) - most} more claimed")
+    if progress["by_worker"]:
+        lines.append("done by worker: " + ", ".join(f"{w} {n}" for w, n in progress["by_worker"].items()))
+    return lines
+
+
+def _iso(epoch_s: float | None) -> str | None:
+    return None if epoch_s is None else datetime.fromtimestamp(epoch_s, timezone.utc).isoformat(timespec="seconds")

@@ -48,7 +48,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import case, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -63,7 +63,7 @@ from proofloop.store.migrate import HEAD, upgrade
 from proofloop.store.schema import (CallRow, Failure, FailureRow, Grade, GradeRow, LineageRow, MetaVerification,
                                     MetaVerificationRow, Problem, ProblemRow, Proof, ProofRow, PromptRow,
                                     RefinedFromRow, Run, RunRow, RunStatus, RunUsage, UsageTotals, Verification,
-                                    VerificationRow, WorkRow, utcnow)
+                                    VerificationRow, WorkItem, WorkRow, utcnow)
 
 BUSY_TIMEOUT_S = 30.0  # how long a writer waits for another writer's lock before failing
 OPEN_ATTEMPTS = 4  # a store read as malformed is looked at this many times before it is called damaged
@@ -338,7 +338,8 @@ class Store:
                 .order_by(WorkRow.item).limit(limit).with_for_update(skip_locked=True)))
             if items:
                 s.execute(update(WorkRow).where(WorkRow.run_id == run_id, WorkRow.item.in_(items))
-                          .values(owner=owner, expires_at=now + ttl_s, claims=WorkRow.claims + 1))
+                          .values(owner=owner, expires_at=now + ttl_s,  # an item it holds already is not claimed again
+                                  claims=case((WorkRow.owner == owner, WorkRow.claims), else_=WorkRow.claims + 1)))
         return items
 
     def renew_work(self, run_id: str, owner: str, ttl_s: float) -> int:
@@ -365,6 +366,12 @@ class Store:
                 state = "done" if done_by else "held" if owner and (expires_at or 0) >= now else "free"
                 out[state] += 1
         return out
+
+    def work_items(self, run_id: str) -> list[WorkItem]:
+        """Every work item of the run, in item order (runs/workers.py `work_progress` sums them up)."""
+        with self._read() as s:
+            return [_plain(row, WorkItem) for row in s.scalars(select(WorkRow).where(WorkRow.run_id == run_id)
+                                                              .order_by(WorkRow.item))]
 
     def _run_row(self, s: Session, run_id: str) -> RunRow:
         """The run's row, locked until the transaction ends (on PostgreSQL; on SQLite the
@@ -652,7 +659,8 @@ class Store:
                 finish_reason=r.completion.finish_reason, sample_tokens=r.completion.completion_tokens,
                 prompt_tokens=r.prompt_tokens or 0, completion_tokens=r.completion_tokens or 0,
                 cached_prompt_tokens=r.cached_prompt_tokens or 0, latency_s=r.latency_s, tag=r.tag,
-                cost_usd=r.cost_usd, attempt=r.attempt, request_size=r.request_size, created_at=r.created_at))
+                cost_usd=r.cost_usd, attempt=r.attempt, request_size=r.request_size, created_at=r.created_at,
+                endpoint=r.endpoint))
         if not calls:
             return
         # One statement per table, rows in key order: two processes storing overlapping rows
@@ -701,6 +709,21 @@ class Store:
         with self._read() as s:
             # v1 rows have no `keys`: each was one key.
             return [_plain(r, Failure) for r in s.scalars(q)]
+
+    def served_by(self, namespace: str, tag: str | None = None) -> dict[str, dict[str, int]]:
+        """prompt sha -> endpoint -> calls (samples) it answered, over the namespace's calls (of
+        `tag`) that know their endpoint (v6): which replica served each prompt, read back
+        whichever process made the calls (models/replicas.py `affinity_share` sums it up)."""
+        q = (select(CallRow.prompt_sha, CallRow.endpoint, func.count())
+             .where(CallRow.namespace == namespace, CallRow.endpoint.is_not(None))
+             .group_by(CallRow.prompt_sha, CallRow.endpoint))
+        if tag is not None:
+            q = q.where(CallRow.tag == tag)
+        out: dict[str, dict[str, int]] = {}
+        with self._read(records=False) as s:
+            for sha, endpoint, n in s.execute(q):
+                out.setdefault(sha, {})[endpoint] = n
+        return out
 
     def call_summaries(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Model, tokens, latency, cost and finish reason of the stored calls among `keys`
@@ -825,5 +848,5 @@ def _call_record(row: CallRow, messages: list[dict[str, str]]) -> CallRecord:
                       prompt_tokens=row.prompt_tokens, completion_tokens=row.completion_tokens,
                       cached_prompt_tokens=row.cached_prompt_tokens, latency_s=row.latency_s, tag=row.tag,
                       cost_usd=row.cost_usd, attempt=row.attempt, request_size=row.request_size,
-                      created_at=row.created_at)
+                      endpoint=row.endpoint, created_at=row.created_at)
 

@@ -16,7 +16,7 @@ SQLite the IMMEDIATE transaction does the same.
 A store at HEAD costs one query to open: Alembic itself is imported only to change something.
 
     >>> HEAD
-    '0005'
+    '0006'
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from sqlalchemy.engine import Connection
 from proofloop.store.checks import StoreError
 from proofloop.store.schema import LEGACY_VERSION, MIGRATIONS, SCHEMA_VERSION
 
-HEAD = "0005"  # the newest revision in migrations/versions (tests/test_store_postgres.py checks it)
+HEAD = "0006"  # the newest revision in migrations/versions (tests/test_store_postgres.py checks it)
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 MIGRATION_LOCK = 0x70726F6F  # the advisory lock key on PostgreSQL ("proo")
 

@@ -28,7 +28,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 # The schema's version. Alembic revisions (store/migrations/) change the schema on both back ends;
 # SQLite files also keep this number in PRAGMA user_version, so that a proofloop from before
 # Alembic refuses a file a newer one changed: a revision that changes tables bumps it.
-SCHEMA_VERSION = 5  # 4: work_items (Alembic revision 0004); 5: records by time (0005)
+SCHEMA_VERSION = 6  # 4: work_items (Alembic revision 0004); 5: records by time (0005); 6: llm_calls.endpoint (0006)
 LEGACY_VERSION = 3  # the last version made by MIGRATIONS below; Alembic's baseline (0003) equals it
 
 # Store.run_usage sums these per (namespace, tag). With them all in one index SQLite answers
@@ -281,6 +281,8 @@ class CallRow(Base):
     attempt: Mapped[int] = mapped_column(default=1)  # which attempt of its request succeeded
     request_size: Mapped[int] = mapped_column(default=1)  # samples its request asked for
     created_at: Mapped[float] = mapped_column(Float)  # epoch seconds
+    # v6: the server (replica base URL) that answered; NULL for calls stored before v6.
+    endpoint: Mapped[str | None] = mapped_column(Key(500))
 
 
 class FailureRow(Base):
@@ -432,6 +434,17 @@ class Failure(BaseModel):
     retry_after: float | None
     latency_s: float | None
     created_at: datetime
+
+
+class WorkItem(BaseModel):
+    """One work item of a split run (WorkRow): who holds it until when (epoch seconds; the
+    claim is live while expires_at is in the future), how many holders claimed it, who did it."""
+
+    item: str
+    owner: str | None
+    expires_at: float | None
+    claims: int
+    done_by: str | None
 
 
 class UsageTotals(BaseModel):
