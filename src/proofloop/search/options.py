@@ -131,7 +131,6 @@ ADAPTIVE = {
     "stages": Spec("int_list", 1, help="cumulative analyses per verification stage"),
     "z": Spec("float", 0, strict=True, help="interval half-width in standard errors"),
     "tolerance": Spec("float", 0, help="an ambiguous proof whose interval is narrower stops"),
-    "final_tolerance": Spec("float", 0, help="the same for the final choice when no proof passed"),
     "refine_min": Spec("int", 0, help="analyses a parent gets at least"),
     "window": Spec(**_POS, nullable=True, help="acceptance candidates verified at once (null: auto)"),
 }
