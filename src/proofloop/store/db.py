@@ -477,23 +477,29 @@ class Store:
             analysis=analysis, rating=rating, cause=cause, meta=meta)])
 
     def add_records(self, run_id: str, *, proofs: Sequence[dict[str, Any]] = (),
-                    verifications: Sequence[dict[str, Any]] = (), metas: Sequence[dict[str, Any]] = ()) -> None:
-        """Record many proofs, analyses and meta-verifications in ONE transaction: proofs first,
-        then analyses, then ratings, so a record may point at one earlier in the same batch.
-        Each item holds the keyword arguments of add_proof / add_verification /
-        add_meta_verification (run_id aside); re-adding an id updates it, as they do."""
+                    verifications: Sequence[dict[str, Any]] = (), metas: Sequence[dict[str, Any]] = (),
+                    grades: Sequence[dict[str, Any]] = ()) -> None:
+        """Record many proofs, analyses, meta-verifications and grades in ONE transaction:
+        proofs first, then analyses, ratings and grades, so a record may point at one earlier
+        in the same batch. Each item holds the keyword arguments of add_proof /
+        add_verification / add_meta_verification / add_grade (run_id aside); re-adding an id
+        updates it, as they do."""
         proof_rows = _last_by_id([_proof_values(run_id, self._stamp(), p) for p in proofs])
         verification_rows = _last_by_id([_verification_values(run_id, self._stamp(), v) for v in verifications])
         meta_rows = _last_by_id([_meta_values(run_id, self._stamp(), m) for m in metas])
-        if not (proof_rows or verification_rows or meta_rows):
+        grade_rows = _last_by_id([_grade_values(run_id, self._stamp(), g) for g in grades])
+        if not (proof_rows or verification_rows or meta_rows or grade_rows):
             return
-        with self._write(records=False) as s:
+        # A grade may be of a proof a recorder still holds back: those are written first
+        # (records=True), as for any write other than of calls and records.
+        with self._write(records=bool(grade_rows)) as s:
             calls = self._calls_of(s, [r["id"] for r in (*proof_rows, *verification_rows, *meta_rows)])
             for kind, table, rows in (("proof", ProofRow, proof_rows), ("verification", VerificationRow,
                                       verification_rows), ("meta", MetaVerificationRow, meta_rows)):
                 self._upsert(s, table, [stored_fields(kind, r, calls.get(r["id"])) for r in rows], ["run_id", "id"])
             for p in proofs:
                 self._link(s, run_id, p["id"], p.get("parents") or (), p.get("refined_from_analyses") or ())
+            self._upsert(s, GradeRow, grade_rows, ["run_id", "id"])
 
     def _stamp(self) -> datetime:
         """Now, or just after the last stamp given: records are listed by (created_at, id), so
@@ -601,11 +607,9 @@ class Store:
         """Record a grade of a proof (the proof must be recorded first). `grade` is on the
         grader's own scale (0..max_grade) and `normalised` = grade / max_grade; both are None
         unless status is ok, and `cause` then says why."""
-        values = dict(run_id=run_id, id=id, proof_id=proof_id, grader=grader, raw=raw, grade=grade,
-                      max_grade=max_grade, normalised=normalised, status=_value(status), cause=cause,
-                      meta=dict(meta or {}), created_at=utcnow())
-        with self._write() as s:
-            self._upsert(s, GradeRow, values, ["run_id", "id"])
+        self.add_records(run_id, grades=[dict(id=id, proof_id=proof_id, grader=grader, raw=raw, grade=grade,
+                                              max_grade=max_grade, normalised=normalised, status=status,
+                                              cause=cause, meta=meta)])
 
     def grades(self, run_id: str | None = None, proof_id: str | None = None,
                grader: str | None = None) -> list[Grade]:
@@ -790,6 +794,12 @@ def _meta_values(run_id: str, now: datetime, m: dict[str, Any]) -> dict[str, Any
     return dict(run_id=run_id, id=m["id"], verification_id=m["verification_id"], raw=m["raw"],
                 status=_value(m["status"]), reasoning=m.get("reasoning"), analysis=m.get("analysis"),
                 rating=m.get("rating"), cause=m.get("cause"), meta=dict(m.get("meta") or {}), created_at=now)
+
+
+def _grade_values(run_id: str, now: datetime, g: dict[str, Any]) -> dict[str, Any]:
+    return dict(run_id=run_id, id=g["id"], proof_id=g["proof_id"], grader=g["grader"], raw=g.get("raw"),
+                grade=g.get("grade"), max_grade=g["max_grade"], normalised=g.get("normalised"),
+                status=_value(g["status"]), cause=g.get("cause"), meta=dict(g.get("meta") or {}), created_at=now)
 
 
 def _last_by_id(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
