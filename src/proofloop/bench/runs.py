@@ -433,7 +433,7 @@ def _items_of_run(store: Store, run_id: str) -> list[dict[str, Any]]:
 
 
 def _percent_ci(points: list[float], maxima: list[float], n_resamples: int, seed: int) -> M.Interval:
-    return M.bootstrap_ci(lambda p, m: M.points_percentage(p, m), points, maxima, n_resamples=n_resamples, seed=seed)
+    return M.bootstrap_ci(M.points_percentage, points, maxima, n_resamples=n_resamples, seed=seed)
 
 
 def _grader_metrics(items: list[dict[str, Any]], grades: Mapping[str, Any], n_resamples: int,
