@@ -48,7 +48,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import bindparam, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -418,17 +418,37 @@ class Store:
         rows = {_sha(text): (text, meta, name) for text, meta, name in problems}  # the last of a text wins
         if not rows:
             return []
+        now = utcnow()
+        # Plain statements, each built once, rather than ORM objects: a batch of 64 pairs spent
+        # more on the ORM's bookkeeping here than on anything else it stored.
         with self._write() as s:
-            s.execute(self._insert(ProblemRow).values([
-                dict(run_id=run_id, text_sha=sha, text=text, name=name, meta=dict(meta or {}), created_at=utcnow())
-                for sha, (text, meta, name) in rows.items()]).on_conflict_do_nothing(index_elements=["run_id", "text_sha"]))
-            found = {r.text_sha: r for r in s.scalars(
-                select(ProblemRow).where(ProblemRow.run_id == run_id, ProblemRow.text_sha.in_(list(rows)))
-                .order_by(ProblemRow.text_sha).with_for_update())}
-            for sha, (_, meta, name) in rows.items():
-                found[sha].name = name if name is not None else found[sha].name
-                found[sha].meta = dict(meta) if meta is not None else found[sha].meta
-            return [found[_sha(text)].id for text, _, _ in problems]
+            conn = s.connection()
+            conn.execute(self._insert_new_problem(), [
+                dict(run_id=run_id, text_sha=sha, text=text, name=name, meta=dict(meta or {}), created_at=now)
+                for sha, (text, meta, name) in rows.items()])
+            shas, found = sorted(rows), {}
+            for i in range(0, len(shas), 500):  # SQLite caps bound parameters per statement
+                found.update((sha, (pid, name, meta)) for sha, pid, name, meta in conn.execute(
+                    select(ProblemRow.text_sha, ProblemRow.id, ProblemRow.name, ProblemRow.meta)
+                    .where(ProblemRow.run_id == run_id, ProblemRow.text_sha.in_(shas[i:i + 500]))
+                    .order_by(ProblemRow.text_sha).with_for_update()))
+            changed = []
+            for sha, (_, meta, name) in rows.items():  # name and meta update when given
+                pid, old_name, old_meta = found[sha]
+                new_name, new_meta = old_name if name is None else name, old_meta if meta is None else dict(meta)
+                if (new_name, new_meta) != (old_name, old_meta):
+                    changed.append({"pid": pid, "new_name": new_name, "new_meta": new_meta})
+            if changed:
+                conn.execute(update(ProblemRow).where(ProblemRow.id == bindparam("pid"))
+                             .values(name=bindparam("new_name"), meta=bindparam("new_meta")), changed)
+            return [found[_sha(text)][0] for text, _, _ in problems]
+
+    def _insert_new_problem(self) -> Any:
+        """INSERT ... ON CONFLICT (run_id, text_sha) DO NOTHING into problems, built once per store."""
+        if (ProblemRow, "new") not in self._statements:
+            self._statements[(ProblemRow, "new")] = self._insert(ProblemRow).on_conflict_do_nothing(
+                index_elements=["run_id", "text_sha"])
+        return self._statements[(ProblemRow, "new")]
 
     def problems(self, run_id: str) -> list[Problem]:
         with self._read() as s:
