@@ -243,6 +243,31 @@ async def test_verifier_grades_use_fresh_sample_indices_and_store_analyses():
     assert model.key(msgs, Sampling(max_tokens=400), 0) not in {a.id for a in analyses}
 
 
+async def test_items_graded_together_are_stored_in_one_transaction_before_on_grade():
+    # One transaction per item for its analyses and one for its grade were most of what
+    # POST /v1/verify added to the model's time (bench/serve/RESULTS.md).
+    store = Store(":memory:")
+    run = create_grade_run(store, ModelSetup(ModelSettings(provider="sim")), grader="human", rows=_items(6))
+    problems = {p.id: p for p in store.problems(run)}
+    items = [GradeItem(p.id, problems[p.problem_id].text, p.solution) for p in store.proofs(run)]
+    model = ModelSetup(ModelSettings(provider="sim")).resolved().model(store, run, print)  # answers at once
+    writes, seen = [], []
+    add_records = store.add_records
+
+    def counted(run_id, **records):
+        writes.append({k: len(v) for k, v in records.items()})
+        add_records(run_id, **records)
+
+    store.add_records = counted  # type: ignore[method-assign]
+    on_grade = lambda row: seen.append(row["id"] in {g.id for g in store.grades(run, grader="verifier")})  # noqa: E731
+    rows = await grade_items(store, run, items, "verifier", model, n=3, sampling=Sampling(max_tokens=400),
+                             on_grade=on_grade)
+    assert writes == [{"verifications": 18, "grades": 6}]
+    assert seen == [True] * 6  # every grade was stored before anyone was told of it
+    assert [g.id for g in store.grades(run, grader="verifier")] == [r["id"] for r in rows]
+    assert len(store.verifications(run)) == 18
+
+
 async def test_autograder_without_reference_or_with_failed_calls_records_the_cause():
     from proofloop.sim.http import Fault, Faults
 

@@ -109,3 +109,33 @@ def test_base_types_live_in_base():
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.module == "proofloop.models.wrapper":
                 assert not {"Timeouts", "RetryPolicy", "Message"} & {a.name for a in node.names}, path
+
+
+def test_entry_points_are_read_once_until_something_is_installed(monkeypatch, tmp_path):
+    # A run looks providers and packs up several times: the metadata of every installed
+    # distribution was read each time (milliseconds each, most of a one-pair /v1/verify).
+    from proofloop.extras import declared_entry_points
+
+    reads = []
+    added = importlib.metadata.EntryPoint("echo-ep", "proofloop.sim.provider:provider_from_settings",
+                                          "proofloop.providers")
+
+    def entry_points(group=None):
+        reads.append(group)
+        return [added] if group == "proofloop.providers" else []
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
+    builtins = {"sim": "proofloop.sim.provider:provider_from_settings"}
+    assert declared_entry_points("proofloop.providers", builtins) == {**builtins, "echo-ep": added.value}
+    for _ in range(3):
+        provider_factory("echo-ep")
+        assert "echo-ep" in provider_names()
+    assert reads == ["proofloop.providers"]
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.setattr(sys, "path", [*sys.path, str(site)])  # a folder added to the path: read again
+    provider_names()
+    (site / "x-1.0.dist-info").mkdir()  # something installed into it: read again
+    provider_names()
+    provider_names()
+    assert reads == ["proofloop.providers"] * 3

@@ -421,3 +421,56 @@ def test_contract_fragments_never_raise(text):
         assert r.status in ParseStatus
     extract_issues(text)
     proof_for_verification(text)
+
+
+# ---------------------------------------------------------------- the latest parses, kept
+
+
+def test_a_second_parse_of_an_analysis_is_a_copy_of_the_first():
+    from proofloop.protocol.parsers import RecentParses
+
+    recent, made = RecentParses(max_chars=100), []
+
+    def parse(text: str):
+        made.append(text)
+        return parse_verification(text)
+
+    text = f"Step 2 has an error: the bound is unjustified.\n{FINAL_SCORE_PHRASE} \\boxed{{0.5}}"
+    first = recent.get((text[:60], None), lambda: parse(text))
+    first.issues.append("changed by its caller")
+    second = recent.get((text[:60], None), lambda: parse(text))
+    assert made == [text] and second.score == 0.5 and "changed by its caller" not in second.issues
+    assert second == parse_verification(text) and second is not first
+
+
+def test_the_latest_parses_are_kept_within_their_text_budget():
+    from proofloop.protocol.parsers import RecentParses
+
+    recent, made = RecentParses(max_chars=10), []
+
+    def get(text: str):
+        return recent.get((text,), lambda: made.append(text) or parse_verification(text))
+
+    for text in ("aaaa", "bbbb", "aaaa", "cccc", "bbbb", "x" * 11, "x" * 11):
+        get(text)
+    # "aaaa" was used again, so "bbbb" was the oldest when "cccc" came; text over the budget is never kept
+    assert made == ["aaaa", "bbbb", "cccc", "bbbb", "x" * 11, "x" * 11]
+    assert recent.chars <= 10 and list(recent.found) == [("cccc",), ("bbbb",)]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(st.characters(blacklist_characters="`<>\\"), max_size=300), st.sampled_from([None, "stop", "length"]),
+       st.booleans())
+def test_a_kept_parse_is_the_parse_of_its_own_role_and_finish_reason(text, finish, meta_first):
+    # Both phrases in one text: a verifier's parse reads 1, a meta-verifier's 0; a parse kept
+    # for one role (or finish reason) must never answer for another.
+    out = f"{text}\n{FINAL_SCORE_PHRASE} \\boxed{{1}}\n{META_FINAL_PHRASE} \\boxed{{0}}"
+    parses = [lambda: parse_verification(out, finish_reason=finish),
+              lambda: parse_meta_verification(out, finish_reason=finish)]
+    for parse in (parses[::-1] if meta_first else parses) * 2:
+        parse()
+    verdict, rating = (p() for p in parses)
+    expected = (None, None) if finish == "length" else (1.0, 0.0)
+    assert (verdict.score, rating.score) == expected
+    assert parse_verification(out, finish_reason="length" if finish != "length" else "stop").score == (
+        None if finish != "length" else 1.0)

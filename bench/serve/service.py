@@ -9,9 +9,11 @@ write to the server's store itself.
 /v1/verify: the same batches (problem, proof pairs; n verifier analyses each) three ways:
 through the API (HTTP, validation, the run stored, a worker thread, the results read back),
 through the run layer directly (create_grade_run + execute: what the CLI does), and the
-model's own time (the calls' recorded latency: the simulator answers at once, so this is its
-CPU time and every millisecond the service adds shows). Every repeat uses new texts: nothing
-replays from the call cache.
+model's own time (the requests' recorded latency: the simulator answers at once, so this is
+its CPU time and every millisecond the service adds shows). Each stored call carries its
+request's latency, so a request of n samples is counted once (latency / request size per
+call), not n times; `model_ms_per_call_sum` keeps the n-times sum the first figures used.
+Every repeat uses new texts: nothing replays from the call cache.
 
 Events: a live run on the server; a thread stores a record every `gap` seconds through the
 server's own store (as a worker does); a client follows /v1/runs/{id}/events. Latency: the
@@ -84,6 +86,12 @@ def ms_stats(values: list[float]) -> dict[str, float]:
 # ---- /v1/verify overhead ---------------------------------------------------------------------
 
 
+def model_seconds(store: Store, run_id: str) -> float:
+    """The time the model spent on a run's requests: each request once (its n calls each
+    carry the request's latency)."""
+    return sum(c.latency_s / max(1, c.request_size) for c in store.calls(run_id))
+
+
 def verify_overhead(db: Path, sizes: list[int], n: int, repeats: int) -> list[dict[str, Any]]:
     """Per batch size: wall time through the API and through the run layer, the model's time,
     and the overhead per pair of each over the model's time (medians over `repeats`)."""
@@ -95,7 +103,7 @@ def verify_overhead(db: Path, sizes: list[int], n: int, repeats: int) -> list[di
     with serving(app) as url, httpx.Client(base_url=url, timeout=600) as client:
         client.post("/v1/verify", json={"pairs": pairs_for(1, "warm-up"), "n": n, "wait": True}).raise_for_status()
         for size in sizes:
-            api, direct, model_api, model_direct, api_cpu, direct_cpu = [], [], [], [], [], []
+            api, direct, model_api, model_direct, api_cpu, direct_cpu, per_call = [], [], [], [], [], [], []
             for rep in range(repeats):
                 t, c = time.perf_counter(), time.process_time()
                 r = client.post("/v1/verify", json={"pairs": pairs_for(size, f"api-{rep}"), "n": n, "wait": True})
@@ -104,7 +112,8 @@ def verify_overhead(db: Path, sizes: list[int], n: int, repeats: int) -> list[di
                 r.raise_for_status()
                 body = r.json()
                 assert body["status"] == "finished" and len(body["results"]) == size, body
-                model_api.append(store.run_usage(body["id"]).latency_s)
+                model_api.append(model_seconds(store, body["id"]))
+                per_call.append(store.run_usage(body["id"]).latency_s)
                 t, c = time.perf_counter(), time.process_time()
                 run_id = create_grade_run(store, settings.model_setup(), grader="verifier", n=n,
                                           rows=[{"id": p["id"], "statement": p["problem"], "proof": p["proof"]}
@@ -112,15 +121,17 @@ def verify_overhead(db: Path, sizes: list[int], n: int, repeats: int) -> list[di
                 execute(store, run_id, notice=lambda line: None)
                 direct.append(time.perf_counter() - t)
                 direct_cpu.append(time.process_time() - c)
-                model_direct.append(store.run_usage(run_id).latency_s)
+                model_direct.append(model_seconds(store, run_id))
             api_s, direct_s = statistics.median(api), statistics.median(direct)
             model_s = statistics.median(model_api)
             out.append({"pairs": size, "n": n, "repeats": repeats, "calls": size * n,
                         "api_wall_ms": round(api_s * 1000, 1), "direct_wall_ms": round(direct_s * 1000, 1),
                         "model_ms": round(model_s * 1000, 1),
+                        "model_ms_per_call_sum": round(statistics.median(per_call) * 1000, 1),
                         "api_cpu_ms": round(statistics.median(api_cpu) * 1000, 1),
                         "direct_cpu_ms": round(statistics.median(direct_cpu) * 1000, 1),
                         "overhead_per_pair_ms": round((api_s - model_s) / size * 1000, 2),
+                        "cpu_overhead_per_pair_ms": round((statistics.median(api_cpu) - model_s) / size * 1000, 2),
                         "api_over_direct_per_pair_ms": round((api_s - direct_s) / size * 1000, 2),
                         "direct_over_model_per_pair_ms": round((direct_s - statistics.median(model_direct))
                                                                / size * 1000, 2)})

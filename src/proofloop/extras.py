@@ -32,6 +32,8 @@ the extra and only the command that needs it fails:
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from types import ModuleType
 from typing import Any
 
@@ -81,12 +83,38 @@ def lazy(module: str, extra: str, what: str) -> Any:
 def declared_entry_points(group: str, builtins: dict[str, str]) -> dict[str, str]:
     """name -> "module:attribute": the installed entry points of `group` over the built-in
     table (which also covers a stale install whose metadata predates an entry)."""
+    declared = dict(builtins)
+    declared.update(_installed_entry_points(group))
+    return declared
+
+
+# Reading the installed distributions' metadata costs milliseconds (every dist-info folder on
+# sys.path is opened) and a run looks packs and providers up several times: kept per group
+# for as long as nothing that decides the answer changes: sys.path, the modification time of
+# its folders (an install adds a dist-info folder) or importlib.metadata.entry_points itself
+# (which tests replace).
+_ENTRY_POINTS: dict[str, tuple[Any, dict[str, str]]] = {}
+
+
+def _installed_entry_points(group: str) -> dict[str, str]:
     import importlib.metadata
     import logging
 
-    declared = dict(builtins)
+    state = (importlib.metadata.entry_points, tuple(sys.path), tuple(map(_mtime, sys.path)))
+    known = _ENTRY_POINTS.get(group)
+    if known is not None and known[0] == state:
+        return known[1]
     try:
-        declared.update({ep.name: ep.value for ep in importlib.metadata.entry_points(group=group)})
+        found = {ep.name: ep.value for ep in importlib.metadata.entry_points(group=group)}
     except Exception as e:  # broken metadata must not hide the built-ins
         logging.getLogger("proofloop").debug("could not read %s entry points: %s", group, e)
-    return declared
+        return {}
+    _ENTRY_POINTS[group] = (state, found)
+    return found
+
+
+def _mtime(path: str) -> int | None:
+    try:
+        return os.stat(path or ".").st_mtime_ns
+    except OSError:
+        return None

@@ -62,10 +62,15 @@ def setup_for(settings: ServeSettings, sampling: SamplingIn | None) -> Any:
 
 def mark_service_run(services: Any, run_id: str, budgets: Budgets | None) -> None:
     """Flag a run as this service's (resumed on restart) and give it its run budget, then queue it."""
+    services.store.update_run_config(run_id, service_flags(budgets))
+
+
+def service_flags(budgets: Budgets | None) -> dict[str, Any]:
+    """What a run's config holds when this service started it: the flag, its run budget."""
     changes: dict[str, Any] = {"api": {"service": True}}
     if budgets is not None and budgets.model_dump(exclude_none=True):
         changes["run_budget"] = budgets.model_dump(exclude_none=True)
-    services.store.update_run_config(run_id, changes)
+    return changes
 
 
 def check_option_sizes(options: dict[str, Any], cap: int) -> None:
@@ -99,9 +104,9 @@ def start_pairs(services: Any, body: VerifyRequest, grader: str) -> str:
     rows = [{"id": p.id or f"pair-{i}", "statement": p.problem, "proof": p.proof,
              "reference_solution": p.reference_solution, "guidelines": p.guidelines}
             for i, p in enumerate(body.pairs)]
+    # Flagged as this service's as it is created (grading has no budget: its size is pairs x n)
     run_id = create_grade_run(services.store, setup_for(services.settings, body.sampling), grader=grader,
-                              n=body.n, rows=rows)
-    mark_service_run(services, run_id, None)  # grading has no budget: its size is pairs x n
+                              n=body.n, rows=rows, config=service_flags(None))
     services.workers.submit(run_id)
     return run_id
 

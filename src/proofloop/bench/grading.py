@@ -29,6 +29,7 @@ from typing import Any
 from proofloop.bench.datasets import normalise_grade
 from proofloop.errors import UserInputError
 from proofloop.models.base import Sampling
+from proofloop.models.batches import LoopBatch
 from proofloop.models.wrapper import Model
 from proofloop.protocol import Templates, proof_for_verification
 from proofloop.protocol.autograde import MAX_POINTS, autograde_messages, parse_autograde
@@ -178,23 +179,36 @@ async def grade_items(store: Store, run_id: str, items: Sequence[GradeItem], gra
     if n < 1:
         raise UserInputError(f"a grader needs n >= 1 samples, got {n}")
 
+    # The analyses and grades of the items that finish together go to the store in ONE
+    # transaction (one per item was most of what POST /v1/verify added to the model's time:
+    # bench/serve/RESULTS.md); each item waits for it, so its grade is stored before on_grade.
+    writes = LoopBatch(lambda done: _store_graded(store, run_id, done))
+
     async def one(item: GradeItem) -> list[dict[str, Any]]:
+        analyses: list[dict[str, Any]] = []
         if grader == "verifier":
             v, row = await grade_with_verifier(model, item, n=n, sampling=sampling, templates=templates)
-            # One transaction for a proof's n analyses (n separate ones were most of the cost
-            # of POST /v1/verify beyond the model's time: bench/serve/RESULTS.md).
-            store.add_records(run_id, verifications=[dict(
-                id=a.id, proof_id=item.proof_id, raw=a.raw or "", status=a.status.value, reasoning=a.reasoning,
-                analysis=a.analysis, score=a.score, cause=a.cause, issues=a.issues, meta={"grader": "verifier"})
-                for a in (v.analyses if v else [])])
+            analyses = [dict(id=a.id, proof_id=item.proof_id, raw=a.raw or "", status=a.status.value,
+                             reasoning=a.reasoning, analysis=a.analysis, score=a.score, cause=a.cause, issues=a.issues,
+                             meta={"grader": "verifier"}) for a in (v.analyses if v else [])]
             rows = [row]
         else:
             rows = await grade_with_autograder(model, item, n=n, sampling=sampling, template=autograde_template)
+        await writes((analyses, rows))
         for row in rows:
-            store.add_grade(run_id, **row)
             if on_grade:
                 on_grade(row)
         return rows
 
     results = await asyncio.gather(*(one(item) for item in items))
     return [row for rows in results for row in rows]
+
+
+Graded = tuple[list[dict[str, Any]], list[dict[str, Any]]]  # an item's analyses (add_verification args), grades
+
+
+def _store_graded(store: Store, run_id: str, done: list[Graded]) -> list[None]:
+    """Store the analyses and grades of several graded items in one transaction."""
+    store.add_records(run_id, verifications=[a for analyses, _ in done for a in analyses],
+                      grades=[g for _, grades in done for g in grades])
+    return [None] * len(done)

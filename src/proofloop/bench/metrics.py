@@ -88,26 +88,25 @@ def bootstrap_cis(
             for key, value in statistic(*(_take(s, idx) for s in samples)).items():
                 if value is not None and key in draws:
                     draws[key].append(float(value))
+    return {key: _interval(estimate, draws[key], n_resamples, confidence) for key, estimate in full.items()}
+
+
+def _interval(estimate: float | None, vals: Sequence[float], n_resamples: int, confidence: float) -> Interval:
+    """The percentile interval of the statistic's values on the resamples where it had one."""
     alpha = (1 - confidence) / 2
-    out = {}
-    for key, estimate in full.items():
-        vals = draws[key]
-        note = None
-        if estimate is None:
-            low = high = None
-            note = "undefined on the full data"
-        elif len(vals) < 2:
-            low = high = None
-            note = "undefined on almost every resample"
-        else:
-            low, high = (float(x) for x in np.quantile(vals, [alpha, 1 - alpha]))
-            if len(vals) < n_resamples:
-                note = f"{n_resamples - len(vals)} of {n_resamples} resamples had no value and were left out"
-        out[key] = Interval(
-            estimate=None if estimate is None else float(estimate), low=low, high=high,
-            confidence=confidence, n_resamples=n_resamples, n_valid=len(vals), note=note,
-        )
-    return out
+    note = None
+    if estimate is None:
+        low = high = None
+        note = "undefined on the full data"
+    elif len(vals) < 2:
+        low = high = None
+        note = "undefined on almost every resample"
+    else:
+        low, high = (float(x) for x in np.quantile(vals, [alpha, 1 - alpha]))
+        if len(vals) < n_resamples:
+            note = f"{n_resamples - len(vals)} of {n_resamples} resamples had no value and were left out"
+    return Interval(estimate=None if estimate is None else float(estimate), low=low, high=high,
+                    confidence=confidence, n_resamples=n_resamples, n_valid=len(vals), note=note)
 
 
 def bootstrap_ci(
@@ -117,7 +116,16 @@ def bootstrap_ci(
     confidence: float = 0.95,
     seed: int = 0,
 ) -> Interval:
-    """Seeded percentile bootstrap interval of any statistic of one or more paired samples."""
+    """Seeded percentile bootstrap interval of any statistic of one or more paired samples.
+    `mean_score` and `points_percentage` are computed on all resamples at once (numpy), with
+    the same resamples and the same sums in the same order: the same interval, bit for bit,
+    in a fraction of the time (a run's summary bootstraps both)."""
+    arrays = _row_arrays(statistic, samples)
+    if arrays is not None and 0 < confidence < 1:
+        n = len(samples[0])
+        idx = np.random.default_rng(seed).integers(0, n, size=(n_resamples, n))  # as bootstrap_cis draws them
+        values = _ON_ROWS[statistic].on_rows(idx, *arrays)
+        return _interval(statistic(*samples), values.tolist(), n_resamples, confidence)
     return bootstrap_cis(
         lambda *s: {"value": statistic(*s)}, *samples,
         n_resamples=n_resamples, confidence=confidence, seed=seed,
@@ -184,6 +192,41 @@ def points_percentage(points: Sequence[float], max_points: float | Sequence[floa
     if len(maxima) != len(points):
         raise ValueError("one max_points per problem is needed")
     return 100.0 * float(sum(points)) / float(sum(maxima))
+
+
+class RowStatistic:
+    """A statistic on every resample at once (`on_rows(idx, *arrays)`: one resample's indices
+    per row of idx) for `arity` numeric samples; `usable(*arrays)` says when it gives what
+    the plain function gives (else the plain bootstrap runs)."""
+
+    def __init__(self, arity: int, on_rows: Callable[..., Any], usable: Callable[..., bool] = lambda *arrays: True):
+        self.arity, self.on_rows, self.usable = arity, on_rows, usable
+
+
+def _row_arrays(statistic: Callable[..., Any], samples: Sequence[Sequence[Any]]) -> list[Any] | None:
+    """The samples as float arrays when `statistic` has a RowStatistic that fits them, else None."""
+    rows = _ON_ROWS.get(statistic)
+    if rows is None or len(samples) != rows.arity or not len(samples[0]) or len({len(s) for s in samples}) != 1:
+        return None
+    try:
+        arrays = [np.asarray(s, dtype=float) for s in samples]
+    except (TypeError, ValueError):  # not plain numbers: the plain function decides what that means
+        return None
+    return arrays if all(a.ndim == 1 for a in arrays) and rows.usable(*arrays) else None
+
+
+def _row_sums(values: Any, idx: Any) -> Any:
+    # cumsum adds left to right, as Python's sum() does (np.sum adds pairwise): the same floats
+    return np.cumsum(values[idx], axis=1)[:, -1]
+
+
+_ON_ROWS: dict[Callable[..., Any], RowStatistic] = {
+    # np.mean along rows adds each row as np.mean adds the list of that resample's scores
+    mean_score: RowStatistic(1, lambda idx, scores: np.mean(scores[idx], axis=1)),
+    # a resample whose maxima sum to 0 raises in the plain function: left to it
+    points_percentage: RowStatistic(2, lambda idx, points, maxima: 100.0 * _row_sums(points, idx)
+                                    / _row_sums(maxima, idx), lambda points, maxima: bool(np.all(maxima > 0))),
+}
 
 
 def breakdown(

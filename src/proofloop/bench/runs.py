@@ -52,7 +52,7 @@ from proofloop.runs import ModelSetup, RunContext, RunKind, new_run, register
 from proofloop.runs.render import usage_line
 from proofloop.search import make_strategy
 from proofloop.search.base import usable
-from proofloop.store import Store
+from proofloop.store import Proof, Store
 
 BENCH_KINDS = ("bench", "bench-grade")
 __all__ = ["BENCH_KINDS", "create_bench_run", "create_grade_run", "execute_bench", "run_metrics", "run_agreement",
@@ -242,11 +242,13 @@ def create_grade_run(store: Store, setup: ModelSetup, *, grader: str, n: int = 4
                      proofs: str | Path | None = None, dataset: str | None = None, data_dir: str | Path | None = None,
                      source_run: str | None = None, which: str = "chosen", rows: Sequence[Mapping[str, Any]] | None = None,
                      limit: int | None = None, grader_settings: ModelSettings | None = None,
-                     autograde_template: str | Path | None = None, meta: int = 0) -> str:
+                     autograde_template: str | Path | None = None, meta: int = 0,
+                     config: Mapping[str, Any] | None = None) -> str:
     """A `bench-grade` run over proofs from exactly one source: a file, `dataset`
     ("dsm2-outputs"), another run, or `rows` (library use). The proofs (and any human grades
     that come with them) are stored now; `execute_bench` grades them. With grader "human"
-    no model is involved: the run is finished at once."""
+    no model is involved: the run is finished at once. `config`: more fields of the run's
+    config, stored with it (a service's flag)."""
     sources = [x is not None for x in (proofs, dataset, source_run, rows)]
     if sum(sources) != 1:
         raise UserInputError("give exactly one source of proofs: --proofs FILE, --dataset dsm2-outputs or --run RUN")
@@ -286,24 +288,25 @@ def create_grade_run(store: Store, setup: ModelSetup, *, grader: str, n: int = 4
             if lacking:
                 raise UserInputError(f"the autograder needs a reference solution per proof; {len(lacking)} lack one "
                                      f"({', '.join(lacking[:5])})")
-    run_id = new_run(store, "bench-grade", setup, source=source, limit=limit, grader=grader_cfg)
-    config = store.get_run(run_id).config  # type: ignore[union-attr]
+    run_id = new_run(store, "bench-grade", setup, source=source, limit=limit, grader=grader_cfg, **(config or {}))
     metas = [{"problem_id": r["problem_id"] or r["id"], "category": r["category"], "level": r["level"],
               "set": r["set"], "max_points": r["max_points"], "reference_solution": r["reference_solution"],
               "guidelines": r["guidelines"]} for r in items]
-    # One transaction for the problems, one for the proofs (before their grades): a large
-    # POST /v1/verify batch paid two per pair.
+    # One transaction for the problems, one for the proofs and the grades that come with them:
+    # a large POST /v1/verify batch paid two per pair.
     pids = store.add_problems(run_id, [(str(r["statement"]), m, m["problem_id"]) for r, m in zip(items, metas)])
-    store.add_records(run_id, proofs=[dict(id=r["id"], problem_id=pid, raw=str(r["proof"]), solution=str(r["proof"]),
-                                           self_score=r["self_score"], status="ok", meta={"imported": True, **r["meta"]})
-                                      for r, pid in zip(items, pids)])
+    given = []
     for r in items:
         if r["human_grade"] is not None:
-            store.add_grade(run_id, **human_grade(r["id"], r["human_grade"], r["max_points"], source=_describe(source)))
+            given.append(human_grade(r["id"], r["human_grade"], r["max_points"], source=_describe(source)))
         if r.get("released_rating") is not None:
-            store.add_grade(run_id, **human_grade(r["id"], r["released_rating"], 1.0, grader=RELEASED_AUTO,
-                                                  source="average_automatic_rating (64 verifier samples)"))
+            given.append(human_grade(r["id"], r["released_rating"], 1.0, grader=RELEASED_AUTO,
+                                     source="average_automatic_rating (64 verifier samples)"))
+    store.add_records(run_id, proofs=[dict(id=r["id"], problem_id=pid, raw=str(r["proof"]), solution=str(r["proof"]),
+                                           self_score=r["self_score"], status="ok", meta={"imported": True, **r["meta"]})
+                                      for r, pid in zip(items, pids)], grades=given)
     if grader == "human":
+        config = store.get_run(run_id).config  # type: ignore[union-attr]
         store.set_run_status(run_id, "finished", summary=_grade_summary(store, run_id, config))
     return run_id
 
@@ -410,13 +413,13 @@ def _ci(iv: M.Interval) -> dict[str, Any]:
     return {"estimate": iv.estimate, "low": iv.low, "high": iv.high, "confidence": iv.confidence, "note": iv.note}
 
 
-def _items_of_run(store: Store, run_id: str) -> list[dict[str, Any]]:
+def _items_of_run(store: Store, run_id: str, proofs: list[Proof] | None = None) -> list[dict[str, Any]]:
     """The graded units: each problem's chosen proof (bench) or every imported proof (grade run)."""
     problems = store.problems(run_id)
     by_row = {p.id: p for p in problems}
     chosen = {p.meta.get("chosen_proof_id") for p in problems}
     items = []
-    for proof in store.proofs(run_id):
+    for proof in store.proofs(run_id) if proofs is None else proofs:
         if proof.id in chosen or proof.meta.get("imported"):
             m = by_row[proof.problem_id].meta
             items.append({"proof_id": proof.id, "problem_id": m.get("problem_id") or by_row[proof.problem_id].name,
@@ -433,7 +436,7 @@ def _items_of_run(store: Store, run_id: str) -> list[dict[str, Any]]:
 
 
 def _percent_ci(points: list[float], maxima: list[float], n_resamples: int, seed: int) -> M.Interval:
-    return M.bootstrap_ci(lambda p, m: M.points_percentage(p, m), points, maxima, n_resamples=n_resamples, seed=seed)
+    return M.bootstrap_ci(M.points_percentage, points, maxima, n_resamples=n_resamples, seed=seed)
 
 
 def _grader_metrics(items: list[dict[str, Any]], grades: Mapping[str, Any], n_resamples: int,
@@ -471,10 +474,10 @@ def _grader_metrics(items: list[dict[str, Any]], grades: Mapping[str, Any], n_re
     return out
 
 
-def _best_at_k(store: Store, run_id: str, grades: Mapping[str, Any], n_resamples: int, seed: int) -> dict[str, Any] | None:
+def _best_at_k(proofs: list[Proof], grades: Mapping[str, Any], n_resamples: int, seed: int) -> dict[str, Any] | None:
     """pass@1 and best@k by self score (paper Figure 2), when every proof of a problem was graded."""
     per_problem: dict[int, tuple[list[float], list[float]]] = {}
-    for proof in store.proofs(run_id):
+    for proof in proofs:
         pg = grades.get(proof.id)
         if pg is None or pg.normalised is None:
             continue
@@ -507,7 +510,8 @@ def run_metrics(store: Store, run_id: str, *, n_resamples: int = 2000, seed: int
     run = store.get_run(run_id)
     if run is None:
         raise UserInputError(f"no run {run_id!r} in the run store")
-    items = _items_of_run(store, run_id)
+    proofs = store.proofs(run_id)  # read once: items and best@k both need them
+    items = _items_of_run(store, run_id, proofs)
     all_grades = store.grades(run_id)
     names = list(dict.fromkeys(g.grader for g in all_grades))
     primary = (run.config.get("grader") or {}).get("name")
@@ -521,7 +525,7 @@ def run_metrics(store: Store, run_id: str, *, n_resamples: int = 2000, seed: int
     for name in names:
         out["graders"][name] = _grader_metrics(items, per[name], n_resamples, seed)
         if name != "human":
-            bk = _best_at_k(store, run_id, per[name], n_resamples, seed)
+            bk = _best_at_k(proofs, per[name], n_resamples, seed)
             if bk:
                 out["best_at_k"][name] = bk
     human = per.get("human", {})

@@ -57,6 +57,7 @@ from proofloop.errors import (EmptyResponseError, EndpointUnreachable, ModelConn
                               ModelTimeoutError, ServerError)
 from proofloop.models.base import (ACTIVITY, FREE, Completion, Message, Provider, ProviderResponse, RetryPolicy, Sampling,
                                    Timeouts, Usage)
+from proofloop.models.batches import LoopBatch
 from proofloop.models.cache import CallCache, CallRecord, cached_calls, call_key
 from proofloop.models.limiter import PriorityLimiter
 from proofloop.models.pricing import Price, Pricing, price_for, priced
@@ -238,6 +239,10 @@ class Model:
         self.accounting = Accounting(priced=self.price is not None)
         self._backoff = wait_exponential_jitter(multiplier=retry.initial_s, max=retry.max_s,
                                                 jitter=retry.initial_s)
+        # The look-ups and the stores of requests that come together (a batch of proofs graded
+        # at once) reach the cache as one query and one transaction (models/batches.py).
+        self._lookups: LoopBatch[list[str], dict[str, CallRecord]] = LoopBatch(self._lookup_many)
+        self._puts: LoopBatch[list[CallRecord], None] = LoopBatch(self._put_many)
 
     @property
     def model(self) -> str:
@@ -258,7 +263,7 @@ class Model:
         keys = {i: self.key(messages, sampling, i) for i in range(start, start + n)}
         samples: dict[int, Sample] = {}
         missing: list[int] = []
-        found = cached_calls(self.cache, list(keys.values()))
+        found = await self._lookups(list(keys.values())) if self.cache is not None else {}
         for i, key in keys.items():
             rec = found.get(key)
             if rec is None:
@@ -377,7 +382,7 @@ class Model:
         if len(answered) < len(indices):
             note_ignores_n(self.endpoint, len(indices), len(answered))
         warn_if_identical(self.endpoint, resp.completions, sampling)
-        done = self._store(messages, sampling, answered, keys, resp, latency, attempt_no, tag, len(indices))
+        done = await self._store(messages, sampling, answered, keys, resp, latency, attempt_no, tag, len(indices))
         return done, indices[len(answered):]
 
     async def _complete(self, messages: list[Message], sampling: Sampling, n: int) -> ProviderResponse:
@@ -409,7 +414,15 @@ class Model:
                       else _split_evenly(usage.completion_tokens, k))
         return [priced(Usage(prompt[j], completion[j], cached[j]), self.price) for j in range(k)]
 
-    def _store(self, messages: list[Message], sampling: Sampling, indices: list[int], keys: dict[int, str],
+    def _lookup_many(self, asked: list[list[str]]) -> list[dict[str, CallRecord]]:
+        found = cached_calls(self.cache, [key for keys in asked for key in keys])
+        return [{key: found[key] for key in keys if key in found} for keys in asked]
+
+    def _put_many(self, stored: list[list[CallRecord]]) -> list[None]:
+        self.cache.put_many([record for records in stored for record in records])  # type: ignore[union-attr]
+        return [None] * len(stored)
+
+    async def _store(self, messages: list[Message], sampling: Sampling, indices: list[int], keys: dict[int, str],
                resp: ProviderResponse, latency: float, attempt_no: int, tag: str, asked: int) -> list[Sample]:
         shares = self._shares(resp)
         records = [CallRecord(
@@ -420,6 +433,6 @@ class Model:
             endpoint=resp.endpoint or self.endpoint)
             for i, c, u in zip(indices, resp.completions, shares)]
         if self.cache is not None:
-            self.cache.put_many(records)  # before anyone sees the results
+            await self._puts(records)  # stored before anyone sees the results
         self.accounting.add(tag, calls=1, samples=len(indices), usage=priced(resp.usage, self.price))
         return [Sample(i, keys[i], c, None, False, latency, u) for i, c, u in zip(indices, resp.completions, shares)]

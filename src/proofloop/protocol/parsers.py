@@ -26,6 +26,9 @@ quotation placed after the verdict cannot override it either.
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from fractions import Fraction
 
 from proofloop.protocol.templates import (EVAL_START, FINAL_SCORE_PHRASE, META_FINAL_PHRASE,
@@ -264,8 +267,55 @@ def user_proof(text: str | None) -> ParsedProof:
 # ---------------------------------------------------------------- analyses
 
 
+class RecentParses:
+    """The latest parses of analyses, up to `max_chars` of text in all. An analysis is parsed
+    when its call returns and again when the store checks that its record can be re-derived
+    from the call (store/derive.py): the second parse is a look-up. Each hit is a copy, so a
+    caller that changes what it got changes nobody else's."""
+
+    def __init__(self, max_chars: int = 8_000_000):
+        self.max_chars = max_chars
+        self.found: OrderedDict[tuple[object, ...], ParsedAnalysis] = OrderedDict()
+        self.chars = 0
+        self.lock = threading.Lock()  # the service parses in several worker threads
+
+    def get(self, key: tuple[object, ...], parse: Callable[[], ParsedAnalysis]) -> ParsedAnalysis:
+        with self.lock:
+            hit = self.found.get(key)
+            if hit is not None:
+                self.found.move_to_end(key)
+        if hit is None:
+            hit = parse()
+            self._keep(key, hit)
+        return hit.model_copy(update={"issues": list(hit.issues)})
+
+    def _keep(self, key: tuple[object, ...], parsed: ParsedAnalysis) -> None:
+        size = _chars(key)
+        if size > self.max_chars:
+            return
+        with self.lock:
+            if key not in self.found:
+                self.found[key] = parsed
+                self.chars += size
+            while self.chars > self.max_chars:
+                self.chars -= _chars(self.found.popitem(last=False)[0])
+
+
+def _chars(key: tuple[object, ...]) -> int:
+    return sum(len(part) for part in key if isinstance(part, str))
+
+
+_RECENT = RecentParses()
+
+
 def _parse_analysis(text: str | None, reasoning: str | None, finish_reason: str | None,
                     phrase: str, issues: bool) -> ParsedAnalysis:
+    return _RECENT.get((text, reasoning, finish_reason, phrase, issues),
+                       lambda: _parse_analysis_now(text, reasoning, finish_reason, phrase, issues))
+
+
+def _parse_analysis_now(text: str | None, reasoning: str | None, finish_reason: str | None,
+                        phrase: str, issues: bool) -> ParsedAnalysis:
     split = split_reasoning(text, reasoning)
     answer = split.answer
     base = dict(reasoning=split.reasoning, analysis=answer or None, issues=extract_issues(answer) if issues else [])

@@ -46,7 +46,7 @@ from proofloop.models.replicas import ReplicaSet, affinity_share
 from proofloop.runs.context import RunContext
 from proofloop.runs.registry import get_kind
 from proofloop.runs.workers import WorkClaims
-from proofloop.store import Heartbeat, RunBusy, RunStatus, Store, default_owner
+from proofloop.store import Heartbeat, RunBusy, RunStatus, RunUsage, Store, default_owner
 
 LEASE_TTL_S = 60.0  # a run whose process stopped renewing for this long reads as interrupted
 
@@ -83,7 +83,8 @@ def execute(store: Store, run_id: str, *, api_key: str | None = None,
                 summary = asyncio.run(_execute_and_close(kind.execute, ctx, cancel))
             if sigterm.is_set():  # asked to stop, even if the work ran to its end (see below)
                 raise KeyboardInterrupt
-            _check_some_call_succeeded(store, run_id)
+            usage = store.run_usage(run_id)  # calls stored under the run: made now or by an earlier execution
+            _check_some_call_succeeded(store, run_id, usage)
             prune_orphans(store, run_id, ctx.recorder.recorded)
         except KeyboardInterrupt:
             lease.release("interrupted", error="interrupted (Ctrl-C or SIGTERM)")
@@ -94,7 +95,7 @@ def execute(store: Store, run_id: str, *, api_key: str | None = None,
         except BaseException as e:
             lease.release("failed", error=str(e) or type(e).__name__)
             raise
-    summary = {"run_id": run_id, **summary, **endpoint_report(ctx), "usage": run_usage(store, run_id)}
+    summary = {"run_id": run_id, **summary, **endpoint_report(ctx), "usage": usage_summary(usage)}
     lease.release("finished", summary=summary)
     return summary
 
@@ -234,8 +235,7 @@ def prune_orphans(store: Store, run_id: str, recorded: dict[str, set[str]]) -> N
                              meta_verifications=orphans["meta"])
 
 
-def _check_some_call_succeeded(store: Store, run_id: str) -> None:
-    usage = store.run_usage(run_id)  # calls stored under the run: made now or by an earlier execution
+def _check_some_call_succeeded(store: Store, run_id: str, usage: RunUsage) -> None:
     if usage.failures and not usage.calls:
         last = store.failures(run_id)[-1]
         raise AllCallsFailed(f"every model call failed ({usage.failures} failed request{'s' if usage.failures != 1 else ''}); "
@@ -245,7 +245,11 @@ def _check_some_call_succeeded(store: Store, run_id: str) -> None:
 def run_usage(store: Store, run_id: str) -> dict[str, Any]:
     """The run's usage as the store counts it, so summary, `runs show` and the store agree. Cost
     is None (unknown) once any call's price is unknown, never a partial sum."""
-    u = store.run_usage(run_id)
+    return usage_summary(store.run_usage(run_id))
+
+
+def usage_summary(u: RunUsage) -> dict[str, Any]:
+    """The summary's usage figures of a run's stored usage (see run_usage)."""
     return {"calls": u.calls, "failures": u.failures, "prompt_tokens": u.prompt_tokens,
             "completion_tokens": u.completion_tokens, "cached_prompt_tokens": u.cached_prompt_tokens,
             "cost_usd": None if u.unpriced_calls else u.cost_usd}

@@ -48,7 +48,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import case, delete, func, select, text, update
+from sqlalchemy import bindparam, case, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -425,17 +425,37 @@ class Store:
         rows = {_sha(text): (text, meta, name) for text, meta, name in problems}  # the last of a text wins
         if not rows:
             return []
+        now = utcnow()
+        # Plain statements, each built once, rather than ORM objects: a batch of 64 pairs spent
+        # more on the ORM's bookkeeping here than on anything else it stored.
         with self._write() as s:
-            s.execute(self._insert(ProblemRow).values([
-                dict(run_id=run_id, text_sha=sha, text=text, name=name, meta=dict(meta or {}), created_at=utcnow())
-                for sha, (text, meta, name) in rows.items()]).on_conflict_do_nothing(index_elements=["run_id", "text_sha"]))
-            found = {r.text_sha: r for r in s.scalars(
-                select(ProblemRow).where(ProblemRow.run_id == run_id, ProblemRow.text_sha.in_(list(rows)))
-                .order_by(ProblemRow.text_sha).with_for_update())}
-            for sha, (_, meta, name) in rows.items():
-                found[sha].name = name if name is not None else found[sha].name
-                found[sha].meta = dict(meta) if meta is not None else found[sha].meta
-            return [found[_sha(text)].id for text, _, _ in problems]
+            conn = s.connection()
+            conn.execute(self._insert_new_problem(), [
+                dict(run_id=run_id, text_sha=sha, text=text, name=name, meta=dict(meta or {}), created_at=now)
+                for sha, (text, meta, name) in rows.items()])
+            shas, found = sorted(rows), {}
+            for i in range(0, len(shas), 500):  # SQLite caps bound parameters per statement
+                found.update((sha, (pid, name, meta)) for sha, pid, name, meta in conn.execute(
+                    select(ProblemRow.text_sha, ProblemRow.id, ProblemRow.name, ProblemRow.meta)
+                    .where(ProblemRow.run_id == run_id, ProblemRow.text_sha.in_(shas[i:i + 500]))
+                    .order_by(ProblemRow.text_sha).with_for_update()))
+            changed = []
+            for sha, (_, meta, name) in rows.items():  # name and meta update when given
+                pid, old_name, old_meta = found[sha]
+                new_name, new_meta = old_name if name is None else name, old_meta if meta is None else dict(meta)
+                if (new_name, new_meta) != (old_name, old_meta):
+                    changed.append({"pid": pid, "new_name": new_name, "new_meta": new_meta})
+            if changed:
+                conn.execute(update(ProblemRow).where(ProblemRow.id == bindparam("pid"))
+                             .values(name=bindparam("new_name"), meta=bindparam("new_meta")), changed)
+            return [found[_sha(text)][0] for text, _, _ in problems]
+
+    def _insert_new_problem(self) -> Any:
+        """INSERT ... ON CONFLICT (run_id, text_sha) DO NOTHING into problems, built once per store."""
+        if (ProblemRow, "new") not in self._statements:
+            self._statements[(ProblemRow, "new")] = self._insert(ProblemRow).on_conflict_do_nothing(
+                index_elements=["run_id", "text_sha"])
+        return self._statements[(ProblemRow, "new")]
 
     def problems(self, run_id: str) -> list[Problem]:
         with self._read() as s:
@@ -484,23 +504,29 @@ class Store:
             analysis=analysis, rating=rating, cause=cause, meta=meta)])
 
     def add_records(self, run_id: str, *, proofs: Sequence[dict[str, Any]] = (),
-                    verifications: Sequence[dict[str, Any]] = (), metas: Sequence[dict[str, Any]] = ()) -> None:
-        """Record many proofs, analyses and meta-verifications in ONE transaction: proofs first,
-        then analyses, then ratings, so a record may point at one earlier in the same batch.
-        Each item holds the keyword arguments of add_proof / add_verification /
-        add_meta_verification (run_id aside); re-adding an id updates it, as they do."""
+                    verifications: Sequence[dict[str, Any]] = (), metas: Sequence[dict[str, Any]] = (),
+                    grades: Sequence[dict[str, Any]] = ()) -> None:
+        """Record many proofs, analyses, meta-verifications and grades in ONE transaction:
+        proofs first, then analyses, ratings and grades, so a record may point at one earlier
+        in the same batch. Each item holds the keyword arguments of add_proof /
+        add_verification / add_meta_verification / add_grade (run_id aside); re-adding an id
+        updates it, as they do."""
         proof_rows = _last_by_id([_proof_values(run_id, self._stamp(), p) for p in proofs])
         verification_rows = _last_by_id([_verification_values(run_id, self._stamp(), v) for v in verifications])
         meta_rows = _last_by_id([_meta_values(run_id, self._stamp(), m) for m in metas])
-        if not (proof_rows or verification_rows or meta_rows):
+        grade_rows = _last_by_id([_grade_values(run_id, self._stamp(), g) for g in grades])
+        if not (proof_rows or verification_rows or meta_rows or grade_rows):
             return
-        with self._write(records=False) as s:
+        # A grade may be of a proof a recorder still holds back: those are written first
+        # (records=True), as for any write other than of calls and records.
+        with self._write(records=bool(grade_rows)) as s:
             calls = self._calls_of(s, [r["id"] for r in (*proof_rows, *verification_rows, *meta_rows)])
             for kind, table, rows in (("proof", ProofRow, proof_rows), ("verification", VerificationRow,
                                       verification_rows), ("meta", MetaVerificationRow, meta_rows)):
                 self._upsert(s, table, [stored_fields(kind, r, calls.get(r["id"])) for r in rows], ["run_id", "id"])
             for p in proofs:
                 self._link(s, run_id, p["id"], p.get("parents") or (), p.get("refined_from_analyses") or ())
+            self._upsert(s, GradeRow, grade_rows, ["run_id", "id"])
 
     def _stamp(self) -> datetime:
         """Now, or just after the last stamp given: records are listed by (created_at, id), so
@@ -608,11 +634,9 @@ class Store:
         """Record a grade of a proof (the proof must be recorded first). `grade` is on the
         grader's own scale (0..max_grade) and `normalised` = grade / max_grade; both are None
         unless status is ok, and `cause` then says why."""
-        values = dict(run_id=run_id, id=id, proof_id=proof_id, grader=grader, raw=raw, grade=grade,
-                      max_grade=max_grade, normalised=normalised, status=_value(status), cause=cause,
-                      meta=dict(meta or {}), created_at=utcnow())
-        with self._write() as s:
-            self._upsert(s, GradeRow, values, ["run_id", "id"])
+        self.add_records(run_id, grades=[dict(id=id, proof_id=proof_id, grader=grader, raw=raw, grade=grade,
+                                              max_grade=max_grade, normalised=normalised, status=status,
+                                              cause=cause, meta=meta)])
 
     def grades(self, run_id: str | None = None, proof_id: str | None = None,
                grader: str | None = None) -> list[Grade]:
@@ -813,6 +837,12 @@ def _meta_values(run_id: str, now: datetime, m: dict[str, Any]) -> dict[str, Any
     return dict(run_id=run_id, id=m["id"], verification_id=m["verification_id"], raw=m["raw"],
                 status=_value(m["status"]), reasoning=m.get("reasoning"), analysis=m.get("analysis"),
                 rating=m.get("rating"), cause=m.get("cause"), meta=dict(m.get("meta") or {}), created_at=now)
+
+
+def _grade_values(run_id: str, now: datetime, g: dict[str, Any]) -> dict[str, Any]:
+    return dict(run_id=run_id, id=g["id"], proof_id=g["proof_id"], grader=g["grader"], raw=g.get("raw"),
+                grade=g.get("grade"), max_grade=g["max_grade"], normalised=g.get("normalised"),
+                status=_value(g["status"]), cause=g.get("cause"), meta=dict(g.get("meta") or {}), created_at=now)
 
 
 def _last_by_id(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
