@@ -24,7 +24,7 @@ def bench():
 
 @pytest.fixture(scope="module")
 def small_cell(bench):
-    pool = dict(bench.QUICK_POOL, initial=4, verifications=4, top_k=4, rounds=3)
+    pool = dict(bench.PAPER, initial=4, verifications=4, top_k=4, rounds=3)
     cfg = dataclasses.replace(bench.run.QUICK, regime="advanced", problems=2, seeds=(1,), params=pool,
                               adaptive=dict(stages=[2, 4], refine_min=2), streaming=dict(request_n=1))
     return {**bench.cell(bench.scaled(cfg, 1), 1, log=lambda s: None), "nodes": 1}
@@ -33,10 +33,12 @@ def small_cell(bench):
 def test_cell_compares_the_schemes_on_the_same_decisions(small_cell):
     c = small_cell
     assert c["same_selection"]  # scheduling changes when calls happen, not what is decided
-    assert c["samples"]["release"] == c["samples"]["pool_fifo"] == c["samples"]["pool_priority"]
+    assert (c["samples"]["release"] == c["samples"]["pool_fifo"] == c["samples"]["pool_fifo_client"]
+            == c["samples"]["pool_priority"])
     r = c["ratios"]
     assert r["pool_fifo_vs_release"] == pytest.approx(c["makespan"]["pool_fifo"] / c["makespan"]["release"])
-    assert r["pool_priority_vs_bound"] >= 1.0 - 1e-9  # nothing beats the lower bound
+    for policy in ("fifo", "fifo_client", "priority"):  # nothing beats the lower bound
+        assert r[f"pool_{policy}_vs_bound"] >= 1.0 - 1e-9
     assert r["adaptive_vs_pool_verif_tokens"] == pytest.approx(c["verif_tokens_adaptive"] / c["verif_tokens_pool"])
     assert max(c["rounds"]) >= 1  # the advanced regime refines (released stops at round 0)
 
@@ -46,7 +48,8 @@ def test_table_marks_targets(bench, small_cell):
     row = text.splitlines()[2]
     assert row.startswith("| advanced | 1 | 2 |"), row
     fifo = small_cell["ratios"]["pool_fifo_vs_release"]
-    assert f"{fifo:.3f} ({'yes' if fifo <= 0.6 else '**no**'})" in row
+    ordered = small_cell["ratios"]["pool_fifo_client_vs_release"]
+    assert f"{fifo:.3f} ({'yes' if fifo <= 0.6 else '**no**'}) | {ordered:.3f} (" in row
 
 
 def test_unknown_regime_is_refused(bench):

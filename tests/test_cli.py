@@ -49,7 +49,7 @@ def test_prove_verify_meta_verify_through_faults(tmp_path: Path, inputs):
         proved = run_json(["prove", str(inputs["problem"]), "--threads", "2", "--attempts", "3", "--seed", "7",
                            "--attempt-timeout", "2", "--max-concurrency", "2"], env)
         verified = run_json(["verify", "--problem", str(inputs["problem"]), "--proof", str(inputs["proof"]),
-                             "-n", "4", "--seed", "1"], env)
+                             "-n", "4", "--seed", "1", "--max-sequences", "3"], env)  # a request of 4 goes alone
         meta = run_json(["meta-verify", "--problem", str(inputs["problem"]), "--proof", str(inputs["proof"]),
                          "--analysis", str(inputs["analysis"]), "-m", "3"], env)
 
@@ -58,6 +58,7 @@ def test_prove_verify_meta_verify_through_faults(tmp_path: Path, inputs):
     assert meta["m"] == 3
 
     store = Store(db)
+    assert store.get_run(verified["run_id"]).config["max_sequences"] == 3  # a resume keeps the cap
     # Every injected failure is recorded with its cause; the truncated output is a finished call.
     outcomes = [e["outcome"] for e in log]
     failures = [f for r in (proved, verified, meta) for f in store.failures(r["run_id"])]

@@ -63,6 +63,7 @@ BAD_OPTIONS = {  # case -> (arguments, a word the error line must contain)
     "m 0": (META + ["-m", "0"], "-m"),
     "max-concurrency 0": (PROVE + ["--max-concurrency", "0"], "--max-concurrency"),
     "max-concurrency -1": (VERIFY + ["--max-concurrency", "-1"], "--max-concurrency"),
+    "max-sequences 0": (PROVE + ["--max-sequences", "0"], "--max-sequences"),
     "attempt-timeout -1": (PROVE + ["--attempt-timeout", "-1"], "--attempt-timeout"),
     "initial 2.5": (PROVE + ["--strategy", "pool", "-o", "initial=2.5"], "initial"),
     "rounds abc": (PROVE + ["--strategy", "pool", "-o", "rounds=abc"], "rounds"),

@@ -115,19 +115,21 @@ def met(value: float, target: float) -> str:
 
 def table(cells: list[dict[str, Any]]) -> str:
     lines = ["| regime | nodes | problems | rounds run (mean / max; share at 16) | pool FIFO / release | "
-             "pool priority / release | FIFO / bound | priority / bound | adaptive / pool verif. tokens | "
-             "quality pool / adaptive (grade) | same selection |",
-             "|---|---:|---:|---|---:|---:|---:|---:|---:|---|---|"]
+             "pool FIFO, client-ordered / release | pool priority / release | FIFO / bound | priority / bound | "
+             "adaptive / pool verif. tokens | quality pool / adaptive (grade) | same selection |",
+             "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---|"]
     for c in cells:
         r, rounds = c["ratios"], c["rounds"]
         full = sum(x >= 16 for x in rounds) / max(1, len(rounds))
         lines.append(
             f"| {c['regime']} | {c['nodes']:g} | {c['problems']} | {statistics.fmean(rounds):.1f} / {max(rounds)}; {full:.2f} | "
             f"{r['pool_fifo_vs_release']:.3f} ({met(r['pool_fifo_vs_release'], TARGETS['fifo']) if c['nodes'] <= 1 else '-'}) | "
+            f"{r['pool_fifo_client_vs_release']:.3f} ({met(r['pool_fifo_client_vs_release'], TARGETS['fifo']) if c['nodes'] <= 1 else '-'}) | "
             f"{r['pool_priority_vs_release']:.3f} ({met(r['pool_priority_vs_release'], TARGETS['priority']) if c['nodes'] <= 1 else '-'}) | "
             f"{r['pool_fifo_vs_bound']:.3f} | {r['pool_priority_vs_bound']:.3f} ({met(r['pool_priority_vs_bound'], TARGETS['bound'])}) | "
             f"{r['adaptive_vs_pool_verif_tokens']:.3f} ({met(r['adaptive_vs_pool_verif_tokens'], TARGETS['adaptive_tokens'])}) | "
-            f"{c['quality_pool']:.3f} / {c['quality_adaptive']:.3f} ({c['grade_pool']:.2f} / {c['grade_adaptive']:.2f}) | "
+            f"{c['quality_pool']:.3f} / {c['quality_adaptive']:.3f} ({c['grade_pool']:.2f} / {c['grade_adaptive']:.2f}; "
+            f"{met(abs(r['adaptive_minus_pool_quality']), TARGETS['quality'])}) | "
             f"{'yes' if c['same_selection'] else 'no'} |")
     return "\n".join(lines)
 
