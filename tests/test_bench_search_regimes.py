@@ -55,3 +55,10 @@ def test_table_marks_targets(bench, small_cell):
 def test_unknown_regime_is_refused(bench):
     with pytest.raises(SystemExit):
         bench.main(["--regimes", "nope"])
+
+
+def test_makespan_table_shows_the_floor_under_pool_vs_release(bench, small_cell):
+    row = bench.makespans([small_cell]).splitlines()[2]
+    m = small_cell["makespan"]
+    assert f"| {m['release']:.0f} | {m['pool_fifo']:.0f} |" in row
+    assert f"| {small_cell['bound_priority'] / m['release']:.3f} |" in row

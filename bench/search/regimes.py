@@ -134,6 +134,20 @@ def table(cells: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def makespans(cells: list[dict[str, Any]]) -> str:
+    """Makespans (simulated s) per cell and `bound / release`, the floor under pool/release: pool
+    cannot finish before the lower bound for its own work."""
+    lines = ["| regime | nodes | refinement rounds per problem | accepted | release | pool FIFO | pool FIFO, client-ordered | "
+             "pool priority | bound (priority) | bound / release | adaptive |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for c in cells:
+        m = c["makespan"]
+        lines.append(f"| {c['regime']} | {c['nodes']:g} | {c['rounds']} | {c['accepted']}/{c['problems']} | "
+                     f"{m['release']:.0f} | {m['pool_fifo']:.0f} | {m['pool_fifo_client']:.0f} | {m['pool_priority']:.0f} | "
+                     f"{c['bound_priority']:.0f} | {c['bound_priority'] / m['release']:.3f} | {m['adaptive']:.0f} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help=f"1 node only, {QUICK_PROBLEMS} problems a cell")
@@ -143,10 +157,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--problems", type=int, help=f"problems per cell (default: quick {QUICK_PROBLEMS}, full {FULL_PROBLEMS})")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", default=None, help="also write the numbers here")
+    ap.add_argument("--from-json", default=None, help="print the tables of a run saved with --json (runs nothing)")
     ap.add_argument("--client-cap", type=float, default=CLIENT_CAP,
                     help="pool on a FIFO server, ordered by the client: samples in flight per server slot")
     args = ap.parse_args(argv)
     globals()["CLIENT_CAP"] = args.client_cap
+    if args.from_json:
+        cells = json.loads(Path(args.from_json).read_text())
+        print(table(cells) + "\n\n" + makespans(cells))
+        return 0
     pool, adaptive = PAPER, ADAPTIVE_PAPER
     nodes = args.nodes or ([1] if args.quick else [1, 4, 16])
     problems = args.problems or (QUICK_PROBLEMS if args.quick else FULL_PROBLEMS)
@@ -163,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"pool {pool}, adaptive {adaptive}, {problems} problems per cell, seed {args.seed}, "
           f"{time.perf_counter() - t0:.0f} s")
     print(table(cells))
+    print()
+    print(makespans(cells))
     print()
     for c in cells:
         for key, v in c["ratios"].items():
