@@ -43,6 +43,7 @@ import time
 import weakref
 from collections.abc import Iterable, Iterator, Callable, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from enum import Enum
 from pathlib import Path
@@ -99,6 +100,17 @@ def _plain(row: Any, model: type) -> Any:
         elif name in data:
             data[name] = _aware(data[name])
     return model(**data)
+
+
+@dataclass
+class RunRecords:
+    """A run and some of its records, read together (Store.run_records)."""
+
+    run: Run
+    problems: list[Problem] = field(default_factory=list)
+    proofs: list[Proof] = field(default_factory=list)
+    verifications: list[Verification] = field(default_factory=list)
+    grades: list[Grade] = field(default_factory=list)
 
 
 class Store:
@@ -242,16 +254,25 @@ class Store:
 
     # ---- runs --------------------------------------------------------------------------------
 
-    def create_run(self, kind: str, config: dict[str, Any] | None = None, *, run_id: str | None = None) -> str:
-        """A new run with status running. With `run_id` given and already present, a no-op."""
+    def create_run(self, kind: str, config: dict[str, Any] | None = None, *, run_id: str | None = None,
+                   problems: Sequence[tuple[str, dict[str, Any] | None, str | None]] = (),
+                   records: Callable[[list[int]], dict[str, Any]] | None = None) -> str:
+        """A new run with status running. With `run_id` given and already present, a no-op.
+        `problems` ((text, meta, name), as add_problems) and `records` (given their ids, the
+        keyword arguments of add_records) are stored in the same transaction: nobody sees the
+        run without its inputs, and a small run costs one write, not three."""
         for _ in range(10):
             rid = run_id or f"r-{utcnow():%Y%m%d}-{secrets.token_hex(3)}"
             now = utcnow()
             with self._write() as s:
-                if s.execute(self._insert(RunRow).values(
+                if not (s.execute(self._insert(RunRow).values(
                         id=rid, kind=kind, config=dict(config or {}), status=RunStatus.RUNNING.value, created_at=now,
-                        updated_at=now).on_conflict_do_nothing()).rowcount or run_id:
-                    return rid
+                        updated_at=now).on_conflict_do_nothing()).rowcount or run_id):
+                    continue
+                pids = self._add_problems(s, rid, problems)
+                if records is not None:
+                    self._add_records(s, rid, **self._record_rows(rid, **records(pids)))
+                return rid
         raise RuntimeError("could not pick a free run id")  # 10 collisions in 16M: not chance
 
     def get_run(self, run_id: str) -> Run | None:
@@ -259,6 +280,27 @@ class Store:
         with self._read() as s:
             row = s.get(RunRow, run_id)
             return _run(row, time.time()) if row else None
+
+    def run_records(self, run_id: str, *, problems: bool = False, proofs: bool = False,
+                    verifications: bool = False, grades: bool = False, lineage: bool = True) -> RunRecords | None:
+        """The run (as get_run) and the records asked for, in one read: one snapshot, so they
+        agree with each other and with the run's status. `lineage=False` leaves the proofs'
+        parents and shown analyses empty (two queries fewer). None for an unknown run."""
+        with self._read() as s:
+            row = s.get(RunRow, run_id)
+            if row is None:
+                return None
+            out = RunRecords(_run(row, time.time()))
+            if problems:
+                out.problems = self._problems(s, run_id)
+            if proofs:
+                out.proofs = self._proofs(s, run_id, None, lineage=lineage)
+            if verifications:
+                out.verifications = self._records(s, VerificationRow, Verification, "verification",
+                                                  {"run_id": run_id})
+            if grades:
+                out.grades = self._records(s, GradeRow, Grade, None, {"run_id": run_id})
+            return out
 
     def list_runs(self, limit: int = 50, kind: str | None = None) -> list[Run]:
         """Newest first (statuses computed as in get_run)."""
@@ -422,33 +464,39 @@ class Store:
     def add_problems(self, run_id: str, problems: Sequence[tuple[str, dict[str, Any] | None, str | None]]
                      ) -> list[int]:
         """add_problem for many (text, meta, name) in one transaction; their ids, in order."""
+        if not problems:
+            return []
+        with self._write() as s:
+            return self._add_problems(s, run_id, problems)
+
+    def _add_problems(self, s: Session, run_id: str,
+                      problems: Sequence[tuple[str, dict[str, Any] | None, str | None]]) -> list[int]:
         rows = {_sha(text): (text, meta, name) for text, meta, name in problems}  # the last of a text wins
         if not rows:
             return []
         now = utcnow()
         # Plain statements, each built once, rather than ORM objects: a batch of 64 pairs spent
         # more on the ORM's bookkeeping here than on anything else it stored.
-        with self._write() as s:
-            conn = s.connection()
-            conn.execute(self._insert_new_problem(), [
-                dict(run_id=run_id, text_sha=sha, text=text, name=name, meta=dict(meta or {}), created_at=now)
-                for sha, (text, meta, name) in rows.items()])
-            shas, found = sorted(rows), {}
-            for i in range(0, len(shas), 500):  # SQLite caps bound parameters per statement
-                found.update((sha, (pid, name, meta)) for sha, pid, name, meta in conn.execute(
-                    select(ProblemRow.text_sha, ProblemRow.id, ProblemRow.name, ProblemRow.meta)
-                    .where(ProblemRow.run_id == run_id, ProblemRow.text_sha.in_(shas[i:i + 500]))
-                    .order_by(ProblemRow.text_sha).with_for_update()))
-            changed = []
-            for sha, (_, meta, name) in rows.items():  # name and meta update when given
-                pid, old_name, old_meta = found[sha]
-                new_name, new_meta = old_name if name is None else name, old_meta if meta is None else dict(meta)
-                if (new_name, new_meta) != (old_name, old_meta):
-                    changed.append({"pid": pid, "new_name": new_name, "new_meta": new_meta})
-            if changed:
-                conn.execute(update(ProblemRow).where(ProblemRow.id == bindparam("pid"))
-                             .values(name=bindparam("new_name"), meta=bindparam("new_meta")), changed)
-            return [found[_sha(text)][0] for text, _, _ in problems]
+        conn = s.connection()
+        conn.execute(self._insert_new_problem(), [
+            dict(run_id=run_id, text_sha=sha, text=text, name=name, meta=dict(meta or {}), created_at=now)
+            for sha, (text, meta, name) in rows.items()])
+        shas, found = sorted(rows), {}
+        for i in range(0, len(shas), 500):  # SQLite caps bound parameters per statement
+            found.update((sha, (pid, name, meta)) for sha, pid, name, meta in conn.execute(
+                select(ProblemRow.text_sha, ProblemRow.id, ProblemRow.name, ProblemRow.meta)
+                .where(ProblemRow.run_id == run_id, ProblemRow.text_sha.in_(shas[i:i + 500]))
+                .order_by(ProblemRow.text_sha).with_for_update()))
+        changed = []
+        for sha, (_, meta, name) in rows.items():  # name and meta update when given
+            pid, old_name, old_meta = found[sha]
+            new_name, new_meta = old_name if name is None else name, old_meta if meta is None else dict(meta)
+            if (new_name, new_meta) != (old_name, old_meta):
+                changed.append({"pid": pid, "new_name": new_name, "new_meta": new_meta})
+        if changed:
+            conn.execute(update(ProblemRow).where(ProblemRow.id == bindparam("pid"))
+                         .values(name=bindparam("new_name"), meta=bindparam("new_meta")), changed)
+        return [found[_sha(text)][0] for text, _, _ in problems]
 
     def _insert_new_problem(self) -> Any:
         """INSERT ... ON CONFLICT (run_id, text_sha) DO NOTHING into problems, built once per store."""
@@ -459,8 +507,12 @@ class Store:
 
     def problems(self, run_id: str) -> list[Problem]:
         with self._read() as s:
-            rows = s.scalars(select(ProblemRow).where(ProblemRow.run_id == run_id).order_by(ProblemRow.id))
-            return [_plain(r, Problem) for r in rows]
+            return self._problems(s, run_id)
+
+    @staticmethod
+    def _problems(s: Session, run_id: str) -> list[Problem]:
+        rows = s.scalars(select(ProblemRow).where(ProblemRow.run_id == run_id).order_by(ProblemRow.id))
+        return [_plain(r, Problem) for r in rows]
 
     def add_proof(self, run_id: str, id: str, *, problem_id: int, raw: str, status: str,
                   reasoning: str | None = None, solution: str | None = None,
@@ -511,22 +563,35 @@ class Store:
         in the same batch. Each item holds the keyword arguments of add_proof /
         add_verification / add_meta_verification / add_grade (run_id aside); re-adding an id
         updates it, as they do."""
-        proof_rows = _last_by_id([_proof_values(run_id, self._stamp(), p) for p in proofs])
-        verification_rows = _last_by_id([_verification_values(run_id, self._stamp(), v) for v in verifications])
-        meta_rows = _last_by_id([_meta_values(run_id, self._stamp(), m) for m in metas])
-        grade_rows = _last_by_id([_grade_values(run_id, self._stamp(), g) for g in grades])
-        if not (proof_rows or verification_rows or meta_rows or grade_rows):
+        rows = self._record_rows(run_id, proofs=proofs, verifications=verifications, metas=metas, grades=grades)
+        if not any(rows.values()):
             return
         # A grade may be of a proof a recorder still holds back: those are written first
         # (records=True), as for any write other than of calls and records.
-        with self._write(records=bool(grade_rows)) as s:
-            calls = self._calls_of(s, [r["id"] for r in (*proof_rows, *verification_rows, *meta_rows)])
-            for kind, table, rows in (("proof", ProofRow, proof_rows), ("verification", VerificationRow,
-                                      verification_rows), ("meta", MetaVerificationRow, meta_rows)):
-                self._upsert(s, table, [stored_fields(kind, r, calls.get(r["id"])) for r in rows], ["run_id", "id"])
-            for p in proofs:
-                self._link(s, run_id, p["id"], p.get("parents") or (), p.get("refined_from_analyses") or ())
-            self._upsert(s, GradeRow, grade_rows, ["run_id", "id"])
+        with self._write(records=bool(rows["grade_rows"])) as s:
+            self._add_records(s, run_id, **rows)
+
+    def _record_rows(self, run_id: str, *, proofs: Sequence[dict[str, Any]] = (),
+                     verifications: Sequence[dict[str, Any]] = (), metas: Sequence[dict[str, Any]] = (),
+                     grades: Sequence[dict[str, Any]] = ()) -> dict[str, list[dict[str, Any]]]:
+        """add_records' arguments as the rows to store (one per id), the proofs' lineage kept."""
+        return {"proofs": list(proofs),
+                "proof_rows": _last_by_id([_proof_values(run_id, self._stamp(), p) for p in proofs]),
+                "verification_rows": _last_by_id([_verification_values(run_id, self._stamp(), v)
+                                                  for v in verifications]),
+                "meta_rows": _last_by_id([_meta_values(run_id, self._stamp(), m) for m in metas]),
+                "grade_rows": _last_by_id([_grade_values(run_id, self._stamp(), g) for g in grades])}
+
+    def _add_records(self, s: Session, run_id: str, *, proofs: Sequence[dict[str, Any]],
+                     proof_rows: list[dict[str, Any]], verification_rows: list[dict[str, Any]],
+                     meta_rows: list[dict[str, Any]], grade_rows: list[dict[str, Any]]) -> None:
+        calls = self._calls_of(s, [r["id"] for r in (*proof_rows, *verification_rows, *meta_rows)])
+        for kind, table, rows in (("proof", ProofRow, proof_rows), ("verification", VerificationRow,
+                                  verification_rows), ("meta", MetaVerificationRow, meta_rows)):
+            self._upsert(s, table, [stored_fields(kind, r, calls.get(r["id"])) for r in rows], ["run_id", "id"])
+        for p in proofs:
+            self._link(s, run_id, p["id"], p.get("parents") or (), p.get("refined_from_analyses") or ())
+        self._upsert(s, GradeRow, grade_rows, ["run_id", "id"])
 
     def _stamp(self) -> datetime:
         """Now, or just after the last stamp given: records are listed by (created_at, id), so
@@ -560,24 +625,28 @@ class Store:
 
     def proofs(self, run_id: str, problem_id: int | None = None) -> list[Proof]:
         """The run's proofs (or one problem's) in the order first recorded, with their lineage."""
+        with self._read() as s:
+            return self._proofs(s, run_id, problem_id)
+
+    def _proofs(self, s: Session, run_id: str, problem_id: int | None, *, lineage: bool = True) -> list[Proof]:
+        scope = {"run_id": run_id, "problem_id": problem_id}
+        if not lineage:
+            return self._records(s, ProofRow, Proof, "proof", scope)
         mine = select(ProofRow.id).where(ProofRow.run_id == run_id)
         if problem_id is not None:
             mine = mine.where(ProofRow.problem_id == problem_id)
-        with self._read() as s:
-            parents: dict[str, list[str]] = {}
-            for child, parent in s.execute(select(LineageRow.proof_id, LineageRow.parent_proof_id)
-                                           .where(LineageRow.run_id == run_id, LineageRow.proof_id.in_(mine))
-                                           .order_by(LineageRow.parent_proof_id)):
-                parents.setdefault(child, []).append(parent)
-            shown: dict[str, list[str]] = {}
-            for child, vid in s.execute(select(RefinedFromRow.proof_id, RefinedFromRow.verification_id)
-                                        .where(RefinedFromRow.run_id == run_id, RefinedFromRow.proof_id.in_(mine))
-                                        .order_by(RefinedFromRow.verification_id)):
-                shown.setdefault(child, []).append(vid)
-            scope = {"run_id": run_id, "problem_id": problem_id}
-            return [p.model_copy(update={"parents": parents.get(p.id, []),
-                                         "refined_from_analyses": shown.get(p.id, [])})
-                    for p in self._records(s, ProofRow, Proof, "proof", scope)]
+        parents: dict[str, list[str]] = {}
+        for child, parent in s.execute(select(LineageRow.proof_id, LineageRow.parent_proof_id)
+                                       .where(LineageRow.run_id == run_id, LineageRow.proof_id.in_(mine))
+                                       .order_by(LineageRow.parent_proof_id)):
+            parents.setdefault(child, []).append(parent)
+        shown: dict[str, list[str]] = {}
+        for child, vid in s.execute(select(RefinedFromRow.proof_id, RefinedFromRow.verification_id)
+                                    .where(RefinedFromRow.run_id == run_id, RefinedFromRow.proof_id.in_(mine))
+                                    .order_by(RefinedFromRow.verification_id)):
+            shown.setdefault(child, []).append(vid)
+        return [p.model_copy(update={"parents": parents.get(p.id, []), "refined_from_analyses": shown.get(p.id, [])})
+                for p in self._records(s, ProofRow, Proof, "proof", scope)]
 
     @staticmethod
     def _records(s: Session, row: type, record: type, kind: str | None, where: dict[str, Any],
