@@ -287,7 +287,9 @@ class Store:
         agree with each other and with the run's status. `lineage=False` leaves the proofs'
         parents and shown analyses empty (two queries fewer). None for an unknown run."""
         with self._read() as s:
-            row = s.get(RunRow, run_id)
+            if ("run", "by id") not in self._statements:
+                self._statements[("run", "by id")] = select(*RunRow.__table__.c).where(RunRow.id == bindparam("id"))
+            row = s.connection().execute(self._statements[("run", "by id")], {"id": run_id}).first()
             if row is None:
                 return None
             out = RunRecords(_run(row, time.time()))
@@ -509,10 +511,13 @@ class Store:
         with self._read() as s:
             return self._problems(s, run_id)
 
-    @staticmethod
-    def _problems(s: Session, run_id: str) -> list[Problem]:
-        rows = s.scalars(select(ProblemRow).where(ProblemRow.run_id == run_id).order_by(ProblemRow.id))
-        return [_plain(r, Problem) for r in rows]
+    def _problems(self, s: Session, run_id: str) -> list[Problem]:
+        if ("problems", "of run") not in self._statements:  # built once, as _records' statements
+            self._statements[("problems", "of run")] = (select(*ProblemRow.__table__.c)
+                                                        .where(ProblemRow.run_id == bindparam("run_id"))
+                                                        .order_by(ProblemRow.id))
+        return [_plain(r, Problem) for r in s.connection().execute(self._statements[("problems", "of run")],
+                                                                   {"run_id": run_id})]
 
     def add_proof(self, run_id: str, id: str, *, problem_id: int, raw: str, status: str,
                   reasoning: str | None = None, solution: str | None = None,
@@ -648,26 +653,38 @@ class Store:
         return [p.model_copy(update={"parents": parents.get(p.id, []), "refined_from_analyses": shown.get(p.id, [])})
                 for p in self._records(s, ProofRow, Proof, "proof", scope)]
 
-    @staticmethod
-    def _records(s: Session, row: type, record: type, kind: str | None, where: dict[str, Any],
+    def _records(self, s: Session, row: type, record: type, kind: str | None, where: dict[str, Any],
                  *joins: Any) -> list:
         """Records of `row` matching `where` (None values ignored), in recorded order, with
         the text of rows stored from their call re-derived (store/derive.py)."""
-        conditions = [getattr(row, k) == v for k, v in where.items() if v is not None]
-        if kind is None:
-            q = select(row)
-        else:
-            q = (select(row, CallRow.text, CallRow.reasoning, CallRow.finish_reason)
-                 .outerjoin(CallRow, (CallRow.key == row.id) & row.from_call))
-        for target, on in joins:
-            q = q.join(target, on)
+        given = {k: v for k, v in where.items() if v is not None}
+        shape = ("records", row, kind, tuple(given))
+        q = None if joins else self._statements.get(shape)
+        if q is None:
+            q = self._records_statement(row, kind, tuple(given), joins)
+            if not joins:
+                self._statements[shape] = q
         out = []
-        for found in s.execute(q.where(*conditions).order_by(row.created_at, row.id)):
-            plain = _plain(found[0], record)
-            if kind is not None and found[0].from_call and found[1] is not None:
-                plain = plain.model_copy(update=derived_fields(kind, *found[1:]))
+        for found in s.connection().execute(q, {f"w_{k}": v for k, v in given.items()}):
+            plain = _plain(found, record)
+            if kind is not None and found.from_call and found.call_text is not None:
+                plain = plain.model_copy(update=derived_fields(kind, found.call_text, found.call_reasoning,
+                                                               found.call_finish_reason))
             out.append(plain)
         return out
+
+    @staticmethod
+    def _records_statement(row: type, kind: str | None, where: tuple[str, ...], joins: Sequence[Any]) -> Any:
+        # Columns, not ORM objects, and built once per shape (the values are bound): building
+        # a statement and loading ORM objects cost more than running the query on a small run.
+        table = row.__table__  # type: ignore[attr-defined]
+        q = select(*table.c) if kind is None else (
+            select(*table.c, CallRow.text.label("call_text"), CallRow.reasoning.label("call_reasoning"),
+                   CallRow.finish_reason.label("call_finish_reason"))
+            .outerjoin(CallRow, (CallRow.key == table.c.id) & table.c.from_call))
+        for target, on in joins:
+            q = q.join(target, on)
+        return q.where(*[table.c[k] == bindparam(f"w_{k}") for k in where]).order_by(table.c.created_at, table.c.id)
 
     def _rows(self, row: type, record: type, scope: dict[str, Any], *joins: Any, **also: Any) -> list:
         """Records of `row` matching `scope` (at least one given) and `also`, in recorded order."""
