@@ -246,6 +246,13 @@ class Store:
                                        if changes else stmt.on_conflict_do_nothing())
         return self._statements[shape]
 
+    def _built(self, name: str, build: Callable[[], Any]) -> Any:
+        """The statement `build` makes, built once per store (its values are bound when it runs):
+        building a statement costs SQLAlchemy more than running it on a small run."""
+        if name not in self._statements:
+            self._statements[name] = build()
+        return self._statements[name]
+
     def _insert_new(self, table: Any) -> Any:
         """INSERT ... ON CONFLICT DO NOTHING for `table`, built once per store."""
         if table not in self._statements:
@@ -278,8 +285,12 @@ class Store:
     def get_run(self, run_id: str) -> Run | None:
         """The run; status `interrupted` when it says running but its lease has expired."""
         with self._read() as s:
-            row = s.get(RunRow, run_id)
+            row = self._run_by_id(s, run_id)
             return _run(row, time.time()) if row else None
+
+    def _run_by_id(self, s: Session, run_id: str) -> Any:
+        q = self._built("run by id", lambda: select(*RunRow.__table__.c).where(RunRow.id == bindparam("id")))
+        return s.connection().execute(q, {"id": run_id}).first()
 
     def run_records(self, run_id: str, *, problems: bool = False, proofs: bool = False,
                     verifications: bool = False, grades: bool = False, lineage: bool = True) -> RunRecords | None:
@@ -287,9 +298,7 @@ class Store:
         agree with each other and with the run's status. `lineage=False` leaves the proofs'
         parents and shown analyses empty (two queries fewer). None for an unknown run."""
         with self._read() as s:
-            if ("run", "by id") not in self._statements:
-                self._statements[("run", "by id")] = select(*RunRow.__table__.c).where(RunRow.id == bindparam("id"))
-            row = s.connection().execute(self._statements[("run", "by id")], {"id": run_id}).first()
+            row = self._run_by_id(s, run_id)
             if row is None:
                 return None
             out = RunRecords(_run(row, time.time()))
@@ -404,9 +413,10 @@ class Store:
     def work_status(self, run_id: str) -> dict[str, int]:
         """How many of the run's items are done, held (a live claim) and free."""
         now, out = time.time(), {"done": 0, "held": 0, "free": 0}
+        q = self._built("work of run", lambda: select(WorkRow.done_by, WorkRow.owner, WorkRow.expires_at)
+                        .where(WorkRow.run_id == bindparam("run_id")))
         with self._read() as s:
-            for done_by, owner, expires_at in s.execute(select(WorkRow.done_by, WorkRow.owner, WorkRow.expires_at)
-                                                        .where(WorkRow.run_id == run_id)):
+            for done_by, owner, expires_at in s.connection().execute(q, {"run_id": run_id}):
                 state = "done" if done_by else "held" if owner and (expires_at or 0) >= now else "free"
                 out[state] += 1
         return out
@@ -512,12 +522,9 @@ class Store:
             return self._problems(s, run_id)
 
     def _problems(self, s: Session, run_id: str) -> list[Problem]:
-        if ("problems", "of run") not in self._statements:  # built once, as _records' statements
-            self._statements[("problems", "of run")] = (select(*ProblemRow.__table__.c)
-                                                        .where(ProblemRow.run_id == bindparam("run_id"))
-                                                        .order_by(ProblemRow.id))
-        return [_plain(r, Problem) for r in s.connection().execute(self._statements[("problems", "of run")],
-                                                                   {"run_id": run_id})]
+        q = self._built("problems of run", lambda: select(*ProblemRow.__table__.c)
+                        .where(ProblemRow.run_id == bindparam("run_id")).order_by(ProblemRow.id))
+        return [_plain(r, Problem) for r in s.connection().execute(q, {"run_id": run_id})]
 
     def add_proof(self, run_id: str, id: str, *, problem_id: int, raw: str, status: str,
                   reasoning: str | None = None, solution: str | None = None,
@@ -741,11 +748,13 @@ class Store:
     def get_many(self, keys: Sequence[str]) -> dict[str, CallRecord]:
         """The successful calls stored under any of `keys`, by key (one query per 500 keys)."""
         keys, out = list(keys), {}
-        q = select(CallRow, PromptRow.messages).join(PromptRow, CallRow.prompt_sha == PromptRow.sha)
+        q = self._built("calls with prompts", lambda: select(*CallRow.__table__.c, PromptRow.messages.label("prompt"))
+                        .join(PromptRow, CallRow.prompt_sha == PromptRow.sha)
+                        .where(CallRow.key.in_(bindparam("keys", expanding=True))))
         with self._read(records=False) as s:
             for i in range(0, len(keys), 500):  # SQLite caps bound parameters per statement
-                for row, messages in s.execute(q.where(CallRow.key.in_(keys[i:i + 500]))):
-                    out[row.key] = _call_record(row, messages)
+                for row in s.connection().execute(q, {"keys": keys[i:i + 500]}):
+                    out[row.key] = _call_record(row, row.prompt)
         return out
 
     def put_many(self, records: Iterable[CallRecord]) -> None:
@@ -852,19 +861,20 @@ class Store:
         """Token, call and failure totals for calls made under namespace == run_id (calls a run
         replayed from another run's cache are counted where they were made)."""
         usage = RunUsage()
+        calls = self._built("usage of run", lambda: select(
+            CallRow.tag, func.count(), func.sum(CallRow.prompt_tokens), func.sum(CallRow.completion_tokens),
+            func.sum(CallRow.cached_prompt_tokens), func.coalesce(func.sum(CallRow.latency_s), 0.0),
+            func.coalesce(func.sum(CallRow.cost_usd), 0.0), func.count() - func.count(CallRow.cost_usd))
+            .where(CallRow.namespace == bindparam("run_id")).group_by(CallRow.tag))
+        failures = self._built("failures of run", lambda: select(FailureRow.tag, func.count())
+                               .where(FailureRow.namespace == bindparam("run_id")).group_by(FailureRow.tag))
         with self._read() as s:
-            rows = s.execute(select(CallRow.tag, func.count(), func.sum(CallRow.prompt_tokens),
-                                    func.sum(CallRow.completion_tokens), func.sum(CallRow.cached_prompt_tokens),
-                                    func.coalesce(func.sum(CallRow.latency_s), 0.0),
-                                    func.coalesce(func.sum(CallRow.cost_usd), 0.0),
-                                    func.count() - func.count(CallRow.cost_usd))
-                             .where(CallRow.namespace == run_id).group_by(CallRow.tag))
-            for tag, n, prompt, completion, cached, latency, cost, unpriced in rows:
+            conn = s.connection()
+            for tag, n, prompt, completion, cached, latency, cost, unpriced in conn.execute(calls, {"run_id": run_id}):
                 usage.by_tag[tag or ""] = UsageTotals(
                     calls=n, prompt_tokens=prompt, completion_tokens=completion, cached_prompt_tokens=cached,
                     latency_s=latency, cost_usd=cost, unpriced_calls=unpriced)
-            for tag, n in s.execute(select(FailureRow.tag, func.count()).where(FailureRow.namespace == run_id)
-                                    .group_by(FailureRow.tag)):
+            for tag, n in conn.execute(failures, {"run_id": run_id}):
                 usage.by_tag.setdefault(tag or "", UsageTotals()).failures = n
         for part in usage.by_tag.values():
             for name in UsageTotals.model_fields:
@@ -877,7 +887,9 @@ class Store:
         out: dict[str, list[str]] = {}
         with self._read() as s:
             for kind, row in (("proof", ProofRow), ("analysis", VerificationRow), ("meta", MetaVerificationRow)):
-                out[kind] = [i for i, meta in s.execute(select(row.id, row.meta).where(row.run_id == run_id))
+                q = self._built(f"ids and meta of {kind}s", lambda row=row: select(row.id, row.meta)
+                                .where(row.run_id == bindparam("run_id")))
+                out[kind] = [i for i, meta in s.connection().execute(q, {"run_id": run_id})
                              if (meta or {}).get("derived")]
         return out
 
