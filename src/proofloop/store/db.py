@@ -329,12 +329,14 @@ class Store:
         one IMMEDIATE transaction: it succeeds when nobody holds the lease, `owner` already does,
         or the holder's lease has expired; else RunBusy. KeyError for an unknown run."""
         now = time.time()
+        q = self._built("take lease", lambda: update(RunRow.__table__).where(
+            RunRow.id == bindparam("run_id"),
+            (RunRow.owner.is_(None)) | (RunRow.owner == bindparam("owner")) | (RunRow.expires_at < bindparam("now")))
+            .values(owner=bindparam("owner"), expires_at=bindparam("expires"), status=RunStatus.RUNNING.value,
+                    updated_at=bindparam("updated")))
         with self._write() as s:
-            taken = s.execute(update(RunRow).where(
-                RunRow.id == run_id,
-                (RunRow.owner.is_(None)) | (RunRow.owner == owner) | (RunRow.expires_at < now))
-                .values(owner=owner, expires_at=now + ttl_s, status=RunStatus.RUNNING.value,
-                        updated_at=utcnow())).rowcount
+            taken = s.connection().execute(q, {"run_id": run_id, "owner": owner, "now": now, "expires": now + ttl_s,
+                                               "updated": utcnow()}).rowcount
             if not taken:
                 row = self._run_row(s, run_id)
                 if owner_is_gone(row.owner):  # its process died on this host: no need to wait
@@ -362,9 +364,11 @@ class Store:
         values: dict[str, Any] = dict(status=RunStatus(status).value, owner=None, expires_at=None,
                                       updated_at=utcnow())
         values.update({k: v for k, v in (("summary", summary), ("error", error)) if v is not None})
+        q = self._built(f"release lease, setting {sorted(values)}", lambda: update(RunRow.__table__).where(
+            RunRow.id == bindparam("run_id"), RunRow.owner == bindparam("holder"))
+            .values({k: bindparam(k) for k in values}))
         with self._write() as s:
-            if not s.execute(update(RunRow).where(RunRow.id == run_id, RunRow.owner == owner)
-                             .values(**values)).rowcount:
+            if not s.connection().execute(q, {"run_id": run_id, "holder": owner, **values}).rowcount:
                 raise RunBusy(f"run {run_id}: {owner} no longer holds its lease; its status was not changed")
 
     # ---- work items: one run's work shared by several worker processes --------------------
