@@ -272,9 +272,9 @@ class Store:
             rid = run_id or f"r-{utcnow():%Y%m%d}-{secrets.token_hex(3)}"
             now = utcnow()
             with self._write() as s:
-                if not (s.execute(self._insert(RunRow).values(
+                if not (s.connection().execute(self._insert_new(RunRow), dict(
                         id=rid, kind=kind, config=dict(config or {}), status=RunStatus.RUNNING.value, created_at=now,
-                        updated_at=now).on_conflict_do_nothing()).rowcount or run_id):
+                        updated_at=now)).rowcount or run_id):
                     continue
                 pids = self._add_problems(s, rid, problems)
                 if records is not None:
@@ -617,10 +617,13 @@ class Store:
 
     def _calls_of(self, s: Session, keys: list[str]) -> dict[str, tuple[str, str | None, str | None]]:
         """(text, reasoning, finish_reason) of the stored calls among `keys`, by key."""
-        out = {}
+        out: dict[str, tuple[str, str | None, str | None]] = {}
+        if not keys:
+            return out
+        q = self._built("call texts", lambda: select(CallRow.key, CallRow.text, CallRow.reasoning, CallRow.finish_reason)
+                        .where(CallRow.key.in_(bindparam("keys", expanding=True))))
         for i in range(0, len(keys), 500):  # SQLite caps bound parameters per statement
-            for key, *call in s.execute(select(CallRow.key, CallRow.text, CallRow.reasoning, CallRow.finish_reason)
-                                        .where(CallRow.key.in_(keys[i:i + 500]))):
+            for key, *call in s.connection().execute(q, {"keys": keys[i:i + 500]}):
                 out[key] = tuple(call)
         return out
 
