@@ -156,18 +156,21 @@ def add_start_routes(router: APIRouter, limits: Limits) -> None:
         s = _services(request)
         run_id = await run_in_threadpool(start_pairs, s, body, grader)
         wait = body.wait if body.wait is not None else len(body.pairs) <= limits.sync_max_pairs
+        done = False
         if wait:  # a small batch: answer with its results (or 202 if it takes over sync_wait_s)
+            job = s.workers.submit(run_id)
             try:
-                await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(s.workers.submit(run_id))),
-                                       limits.sync_wait_s)
+                await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(job)), limits.sync_wait_s)
             except asyncio.TimeoutError:
                 pass
-        if not wait:  # follow it at /v1/runs/{id} (and /results once done)
-            return JSONResponse({"id": run_id, "status": s.workers.status(await run_in_threadpool(
-                _run_or_404, request, run_id))}, status_code=202)
+            done = job.done()
+        if not done:  # not waited for, or still going: its records are not read (a large run's are many)
+            run = await run_in_threadpool(_run_or_404, request, run_id)
+            if not wait or s.workers.status(run) in LIVE:  # follow it at /v1/runs/{id} (and /results once done)
+                return JSONResponse({"id": run_id, "status": s.workers.status(run)}, status_code=202)
         found = await run_in_threadpool(pair_records, s, run_id)  # the run and its results: one read
         status = s.workers.status(found.run)
-        if status in LIVE:  # over sync_wait_s: follow it at /v1/runs/{id} (and /results once done)
+        if status in LIVE:  # another process executes it: follow it at /v1/runs/{id}
             return JSONResponse({"id": run_id, "status": status}, status_code=202)
         return JSONResponse({"id": run_id, "status": status, "error": found.run.error, "results": pair_results(found)})
 
