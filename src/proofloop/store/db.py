@@ -111,6 +111,7 @@ class RunRecords:
     proofs: list[Proof] = field(default_factory=list)
     verifications: list[Verification] = field(default_factory=list)
     grades: list[Grade] = field(default_factory=list)
+    work: dict[str, int] | None = None  # as work_status, when asked
 
 
 class Store:
@@ -293,7 +294,8 @@ class Store:
         return s.connection().execute(q, {"id": run_id}).first()
 
     def run_records(self, run_id: str, *, problems: bool = False, proofs: bool = False,
-                    verifications: bool = False, grades: bool = False, lineage: bool = True) -> RunRecords | None:
+                    verifications: bool = False, grades: bool = False, lineage: bool = True,
+                    work: bool = False) -> RunRecords | None:
         """The run (as get_run) and the records asked for, in one read: one snapshot, so they
         agree with each other and with the run's status. `lineage=False` leaves the proofs'
         parents and shown analyses empty (two queries fewer). None for an unknown run."""
@@ -311,6 +313,8 @@ class Store:
                                                   {"run_id": run_id})
             if grades:
                 out.grades = self._records(s, GradeRow, Grade, None, {"run_id": run_id})
+            if work:
+                out.work = self._work_status(s, run_id)
             return out
 
     def list_runs(self, limit: int = 50, kind: str | None = None) -> list[Run]:
@@ -416,13 +420,16 @@ class Store:
 
     def work_status(self, run_id: str) -> dict[str, int]:
         """How many of the run's items are done, held (a live claim) and free."""
+        with self._read() as s:
+            return self._work_status(s, run_id)
+
+    def _work_status(self, s: Session, run_id: str) -> dict[str, int]:
         now, out = time.time(), {"done": 0, "held": 0, "free": 0}
         q = self._built("work of run", lambda: select(WorkRow.done_by, WorkRow.owner, WorkRow.expires_at)
                         .where(WorkRow.run_id == bindparam("run_id")))
-        with self._read() as s:
-            for done_by, owner, expires_at in s.connection().execute(q, {"run_id": run_id}):
-                state = "done" if done_by else "held" if owner and (expires_at or 0) >= now else "free"
-                out[state] += 1
+        for done_by, owner, expires_at in s.connection().execute(q, {"run_id": run_id}):
+            state = "done" if done_by else "held" if owner and (expires_at or 0) >= now else "free"
+            out[state] += 1
         return out
 
     def work_items(self, run_id: str) -> list[WorkItem]:
