@@ -99,3 +99,18 @@ def test_run_usage_and_derived_ids_are_per_run(store):
     store.record_failure(["k1"], namespace=runs[1], attempt=1, error=TimeoutError("slow"))
     assert store.derived_ids(runs[0])["proof"] == ["d"] and store.derived_ids(runs[1])["proof"] == []
     assert (store.run_usage(runs[0]).failures, store.run_usage(runs[1]).failures) == (0, 1)
+
+
+def test_the_lineage_of_one_problems_proofs_is_that_problems(store):
+    run = store.create_run("prove", {})
+    for name in ("a", "b"):
+        pid = store.add_problem(run, f"P {name}")
+        store.add_proof(run, f"{name}1", problem_id=pid, raw="x", status="ok")
+        store.add_verification(run, f"{name}v", proof_id=f"{name}1", raw="ok", status="ok", score=0.0)
+        store.add_proof(run, f"{name}2", problem_id=pid, raw="y", status="ok", parents=[f"{name}1"],
+                        refined_from_analyses=[f"{name}v"])
+    a, b = (p.id for p in store.problems(run))
+    assert [(p.id, p.parents, p.refined_from_analyses) for p in store.proofs(run, problem_id=b)] == [
+        ("b1", [], []), ("b2", ["b1"], ["bv"])]
+    assert [(p.id, p.parents) for p in store.proofs(run, problem_id=a)] == [("a1", []), ("a2", ["a1"])]
+    assert [p.parents for p in store.proofs(run)] == [[], ["a1"], [], ["b1"]]

@@ -658,21 +658,27 @@ class Store:
         scope = {"run_id": run_id, "problem_id": problem_id}
         if not lineage:
             return self._records(s, ProofRow, Proof, "proof", scope)
-        mine = select(ProofRow.id).where(ProofRow.run_id == run_id)
-        if problem_id is not None:
-            mine = mine.where(ProofRow.problem_id == problem_id)
+        links = {"run_id": run_id, **({} if problem_id is None else {"problem_id": problem_id})}
         parents: dict[str, list[str]] = {}
-        for child, parent in s.execute(select(LineageRow.proof_id, LineageRow.parent_proof_id)
-                                       .where(LineageRow.run_id == run_id, LineageRow.proof_id.in_(mine))
-                                       .order_by(LineageRow.parent_proof_id)):
+        for child, parent in s.connection().execute(self._links_statement(LineageRow, problem_id is None), links):
             parents.setdefault(child, []).append(parent)
         shown: dict[str, list[str]] = {}
-        for child, vid in s.execute(select(RefinedFromRow.proof_id, RefinedFromRow.verification_id)
-                                    .where(RefinedFromRow.run_id == run_id, RefinedFromRow.proof_id.in_(mine))
-                                    .order_by(RefinedFromRow.verification_id)):
+        for child, vid in s.connection().execute(self._links_statement(RefinedFromRow, problem_id is None), links):
             shown.setdefault(child, []).append(vid)
         return [p.model_copy(update={"parents": parents.get(p.id, []), "refined_from_analyses": shown.get(p.id, [])})
                 for p in self._records(s, ProofRow, Proof, "proof", scope)]
+
+    def _links_statement(self, table: Any, whole_run: bool) -> Any:
+        """(proof id, linked id) of the run's proofs (or one problem's: bound `problem_id`) in
+        `table` (LineageRow: parents; RefinedFromRow: analyses shown), built once."""
+        def build() -> Any:
+            mine = select(ProofRow.id).where(ProofRow.run_id == bindparam("run_id"))
+            if not whole_run:
+                mine = mine.where(ProofRow.problem_id == bindparam("problem_id"))
+            linked = table.parent_proof_id if table is LineageRow else table.verification_id
+            return (select(table.proof_id, linked).where(table.run_id == bindparam("run_id"), table.proof_id.in_(mine))
+                    .order_by(linked))
+        return self._built(f"{table.__tablename__} of {'run' if whole_run else 'problem'}", build)
 
     def _records(self, s: Session, row: type, record: type, kind: str | None, where: dict[str, Any],
                  *joins: Any) -> list:
