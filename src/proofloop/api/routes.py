@@ -27,6 +27,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from proofloop.errors import UserInputError
+from proofloop.store import RunRecords
 from proofloop.store.schema import Run
 
 from proofloop.api.events import BATCH, end_event, is_after, parse_event_id, record_events
@@ -111,16 +112,24 @@ def start_pairs(services: Any, body: VerifyRequest, grader: str) -> str:
     return run_id
 
 
-def pair_results(services: Any, run: Run) -> list[dict[str, Any]]:
+def pair_records(services: Any, run_id: str) -> RunRecords:
+    """A run with what its pair results need (proofs, analyses, grades), in one read; 404 when unknown."""
+    found = services.store.run_records(run_id, proofs=True, verifications=True, grades=True, lineage=False)
+    if found is None:
+        raise HTTPException(404, f"no run {run_id!r}")
+    return found
+
+
+def pair_results(found: RunRecords) -> list[dict[str, Any]]:
     """Each pair of a verify/grade run: its grade (the grader's normalised score), the
     verifier's scores and the issues its analyses found."""
-    store, grader = services.store, (run.config.get("grader") or {}).get("name")
-    grades = {g.proof_id: g for g in store.grades(run.id) if g.grader == grader}
+    grader = (found.run.config.get("grader") or {}).get("name")
+    grades = {g.proof_id: g for g in found.grades if g.grader == grader}
     analyses: dict[str, list[Any]] = {}
-    for v in store.verifications(run.id):
+    for v in found.verifications:
         analyses.setdefault(v.proof_id, []).append(v)
     out = []
-    for proof in store.proofs(run.id):
+    for proof in found.proofs:
         g, vs = grades.get(proof.id), analyses.get(proof.id, [])
         out.append({"id": proof.id, "score": g.normalised if g else None, "status": g.status if g else "pending",
                     "cause": g.cause if g else None, "scores": [v.score for v in vs],
@@ -147,18 +156,23 @@ def add_start_routes(router: APIRouter, limits: Limits) -> None:
         s = _services(request)
         run_id = await run_in_threadpool(start_pairs, s, body, grader)
         wait = body.wait if body.wait is not None else len(body.pairs) <= limits.sync_max_pairs
+        done = False
         if wait:  # a small batch: answer with its results (or 202 if it takes over sync_wait_s)
+            job = s.workers.submit(run_id)
             try:
-                await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(s.workers.submit(run_id))),
-                                       limits.sync_wait_s)
+                await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(job)), limits.sync_wait_s)
             except asyncio.TimeoutError:
                 pass
-        run = await run_in_threadpool(_run_or_404, request, run_id)
-        status = s.workers.status(run)
-        if status in LIVE or not wait:  # follow it at /v1/runs/{id} (and /results once done)
+            done = job.done()
+        if not done:  # not waited for, or still going: its records are not read (a large run's are many)
+            run = await run_in_threadpool(_run_or_404, request, run_id)
+            if not wait or s.workers.status(run) in LIVE:  # follow it at /v1/runs/{id} (and /results once done)
+                return JSONResponse({"id": run_id, "status": s.workers.status(run)}, status_code=202)
+        found = await run_in_threadpool(pair_records, s, run_id)  # the run and its results: one read
+        status = s.workers.status(found.run)
+        if status in LIVE:  # another process executes it: follow it at /v1/runs/{id}
             return JSONResponse({"id": run_id, "status": status}, status_code=202)
-        results = await run_in_threadpool(pair_results, s, run)
-        return JSONResponse({"id": run_id, "status": status, "error": run.error, "results": results})
+        return JSONResponse({"id": run_id, "status": status, "error": found.run.error, "results": pair_results(found)})
 
     @router.post("/verify", responses={202: {"description": "a large batch: started as a run"}})
     async def verify(request: Request, body: VerifyRequest) -> JSONResponse:
@@ -194,10 +208,11 @@ def add_run_routes(router: APIRouter, limits: Limits) -> None:
     async def results(request: Request, run_id: str = RunId) -> dict[str, Any]:
         """The pairs of a verify/grade run with their scores and issues (pending until graded)."""
         s = _services(request)
-        run = await run_in_threadpool(_run_or_404, request, run_id)
+        run = await run_in_threadpool(_run_or_404, request, run_id)  # a prove run's records are not read
         if run.kind != "bench-grade":
             raise HTTPException(409, f"run {run_id} is a {run.kind} run: only verify/grade runs have pair results")
-        return {"id": run_id, "status": s.workers.status(run), "results": await run_in_threadpool(pair_results, s, run)}
+        found = await run_in_threadpool(pair_records, s, run_id)
+        return {"id": run_id, "status": s.workers.status(found.run), "results": pair_results(found)}
 
     @router.post("/runs/{run_id}/cancel")
     async def cancel(request: Request, run_id: str = RunId) -> dict[str, Any]:

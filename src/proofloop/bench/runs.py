@@ -48,11 +48,11 @@ from proofloop.models.factory import ModelSettings
 from proofloop.models.wrapper import Model
 from proofloop.protocol.autograde import load_template
 from proofloop.roles import text_id
-from proofloop.runs import ModelSetup, RunContext, RunKind, new_run, register
+from proofloop.runs import ModelSetup, RunContext, RunKind, new_run, register, run_config
 from proofloop.runs.render import usage_line
 from proofloop.search import make_strategy
 from proofloop.search.base import usable
-from proofloop.store import Proof, Store
+from proofloop.store import Proof, RunRecords, Store
 
 BENCH_KINDS = ("bench", "bench-grade")
 __all__ = ["BENCH_KINDS", "create_bench_run", "create_grade_run", "execute_bench", "run_metrics", "run_agreement",
@@ -288,13 +288,9 @@ def create_grade_run(store: Store, setup: ModelSetup, *, grader: str, n: int = 4
             if lacking:
                 raise UserInputError(f"the autograder needs a reference solution per proof; {len(lacking)} lack one "
                                      f"({', '.join(lacking[:5])})")
-    run_id = new_run(store, "bench-grade", setup, source=source, limit=limit, grader=grader_cfg, **(config or {}))
     metas = [{"problem_id": r["problem_id"] or r["id"], "category": r["category"], "level": r["level"],
               "set": r["set"], "max_points": r["max_points"], "reference_solution": r["reference_solution"],
               "guidelines": r["guidelines"]} for r in items]
-    # One transaction for the problems, one for the proofs and the grades that come with them:
-    # a large POST /v1/verify batch paid two per pair.
-    pids = store.add_problems(run_id, [(str(r["statement"]), m, m["problem_id"]) for r, m in zip(items, metas)])
     given = []
     for r in items:
         if r["human_grade"] is not None:
@@ -302,9 +298,18 @@ def create_grade_run(store: Store, setup: ModelSetup, *, grader: str, n: int = 4
         if r.get("released_rating") is not None:
             given.append(human_grade(r["id"], r["released_rating"], 1.0, grader=RELEASED_AUTO,
                                      source="average_automatic_rating (64 verifier samples)"))
-    store.add_records(run_id, proofs=[dict(id=r["id"], problem_id=pid, raw=str(r["proof"]), solution=str(r["proof"]),
-                                           self_score=r["self_score"], status="ok", meta={"imported": True, **r["meta"]})
-                                      for r, pid in zip(items, pids)], grades=given)
+
+    def records(pids: list[int]) -> dict[str, Any]:  # the proofs (and the grades that come with them)
+        return {"grades": given, "proofs": [
+            dict(id=r["id"], problem_id=pid, raw=str(r["proof"]), solution=str(r["proof"]), self_score=r["self_score"],
+                 status="ok", meta={"imported": True, **r["meta"]}) for r, pid in zip(items, pids)]}
+
+    # The run, its problems, proofs and grades in ONE transaction (a POST /v1/verify of one
+    # pair paid three), and nobody sees the run without its proofs.
+    run_id = store.create_run("bench-grade", run_config("bench-grade", setup, source=source, limit=limit,
+                                                        grader=grader_cfg, **(config or {})),
+                              problems=[(str(r["statement"]), m, m["problem_id"]) for r, m in zip(items, metas)],
+                              records=records)
     if grader == "human":
         config = store.get_run(run_id).config  # type: ignore[union-attr]
         store.set_run_status(run_id, "finished", summary=_grade_summary(store, run_id, config))
@@ -328,9 +333,11 @@ def _grader_model(ctx: RunContext) -> Model:
 
 
 def _items(store: Store, run_id: str, proof_ids: set[str] | None = None) -> list[GradeItem]:
-    problems = {p.id: p for p in store.problems(run_id)}
+    found = store.run_records(run_id, problems=True, proofs=True, lineage=False)  # one read
+    assert found is not None  # the callers execute this run
+    problems = {p.id: p for p in found.problems}
     items = []
-    for proof in store.proofs(run_id):
+    for proof in found.proofs:
         if proof_ids is not None and proof.id not in proof_ids:
             continue
         prob = problems[proof.problem_id]
@@ -413,13 +420,13 @@ def _ci(iv: M.Interval) -> dict[str, Any]:
     return {"estimate": iv.estimate, "low": iv.low, "high": iv.high, "confidence": iv.confidence, "note": iv.note}
 
 
-def _items_of_run(store: Store, run_id: str, proofs: list[Proof] | None = None) -> list[dict[str, Any]]:
+def _items_of_run(found: RunRecords) -> list[dict[str, Any]]:
     """The graded units: each problem's chosen proof (bench) or every imported proof (grade run)."""
-    problems = store.problems(run_id)
+    problems = found.problems
     by_row = {p.id: p for p in problems}
     chosen = {p.meta.get("chosen_proof_id") for p in problems}
     items = []
-    for proof in store.proofs(run_id) if proofs is None else proofs:
+    for proof in found.proofs:
         if proof.id in chosen or proof.meta.get("imported"):
             m = by_row[proof.problem_id].meta
             items.append({"proof_id": proof.id, "problem_id": m.get("problem_id") or by_row[proof.problem_id].name,
@@ -507,12 +514,12 @@ def run_metrics(store: Store, run_id: str, *, n_resamples: int = 2000, seed: int
     """Every metric of a run, per grader: mean proof score and IMO-ProofBench percentage with
     bootstrap CIs, per category / level / set; pass@1 and best@k when all proofs were graded;
     agreement of each automatic grader with the human grades on the same proofs."""
-    run = store.get_run(run_id)
-    if run is None:
+    # The run and its records in one read: items and best@k both need the proofs
+    found = store.run_records(run_id, problems=True, proofs=True, grades=True, lineage=False)
+    if found is None:
         raise UserInputError(f"no run {run_id!r} in the run store")
-    proofs = store.proofs(run_id)  # read once: items and best@k both need them
-    items = _items_of_run(store, run_id, proofs)
-    all_grades = store.grades(run_id)
+    run, proofs, all_grades = found.run, found.proofs, found.grades
+    items = _items_of_run(found)
     names = list(dict.fromkeys(g.grader for g in all_grades))
     primary = (run.config.get("grader") or {}).get("name")
     if primary and primary not in names:
@@ -552,16 +559,16 @@ def run_agreement(store: Store, run_id: str, grader: str | None = None, *, human
                   n_resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
     """Agreement of a run's automatic grades with human grades: those stored in the run, or a
     file whose `id_field` names a proof id or a problem id of the run (read-only: nothing stored)."""
-    run = store.get_run(run_id)
-    if run is None:
+    found = store.run_records(run_id, problems=True, proofs=True, grades=True, lineage=False)
+    if found is None:
         raise UserInputError(f"no run {run_id!r} in the run store")
-    all_grades = store.grades(run_id)
+    run, all_grades = found.run, found.grades
     names = [n for n in dict.fromkeys(g.grader for g in all_grades) if n != "human"]
     grader = grader or (run.config.get("grader") or {}).get("name") or (names[0] if names else None)
     if grader is None or grader not in names:
         raise UserInputError(f"run {run_id} has no grades by {grader!r}; graders: {', '.join(names) or 'none'}")
     pred = proof_grades(all_grades, grader)
-    items = [it for it in _items_of_run(store, run_id) if it["proof_id"] in pred
+    items = [it for it in _items_of_run(found) if it["proof_id"] in pred
              and pred[it["proof_id"]].normalised is not None]
     if human is None:
         truth = {pid: pg.normalised for pid, pg in proof_grades(all_grades, "human").items() if pg.normalised is not None}

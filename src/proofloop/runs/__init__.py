@@ -13,11 +13,11 @@ each with create / execute / render, stored in the run store and resumable.
     True
 """
 
-from proofloop.runs.context import ModelSetup, RunContext, StoreRecorder, new_run
+from proofloop.runs.context import ModelSetup, RunContext, StoreRecorder, new_run, run_config
 from proofloop.runs.execute import AllCallsFailed, RunCancelled, execute, execute_worker, run_usage, update_server
 from proofloop.runs.prove import create_meta_verify_run, create_prove_run, create_verify_run
 from proofloop.runs.registry import RunKind, get_kind, register
 
-__all__ = ["ModelSetup", "RunContext", "StoreRecorder", "new_run", "AllCallsFailed", "RunCancelled", "execute", "execute_worker", "run_usage",
+__all__ = ["ModelSetup", "RunContext", "StoreRecorder", "new_run", "run_config", "AllCallsFailed", "RunCancelled", "execute", "execute_worker", "run_usage",
            "update_server", "create_prove_run", "create_verify_run", "create_meta_verify_run", "RunKind",
            "get_kind", "register"]

@@ -292,4 +292,10 @@ class RunContext:
 
 def new_run(store: Store, kind: str, setup: ModelSetup, **fields: Any) -> str:
     """Store a new run of `kind` whose config is the model set-up plus the kind's own fields."""
-    return store.create_run(kind, {"kind": kind, **setup.config(), **fields})
+    return store.create_run(kind, run_config(kind, setup, **fields))
+
+
+def run_config(kind: str, setup: ModelSetup, **fields: Any) -> dict[str, Any]:
+    """The config new_run stores: the kind, the model set-up and the kind's own fields (for a
+    caller that stores the run with its inputs, Store.create_run's problems and records)."""
+    return {"kind": kind, **setup.config(), **fields}

@@ -65,9 +65,13 @@ def execute(store: Store, run_id: str, *, api_key: str | None = None,
     """Do (or finish) the work of a run; return its summary, which is also stored on the run.
     Whatever happens, every finished call and record stays in the store. Setting `cancel`
     (from another thread) stops it: RunCancelled, stored as interrupted."""
-    run = store.get_run(run_id)
-    if run is None:
+    # The run and how many work items it has left, in one read. Read before the lease, the
+    # work can only look less done than it is (items are added when a run is created, then
+    # only claimed and finished): "nothing left" stays true.
+    found = store.run_records(run_id, work=True)
+    if found is None:
         raise UserInputError(f"no run {run_id!r} in {store.where}")
+    run = found.run
     kind = get_kind(run.kind)
     # One process at a time: a second `resume` of a running run stops here (RunBusy, one line).
     lease = store.acquire_run(run_id, owner=default_owner(), ttl_s=LEASE_TTL_S)
@@ -76,7 +80,8 @@ def execute(store: Store, run_id: str, *, api_key: str | None = None,
             # A split run (runs/workers.py) resumed: first its unfinished work items, claimed
             # like one more worker (another worker's live claim is waited for, an expired one
             # taken over), so that its work items and its status agree at the end.
-            do_work_items(store, run_id, api_key=api_key, on_record=on_record, notice=notice, cancel=cancel)
+            do_work_items(store, run_id, api_key=api_key, on_record=on_record, notice=notice, cancel=cancel,
+                          work=found.work)
             ctx = RunContext.build(store, run_id, run.config, api_key=api_key, on_record=on_record, notice=notice)
             notice(ctx.setup.describe())
             with _sigterm_as_interrupt() as sigterm:
@@ -123,12 +128,13 @@ def execute_worker(store: Store, run_id: str, *, api_key: str | None = None,
 
 def do_work_items(store: Store, run_id: str, *, api_key: str | None = None,
                   on_record: Callable[[str, Any], None] | None = None, notice: Callable[[str], None] = print,
-                  cancel: threading.Event | None = None) -> WorkClaims | None:
+                  cancel: threading.Event | None = None, work: dict[str, int] | None = None) -> WorkClaims | None:
     """Claim and do the run's work items until every one is done (by this process or another
     worker); the claims, or None when the run has no unfinished item (or none at all). Each
     item is marked done once its records are stored; on any error or interruption the
-    claims are given back, so the other workers need not wait for them to expire."""
-    status = store.work_status(run_id)
+    claims are given back, so the other workers need not wait for them to expire. `work`: the
+    run's work_status when the caller has read it."""
+    status = work if work is not None else store.work_status(run_id)
     if status["free"] == 0 and status["held"] == 0:
         return None
     run = store.get_run(run_id)

@@ -101,16 +101,19 @@ class SqliteWaits:
     def on_begin(self, conn: Any) -> None:
         # The driver runs in autocommit (isolation_level=None), so we open transactions ourselves:
         # IMMEDIATE for writes (take the lock now), deferred for reads (a WAL snapshot, no lock).
+        # Straight on the driver's connection: through SQLAlchemy, these three statements cost
+        # more than many a small transaction's own work.
+        raw = conn.connection.dbapi_connection
         if not conn.get_execution_options().get("immediate"):
-            conn.exec_driver_sql("BEGIN")
+            run_raw(raw, "BEGIN")
             return
         # Wait for the write lock in two steps, so that a long wait is seen while it happens.
         steps = [self.wait_notice_s, self.busy_timeout_s - self.wait_notice_s]
         try:
             for i, wait_s in enumerate(steps):
-                conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(wait_s * 1000)}")
+                run_raw(raw, f"PRAGMA busy_timeout = {int(wait_s * 1000)}")
                 try:
-                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                    run_raw(raw, "BEGIN IMMEDIATE")
                     return
                 except DBAPIError as e:
                     if "locked" not in str(e.orig) and "busy" not in str(e.orig):
@@ -120,7 +123,15 @@ class SqliteWaits:
             raise StoreError(f"the run store {self.where} is locked by another process "
                              f"(waited {self.busy_timeout_s:g} s)")
         finally:
-            conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
+            run_raw(raw, f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
+
+
+def run_raw(raw: sqlite3.Connection, sql: str) -> None:
+    """`sql` on the driver's connection; its errors raised as SQLAlchemy raises them (DBAPIError)."""
+    try:
+        raw.execute(sql)
+    except sqlite3.Error as e:
+        raise DBAPIError.instance(sql, None, e, sqlite3.Error) from None
 
 
 def open_sqlite(target: Target, waits: SqliteWaits) -> tuple[Engine, Callable[[], None]]:

@@ -43,6 +43,7 @@ import time
 import weakref
 from collections.abc import Iterable, Iterator, Callable, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from enum import Enum
 from pathlib import Path
@@ -99,6 +100,18 @@ def _plain(row: Any, model: type) -> Any:
         elif name in data:
             data[name] = _aware(data[name])
     return model(**data)
+
+
+@dataclass
+class RunRecords:
+    """A run and some of its records, read together (Store.run_records)."""
+
+    run: Run
+    problems: list[Problem] = field(default_factory=list)
+    proofs: list[Proof] = field(default_factory=list)
+    verifications: list[Verification] = field(default_factory=list)
+    grades: list[Grade] = field(default_factory=list)
+    work: dict[str, int] | None = None  # as work_status, when asked
 
 
 class Store:
@@ -234,6 +247,13 @@ class Store:
                                        if changes else stmt.on_conflict_do_nothing())
         return self._statements[shape]
 
+    def _built(self, name: str, build: Callable[[], Any]) -> Any:
+        """The statement `build` makes, built once per store (its values are bound when it runs):
+        building a statement costs SQLAlchemy more than running it on a small run."""
+        if name not in self._statements:
+            self._statements[name] = build()
+        return self._statements[name]
+
     def _insert_new(self, table: Any) -> Any:
         """INSERT ... ON CONFLICT DO NOTHING for `table`, built once per store."""
         if table not in self._statements:
@@ -242,23 +262,60 @@ class Store:
 
     # ---- runs --------------------------------------------------------------------------------
 
-    def create_run(self, kind: str, config: dict[str, Any] | None = None, *, run_id: str | None = None) -> str:
-        """A new run with status running. With `run_id` given and already present, a no-op."""
+    def create_run(self, kind: str, config: dict[str, Any] | None = None, *, run_id: str | None = None,
+                   problems: Sequence[tuple[str, dict[str, Any] | None, str | None]] = (),
+                   records: Callable[[list[int]], dict[str, Any]] | None = None) -> str:
+        """A new run with status running. With `run_id` given and already present, a no-op.
+        `problems` ((text, meta, name), as add_problems) and `records` (given their ids, the
+        keyword arguments of add_records) are stored in the same transaction: nobody sees the
+        run without its inputs, and a small run costs one write, not three."""
         for _ in range(10):
             rid = run_id or f"r-{utcnow():%Y%m%d}-{secrets.token_hex(3)}"
             now = utcnow()
             with self._write() as s:
-                if s.execute(self._insert(RunRow).values(
+                if not (s.connection().execute(self._insert_new(RunRow), dict(
                         id=rid, kind=kind, config=dict(config or {}), status=RunStatus.RUNNING.value, created_at=now,
-                        updated_at=now).on_conflict_do_nothing()).rowcount or run_id:
-                    return rid
+                        updated_at=now)).rowcount or run_id):
+                    continue
+                pids = self._add_problems(s, rid, problems)
+                if records is not None:
+                    self._add_records(s, rid, **self._record_rows(rid, **records(pids)))
+                return rid
         raise RuntimeError("could not pick a free run id")  # 10 collisions in 16M: not chance
 
     def get_run(self, run_id: str) -> Run | None:
         """The run; status `interrupted` when it says running but its lease has expired."""
         with self._read() as s:
-            row = s.get(RunRow, run_id)
+            row = self._run_by_id(s, run_id)
             return _run(row, time.time()) if row else None
+
+    def _run_by_id(self, s: Session, run_id: str) -> Any:
+        q = self._built("run by id", lambda: select(*RunRow.__table__.c).where(RunRow.id == bindparam("id")))
+        return s.connection().execute(q, {"id": run_id}).first()
+
+    def run_records(self, run_id: str, *, problems: bool = False, proofs: bool = False,
+                    verifications: bool = False, grades: bool = False, lineage: bool = True,
+                    work: bool = False) -> RunRecords | None:
+        """The run (as get_run) and the records asked for, in one read: one snapshot, so they
+        agree with each other and with the run's status. `lineage=False` leaves the proofs'
+        parents and shown analyses empty (two queries fewer). None for an unknown run."""
+        with self._read() as s:
+            row = self._run_by_id(s, run_id)
+            if row is None:
+                return None
+            out = RunRecords(_run(row, time.time()))
+            if problems:
+                out.problems = self._problems(s, run_id)
+            if proofs:
+                out.proofs = self._proofs(s, run_id, None, lineage=lineage)
+            if verifications:
+                out.verifications = self._records(s, VerificationRow, Verification, "verification",
+                                                  {"run_id": run_id})
+            if grades:
+                out.grades = self._records(s, GradeRow, Grade, None, {"run_id": run_id})
+            if work:
+                out.work = self._work_status(s, run_id)
+            return out
 
     def list_runs(self, limit: int = 50, kind: str | None = None) -> list[Run]:
         """Newest first (statuses computed as in get_run)."""
@@ -276,12 +333,14 @@ class Store:
         one IMMEDIATE transaction: it succeeds when nobody holds the lease, `owner` already does,
         or the holder's lease has expired; else RunBusy. KeyError for an unknown run."""
         now = time.time()
+        q = self._built("take lease", lambda: update(RunRow.__table__).where(
+            RunRow.id == bindparam("run_id"),
+            (RunRow.owner.is_(None)) | (RunRow.owner == bindparam("owner")) | (RunRow.expires_at < bindparam("now")))
+            .values(owner=bindparam("owner"), expires_at=bindparam("expires"), status=RunStatus.RUNNING.value,
+                    updated_at=bindparam("updated")))
         with self._write() as s:
-            taken = s.execute(update(RunRow).where(
-                RunRow.id == run_id,
-                (RunRow.owner.is_(None)) | (RunRow.owner == owner) | (RunRow.expires_at < now))
-                .values(owner=owner, expires_at=now + ttl_s, status=RunStatus.RUNNING.value,
-                        updated_at=utcnow())).rowcount
+            taken = s.connection().execute(q, {"run_id": run_id, "owner": owner, "now": now, "expires": now + ttl_s,
+                                               "updated": utcnow()}).rowcount
             if not taken:
                 row = self._run_row(s, run_id)
                 if owner_is_gone(row.owner):  # its process died on this host: no need to wait
@@ -309,9 +368,11 @@ class Store:
         values: dict[str, Any] = dict(status=RunStatus(status).value, owner=None, expires_at=None,
                                       updated_at=utcnow())
         values.update({k: v for k, v in (("summary", summary), ("error", error)) if v is not None})
+        q = self._built(f"release lease, setting {sorted(values)}", lambda: update(RunRow.__table__).where(
+            RunRow.id == bindparam("run_id"), RunRow.owner == bindparam("holder"))
+            .values({k: bindparam(k) for k in values}))
         with self._write() as s:
-            if not s.execute(update(RunRow).where(RunRow.id == run_id, RunRow.owner == owner)
-                             .values(**values)).rowcount:
+            if not s.connection().execute(q, {"run_id": run_id, "holder": owner, **values}).rowcount:
                 raise RunBusy(f"run {run_id}: {owner} no longer holds its lease; its status was not changed")
 
     # ---- work items: one run's work shared by several worker processes --------------------
@@ -359,12 +420,16 @@ class Store:
 
     def work_status(self, run_id: str) -> dict[str, int]:
         """How many of the run's items are done, held (a live claim) and free."""
-        now, out = time.time(), {"done": 0, "held": 0, "free": 0}
         with self._read() as s:
-            for done_by, owner, expires_at in s.execute(select(WorkRow.done_by, WorkRow.owner, WorkRow.expires_at)
-                                                        .where(WorkRow.run_id == run_id)):
-                state = "done" if done_by else "held" if owner and (expires_at or 0) >= now else "free"
-                out[state] += 1
+            return self._work_status(s, run_id)
+
+    def _work_status(self, s: Session, run_id: str) -> dict[str, int]:
+        now, out = time.time(), {"done": 0, "held": 0, "free": 0}
+        q = self._built("work of run", lambda: select(WorkRow.done_by, WorkRow.owner, WorkRow.expires_at)
+                        .where(WorkRow.run_id == bindparam("run_id")))
+        for done_by, owner, expires_at in s.connection().execute(q, {"run_id": run_id}):
+            state = "done" if done_by else "held" if owner and (expires_at or 0) >= now else "free"
+            out[state] += 1
         return out
 
     def work_items(self, run_id: str) -> list[WorkItem]:
@@ -422,33 +487,39 @@ class Store:
     def add_problems(self, run_id: str, problems: Sequence[tuple[str, dict[str, Any] | None, str | None]]
                      ) -> list[int]:
         """add_problem for many (text, meta, name) in one transaction; their ids, in order."""
+        if not problems:
+            return []
+        with self._write() as s:
+            return self._add_problems(s, run_id, problems)
+
+    def _add_problems(self, s: Session, run_id: str,
+                      problems: Sequence[tuple[str, dict[str, Any] | None, str | None]]) -> list[int]:
         rows = {_sha(text): (text, meta, name) for text, meta, name in problems}  # the last of a text wins
         if not rows:
             return []
         now = utcnow()
         # Plain statements, each built once, rather than ORM objects: a batch of 64 pairs spent
         # more on the ORM's bookkeeping here than on anything else it stored.
-        with self._write() as s:
-            conn = s.connection()
-            conn.execute(self._insert_new_problem(), [
-                dict(run_id=run_id, text_sha=sha, text=text, name=name, meta=dict(meta or {}), created_at=now)
-                for sha, (text, meta, name) in rows.items()])
-            shas, found = sorted(rows), {}
-            for i in range(0, len(shas), 500):  # SQLite caps bound parameters per statement
-                found.update((sha, (pid, name, meta)) for sha, pid, name, meta in conn.execute(
-                    select(ProblemRow.text_sha, ProblemRow.id, ProblemRow.name, ProblemRow.meta)
-                    .where(ProblemRow.run_id == run_id, ProblemRow.text_sha.in_(shas[i:i + 500]))
-                    .order_by(ProblemRow.text_sha).with_for_update()))
-            changed = []
-            for sha, (_, meta, name) in rows.items():  # name and meta update when given
-                pid, old_name, old_meta = found[sha]
-                new_name, new_meta = old_name if name is None else name, old_meta if meta is None else dict(meta)
-                if (new_name, new_meta) != (old_name, old_meta):
-                    changed.append({"pid": pid, "new_name": new_name, "new_meta": new_meta})
-            if changed:
-                conn.execute(update(ProblemRow).where(ProblemRow.id == bindparam("pid"))
-                             .values(name=bindparam("new_name"), meta=bindparam("new_meta")), changed)
-            return [found[_sha(text)][0] for text, _, _ in problems]
+        conn = s.connection()
+        conn.execute(self._insert_new_problem(), [
+            dict(run_id=run_id, text_sha=sha, text=text, name=name, meta=dict(meta or {}), created_at=now)
+            for sha, (text, meta, name) in rows.items()])
+        shas, found = sorted(rows), {}
+        for i in range(0, len(shas), 500):  # SQLite caps bound parameters per statement
+            found.update((sha, (pid, name, meta)) for sha, pid, name, meta in conn.execute(
+                select(ProblemRow.text_sha, ProblemRow.id, ProblemRow.name, ProblemRow.meta)
+                .where(ProblemRow.run_id == run_id, ProblemRow.text_sha.in_(shas[i:i + 500]))
+                .order_by(ProblemRow.text_sha).with_for_update()))
+        changed = []
+        for sha, (_, meta, name) in rows.items():  # name and meta update when given
+            pid, old_name, old_meta = found[sha]
+            new_name, new_meta = old_name if name is None else name, old_meta if meta is None else dict(meta)
+            if (new_name, new_meta) != (old_name, old_meta):
+                changed.append({"pid": pid, "new_name": new_name, "new_meta": new_meta})
+        if changed:
+            conn.execute(update(ProblemRow).where(ProblemRow.id == bindparam("pid"))
+                         .values(name=bindparam("new_name"), meta=bindparam("new_meta")), changed)
+        return [found[_sha(text)][0] for text, _, _ in problems]
 
     def _insert_new_problem(self) -> Any:
         """INSERT ... ON CONFLICT (run_id, text_sha) DO NOTHING into problems, built once per store."""
@@ -459,8 +530,12 @@ class Store:
 
     def problems(self, run_id: str) -> list[Problem]:
         with self._read() as s:
-            rows = s.scalars(select(ProblemRow).where(ProblemRow.run_id == run_id).order_by(ProblemRow.id))
-            return [_plain(r, Problem) for r in rows]
+            return self._problems(s, run_id)
+
+    def _problems(self, s: Session, run_id: str) -> list[Problem]:
+        q = self._built("problems of run", lambda: select(*ProblemRow.__table__.c)
+                        .where(ProblemRow.run_id == bindparam("run_id")).order_by(ProblemRow.id))
+        return [_plain(r, Problem) for r in s.connection().execute(q, {"run_id": run_id})]
 
     def add_proof(self, run_id: str, id: str, *, problem_id: int, raw: str, status: str,
                   reasoning: str | None = None, solution: str | None = None,
@@ -511,22 +586,35 @@ class Store:
         in the same batch. Each item holds the keyword arguments of add_proof /
         add_verification / add_meta_verification / add_grade (run_id aside); re-adding an id
         updates it, as they do."""
-        proof_rows = _last_by_id([_proof_values(run_id, self._stamp(), p) for p in proofs])
-        verification_rows = _last_by_id([_verification_values(run_id, self._stamp(), v) for v in verifications])
-        meta_rows = _last_by_id([_meta_values(run_id, self._stamp(), m) for m in metas])
-        grade_rows = _last_by_id([_grade_values(run_id, self._stamp(), g) for g in grades])
-        if not (proof_rows or verification_rows or meta_rows or grade_rows):
+        rows = self._record_rows(run_id, proofs=proofs, verifications=verifications, metas=metas, grades=grades)
+        if not any(rows.values()):
             return
         # A grade may be of a proof a recorder still holds back: those are written first
         # (records=True), as for any write other than of calls and records.
-        with self._write(records=bool(grade_rows)) as s:
-            calls = self._calls_of(s, [r["id"] for r in (*proof_rows, *verification_rows, *meta_rows)])
-            for kind, table, rows in (("proof", ProofRow, proof_rows), ("verification", VerificationRow,
-                                      verification_rows), ("meta", MetaVerificationRow, meta_rows)):
-                self._upsert(s, table, [stored_fields(kind, r, calls.get(r["id"])) for r in rows], ["run_id", "id"])
-            for p in proofs:
-                self._link(s, run_id, p["id"], p.get("parents") or (), p.get("refined_from_analyses") or ())
-            self._upsert(s, GradeRow, grade_rows, ["run_id", "id"])
+        with self._write(records=bool(rows["grade_rows"])) as s:
+            self._add_records(s, run_id, **rows)
+
+    def _record_rows(self, run_id: str, *, proofs: Sequence[dict[str, Any]] = (),
+                     verifications: Sequence[dict[str, Any]] = (), metas: Sequence[dict[str, Any]] = (),
+                     grades: Sequence[dict[str, Any]] = ()) -> dict[str, list[dict[str, Any]]]:
+        """add_records' arguments as the rows to store (one per id), the proofs' lineage kept."""
+        return {"proofs": list(proofs),
+                "proof_rows": _last_by_id([_proof_values(run_id, self._stamp(), p) for p in proofs]),
+                "verification_rows": _last_by_id([_verification_values(run_id, self._stamp(), v)
+                                                  for v in verifications]),
+                "meta_rows": _last_by_id([_meta_values(run_id, self._stamp(), m) for m in metas]),
+                "grade_rows": _last_by_id([_grade_values(run_id, self._stamp(), g) for g in grades])}
+
+    def _add_records(self, s: Session, run_id: str, *, proofs: Sequence[dict[str, Any]],
+                     proof_rows: list[dict[str, Any]], verification_rows: list[dict[str, Any]],
+                     meta_rows: list[dict[str, Any]], grade_rows: list[dict[str, Any]]) -> None:
+        calls = self._calls_of(s, [r["id"] for r in (*proof_rows, *verification_rows, *meta_rows)])
+        for kind, table, rows in (("proof", ProofRow, proof_rows), ("verification", VerificationRow,
+                                  verification_rows), ("meta", MetaVerificationRow, meta_rows)):
+            self._upsert(s, table, [stored_fields(kind, r, calls.get(r["id"])) for r in rows], ["run_id", "id"])
+        for p in proofs:
+            self._link(s, run_id, p["id"], p.get("parents") or (), p.get("refined_from_analyses") or ())
+        self._upsert(s, GradeRow, grade_rows, ["run_id", "id"])
 
     def _stamp(self) -> datetime:
         """Now, or just after the last stamp given: records are listed by (created_at, id), so
@@ -536,10 +624,13 @@ class Store:
 
     def _calls_of(self, s: Session, keys: list[str]) -> dict[str, tuple[str, str | None, str | None]]:
         """(text, reasoning, finish_reason) of the stored calls among `keys`, by key."""
-        out = {}
+        out: dict[str, tuple[str, str | None, str | None]] = {}
+        if not keys:
+            return out
+        q = self._built("call texts", lambda: select(CallRow.key, CallRow.text, CallRow.reasoning, CallRow.finish_reason)
+                        .where(CallRow.key.in_(bindparam("keys", expanding=True))))
         for i in range(0, len(keys), 500):  # SQLite caps bound parameters per statement
-            for key, *call in s.execute(select(CallRow.key, CallRow.text, CallRow.reasoning, CallRow.finish_reason)
-                                        .where(CallRow.key.in_(keys[i:i + 500]))):
+            for key, *call in s.connection().execute(q, {"keys": keys[i:i + 500]}):
                 out[key] = tuple(call)
         return out
 
@@ -560,45 +651,67 @@ class Store:
 
     def proofs(self, run_id: str, problem_id: int | None = None) -> list[Proof]:
         """The run's proofs (or one problem's) in the order first recorded, with their lineage."""
-        mine = select(ProofRow.id).where(ProofRow.run_id == run_id)
-        if problem_id is not None:
-            mine = mine.where(ProofRow.problem_id == problem_id)
         with self._read() as s:
-            parents: dict[str, list[str]] = {}
-            for child, parent in s.execute(select(LineageRow.proof_id, LineageRow.parent_proof_id)
-                                           .where(LineageRow.run_id == run_id, LineageRow.proof_id.in_(mine))
-                                           .order_by(LineageRow.parent_proof_id)):
-                parents.setdefault(child, []).append(parent)
-            shown: dict[str, list[str]] = {}
-            for child, vid in s.execute(select(RefinedFromRow.proof_id, RefinedFromRow.verification_id)
-                                        .where(RefinedFromRow.run_id == run_id, RefinedFromRow.proof_id.in_(mine))
-                                        .order_by(RefinedFromRow.verification_id)):
-                shown.setdefault(child, []).append(vid)
-            scope = {"run_id": run_id, "problem_id": problem_id}
-            return [p.model_copy(update={"parents": parents.get(p.id, []),
-                                         "refined_from_analyses": shown.get(p.id, [])})
-                    for p in self._records(s, ProofRow, Proof, "proof", scope)]
+            return self._proofs(s, run_id, problem_id)
 
-    @staticmethod
-    def _records(s: Session, row: type, record: type, kind: str | None, where: dict[str, Any],
+    def _proofs(self, s: Session, run_id: str, problem_id: int | None, *, lineage: bool = True) -> list[Proof]:
+        scope = {"run_id": run_id, "problem_id": problem_id}
+        if not lineage:
+            return self._records(s, ProofRow, Proof, "proof", scope)
+        links = {"run_id": run_id, **({} if problem_id is None else {"problem_id": problem_id})}
+        parents: dict[str, list[str]] = {}
+        for child, parent in s.connection().execute(self._links_statement(LineageRow, problem_id is None), links):
+            parents.setdefault(child, []).append(parent)
+        shown: dict[str, list[str]] = {}
+        for child, vid in s.connection().execute(self._links_statement(RefinedFromRow, problem_id is None), links):
+            shown.setdefault(child, []).append(vid)
+        return [p.model_copy(update={"parents": parents.get(p.id, []), "refined_from_analyses": shown.get(p.id, [])})
+                for p in self._records(s, ProofRow, Proof, "proof", scope)]
+
+    def _links_statement(self, table: Any, whole_run: bool) -> Any:
+        """(proof id, linked id) of the run's proofs (or one problem's: bound `problem_id`) in
+        `table` (LineageRow: parents; RefinedFromRow: analyses shown), built once."""
+        def build() -> Any:
+            mine = select(ProofRow.id).where(ProofRow.run_id == bindparam("run_id"))
+            if not whole_run:
+                mine = mine.where(ProofRow.problem_id == bindparam("problem_id"))
+            linked = table.parent_proof_id if table is LineageRow else table.verification_id
+            return (select(table.proof_id, linked).where(table.run_id == bindparam("run_id"), table.proof_id.in_(mine))
+                    .order_by(linked))
+        return self._built(f"{table.__tablename__} of {'run' if whole_run else 'problem'}", build)
+
+    def _records(self, s: Session, row: type, record: type, kind: str | None, where: dict[str, Any],
                  *joins: Any) -> list:
         """Records of `row` matching `where` (None values ignored), in recorded order, with
         the text of rows stored from their call re-derived (store/derive.py)."""
-        conditions = [getattr(row, k) == v for k, v in where.items() if v is not None]
-        if kind is None:
-            q = select(row)
-        else:
-            q = (select(row, CallRow.text, CallRow.reasoning, CallRow.finish_reason)
-                 .outerjoin(CallRow, (CallRow.key == row.id) & row.from_call))
-        for target, on in joins:
-            q = q.join(target, on)
+        given = {k: v for k, v in where.items() if v is not None}
+        shape = ("records", row, kind, tuple(given))
+        q = None if joins else self._statements.get(shape)
+        if q is None:
+            q = self._records_statement(row, kind, tuple(given), joins)
+            if not joins:
+                self._statements[shape] = q
         out = []
-        for found in s.execute(q.where(*conditions).order_by(row.created_at, row.id)):
-            plain = _plain(found[0], record)
-            if kind is not None and found[0].from_call and found[1] is not None:
-                plain = plain.model_copy(update=derived_fields(kind, *found[1:]))
+        for found in s.connection().execute(q, {f"w_{k}": v for k, v in given.items()}):
+            plain = _plain(found, record)
+            if kind is not None and found.from_call and found.call_text is not None:
+                plain = plain.model_copy(update=derived_fields(kind, found.call_text, found.call_reasoning,
+                                                               found.call_finish_reason))
             out.append(plain)
         return out
+
+    @staticmethod
+    def _records_statement(row: type, kind: str | None, where: tuple[str, ...], joins: Sequence[Any]) -> Any:
+        # Columns, not ORM objects, and built once per shape (the values are bound): building
+        # a statement and loading ORM objects cost more than running the query on a small run.
+        table = row.__table__  # type: ignore[attr-defined]
+        q = select(*table.c) if kind is None else (
+            select(*table.c, CallRow.text.label("call_text"), CallRow.reasoning.label("call_reasoning"),
+                   CallRow.finish_reason.label("call_finish_reason"))
+            .outerjoin(CallRow, (CallRow.key == table.c.id) & table.c.from_call))
+        for target, on in joins:
+            q = q.join(target, on)
+        return q.where(*[table.c[k] == bindparam(f"w_{k}") for k in where]).order_by(table.c.created_at, table.c.id)
 
     def _rows(self, row: type, record: type, scope: dict[str, Any], *joins: Any, **also: Any) -> list:
         """Records of `row` matching `scope` (at least one given) and `also`, in recorded order."""
@@ -655,11 +768,13 @@ class Store:
     def get_many(self, keys: Sequence[str]) -> dict[str, CallRecord]:
         """The successful calls stored under any of `keys`, by key (one query per 500 keys)."""
         keys, out = list(keys), {}
-        q = select(CallRow, PromptRow.messages).join(PromptRow, CallRow.prompt_sha == PromptRow.sha)
+        q = self._built("calls with prompts", lambda: select(*CallRow.__table__.c, PromptRow.messages.label("prompt"))
+                        .join(PromptRow, CallRow.prompt_sha == PromptRow.sha)
+                        .where(CallRow.key.in_(bindparam("keys", expanding=True))))
         with self._read(records=False) as s:
             for i in range(0, len(keys), 500):  # SQLite caps bound parameters per statement
-                for row, messages in s.execute(q.where(CallRow.key.in_(keys[i:i + 500]))):
-                    out[row.key] = _call_record(row, messages)
+                for row in s.connection().execute(q, {"keys": keys[i:i + 500]}):
+                    out[row.key] = _call_record(row, row.prompt)
         return out
 
     def put_many(self, records: Iterable[CallRecord]) -> None:
@@ -766,19 +881,20 @@ class Store:
         """Token, call and failure totals for calls made under namespace == run_id (calls a run
         replayed from another run's cache are counted where they were made)."""
         usage = RunUsage()
+        calls = self._built("usage of run", lambda: select(
+            CallRow.tag, func.count(), func.sum(CallRow.prompt_tokens), func.sum(CallRow.completion_tokens),
+            func.sum(CallRow.cached_prompt_tokens), func.coalesce(func.sum(CallRow.latency_s), 0.0),
+            func.coalesce(func.sum(CallRow.cost_usd), 0.0), func.count() - func.count(CallRow.cost_usd))
+            .where(CallRow.namespace == bindparam("run_id")).group_by(CallRow.tag))
+        failures = self._built("failures of run", lambda: select(FailureRow.tag, func.count())
+                               .where(FailureRow.namespace == bindparam("run_id")).group_by(FailureRow.tag))
         with self._read() as s:
-            rows = s.execute(select(CallRow.tag, func.count(), func.sum(CallRow.prompt_tokens),
-                                    func.sum(CallRow.completion_tokens), func.sum(CallRow.cached_prompt_tokens),
-                                    func.coalesce(func.sum(CallRow.latency_s), 0.0),
-                                    func.coalesce(func.sum(CallRow.cost_usd), 0.0),
-                                    func.count() - func.count(CallRow.cost_usd))
-                             .where(CallRow.namespace == run_id).group_by(CallRow.tag))
-            for tag, n, prompt, completion, cached, latency, cost, unpriced in rows:
+            conn = s.connection()
+            for tag, n, prompt, completion, cached, latency, cost, unpriced in conn.execute(calls, {"run_id": run_id}):
                 usage.by_tag[tag or ""] = UsageTotals(
                     calls=n, prompt_tokens=prompt, completion_tokens=completion, cached_prompt_tokens=cached,
                     latency_s=latency, cost_usd=cost, unpriced_calls=unpriced)
-            for tag, n in s.execute(select(FailureRow.tag, func.count()).where(FailureRow.namespace == run_id)
-                                    .group_by(FailureRow.tag)):
+            for tag, n in conn.execute(failures, {"run_id": run_id}):
                 usage.by_tag.setdefault(tag or "", UsageTotals()).failures = n
         for part in usage.by_tag.values():
             for name in UsageTotals.model_fields:
@@ -791,7 +907,9 @@ class Store:
         out: dict[str, list[str]] = {}
         with self._read() as s:
             for kind, row in (("proof", ProofRow), ("analysis", VerificationRow), ("meta", MetaVerificationRow)):
-                out[kind] = [i for i, meta in s.execute(select(row.id, row.meta).where(row.run_id == run_id))
+                q = self._built(f"ids and meta of {kind}s", lambda row=row: select(row.id, row.meta)
+                                .where(row.run_id == bindparam("run_id")))
+                out[kind] = [i for i, meta in s.connection().execute(q, {"run_id": run_id})
                              if (meta or {}).get("derived")]
         return out
 
