@@ -28,7 +28,7 @@ PROOF = ("## Solution\n\nBy induction on n.\n\n## Self Evaluation\n\nHere is my 
 def test_bench_grades_on_every_grader_replica(tmp_path):
     problems = tmp_path / "problems.jsonl"
     problems.write_text("".join(json.dumps({"id": f"P{i}", "statement": s}) + "\n"
-                                for i, s in enumerate(make_problems(12, seed=2))))
+                                for i, s in enumerate(make_problems(24, seed=2))))
     db = str(tmp_path / "runs.db")
     with ServerThread(make_sim_app(seed=0)) as prover, ServerThread(make_sim_app(seed=0)) as a, \
             ServerThread(make_sim_app(seed=0)) as b:
@@ -47,7 +47,7 @@ def test_bench_grades_on_every_grader_replica(tmp_path):
     assert grader["base_url"] == f"{a.base_url},{b.base_url}"
     graders = {a.base_url.rstrip("/"), b.base_url.rstrip("/")}
     by_endpoint = {c.endpoint for c in calls}
-    assert by_endpoint == {prover.base_url.rstrip("/"), *graders}  # 12 proofs graded: both replicas served
+    assert by_endpoint == {prover.base_url.rstrip("/"), *graders}  # 24 proofs: all on one replica by chance ~2^-23
 
 
 def test_serve_rewards_judges_on_every_judge_replica(tmp_path):
@@ -63,12 +63,12 @@ def test_serve_rewards_judges_on_every_judge_replica(tmp_path):
             while not url_file.exists():
                 assert proc.poll() is None and time.monotonic() < deadline, "the reward server did not start"
                 time.sleep(0.05)
-            items = [{"problem": p, "completion": PROOF} for p in make_problems(16, seed=4)]
+            items = [{"problem": p, "completion": PROOF} for p in make_problems(32, seed=4)]
             answer = httpx.post(url_file.read_text().strip() + "/rewards", json={"task": "generator", "items": items},
                                 timeout=120)
         finally:
             proc.terminate()
             proc.wait(10)
     results = answer.json()["results"]
-    assert len(results) == 16 and all(r["total"] is not None for r in results), results
+    assert len(results) == 32 and all(r["total"] is not None for r in results), results
     assert all(len(entries) >= 1 for entries in logs.values()), {k: len(v) for k, v in logs.items()}

@@ -80,9 +80,10 @@ class Pool:
     answers a non-zero priority with an error unless started with that policy; hosted APIs may refuse unknown
     fields); `client_priority` (default True) also releases calls to the endpoint in that
     order whenever its caps (--max-concurrency, --max-sequences) hold some back, which is how
-    a FIFO server gets the same order (models/limiter.py); `stop_early` cancels, inside a round, the verifications that can no longer change
-    which proof is accepted once one passes (RoundWatch: same decision, fewer verifications,
-    but the proofs it cuts short keep no verification record); budgets per problem;
+    a FIFO server gets the same order (models/limiter.py); `stop_early` cancels, inside a
+    round, the verifications that can no longer change which proof is accepted once one
+    passes (RoundWatch: same decision, fewer verifications, but the proofs it cuts short keep
+    no verification record); budgets per problem;
     `keep_truncated` (default False) verifies, refines from and may choose proofs cut at the
     token limit (by default they are recorded, never used). search.options lists every key
     with its type (`validate_options`, `options_help`)."""
