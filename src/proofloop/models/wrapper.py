@@ -222,9 +222,11 @@ class Model:
                  pricing: Pricing | None = None, endpoint: str | None = None, max_sequences: int | None = None):
         """`timeouts` None keeps the provider's own; given, they are passed to the provider
         (connect / idle read) through its optional `apply_timeouts` method. `max_sequences`
-        also caps the samples in flight (a request of n holds n): set it near the server's
-        batch size (vLLM's max-num-seqs) and the server's queue stays short, so the order
-        in which the client releases calls (Sampling.client_priority) is the order they run."""
+        also caps the samples in flight (a request of n holds n until its slowest sample
+        ends, while the server frees each sequence as it finishes): a few times the server's
+        batch size (vLLM's max-num-seqs; 4x in bench/search/README.md, where 1x left slots
+        idle) keeps the server's queue short, so the order in which the client releases
+        calls (Sampling.client_priority) is close to the order they run."""
         self.provider = provider
         self.namespace = namespace
         self.retry = retry
