@@ -154,3 +154,19 @@ def test_the_model_releases_waiting_calls_in_client_priority_order_and_caps_sequ
 
 def test_client_priority_is_not_part_of_the_call_key():
     assert Sampling(client_priority=3).as_key() == Sampling().as_key()
+
+
+def test_an_urgent_call_that_fits_goes_in_at_once_past_a_blocked_head():
+    async def main():
+        lim = PriorityLimiter(4)
+        await lim.acquire(3)
+        blocked = asyncio.create_task(lim.acquire(4, priority=5))  # waits for the whole cap
+        await asyncio.sleep(0)
+        urgent = asyncio.create_task(lim.acquire(1, priority=0))  # ranked first, and 1 slot is free
+        await asyncio.sleep(0)
+        assert urgent.done() and not blocked.done() and lim.in_use == 4
+        lim.release(3), lim.release(1)
+        await blocked
+        assert lim.in_use == 4
+
+    asyncio.run(main())

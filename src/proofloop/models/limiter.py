@@ -72,6 +72,7 @@ class PriorityLimiter:
             return
         fut = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiting, (priority or 0, next(self._arrivals), weight, fut))
+        self._wake()  # ranked first and fits: in at once, not at the next release
         try:
             await fut
         except asyncio.CancelledError:
