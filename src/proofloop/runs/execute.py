@@ -46,7 +46,7 @@ from proofloop.models.replicas import ReplicaSet, affinity_share
 from proofloop.runs.context import RunContext
 from proofloop.runs.registry import get_kind
 from proofloop.runs.workers import WorkClaims
-from proofloop.store import Heartbeat, RunBusy, RunStatus, RunUsage, Store, default_owner
+from proofloop.store import Heartbeat, Run, RunBusy, RunStatus, RunUsage, Store, default_owner
 
 LEASE_TTL_S = 60.0  # a run whose process stopped renewing for this long reads as interrupted
 
@@ -80,8 +80,7 @@ def execute(store: Store, run_id: str, *, api_key: str | None = None,
             # A split run (runs/workers.py) resumed: first its unfinished work items, claimed
             # like one more worker (another worker's live claim is waited for, an expired one
             # taken over), so that its work items and its status agree at the end.
-            do_work_items(store, run_id, api_key=api_key, on_record=on_record, notice=notice, cancel=cancel,
-                          work=found.work)
+            do_work_items(store, run, found.work, api_key=api_key, on_record=on_record, notice=notice, cancel=cancel)
             ctx = RunContext.build(store, run_id, run.config, api_key=api_key, on_record=on_record, notice=notice)
             notice(ctx.setup.describe())
             with _sigterm_as_interrupt() as sigterm:
@@ -114,9 +113,10 @@ def execute_worker(store: Store, run_id: str, *, api_key: str | None = None,
     run = store.get_run(run_id)
     if run is None:
         raise UserInputError(f"no run {run_id!r} in {store.where}")
-    if sum(store.work_status(run_id).values()) == 0:
+    work = store.work_status(run_id)
+    if sum(work.values()) == 0:
         raise UserInputError(f"run {run_id} has no work items: create it with --split to share it among workers")
-    do_work_items(store, run_id, api_key=api_key, on_record=on_record, notice=notice)
+    do_work_items(store, run, work, api_key=api_key, on_record=on_record, notice=notice)
     now = store.get_run(run_id)
     if now is not None and now.status == RunStatus.FINISHED:
         return None
@@ -126,19 +126,17 @@ def execute_worker(store: Store, run_id: str, *, api_key: str | None = None,
         return None
 
 
-def do_work_items(store: Store, run_id: str, *, api_key: str | None = None,
+def do_work_items(store: Store, run: Run, work: dict[str, int], *, api_key: str | None = None,
                   on_record: Callable[[str, Any], None] | None = None, notice: Callable[[str], None] = print,
-                  cancel: threading.Event | None = None, work: dict[str, int] | None = None) -> WorkClaims | None:
-    """Claim and do the run's work items until every one is done (by this process or another
+                  cancel: threading.Event | None = None) -> WorkClaims | None:
+    """Claim and do `run`'s work items until every one is done (by this process or another
     worker); the claims, or None when the run has no unfinished item (or none at all). Each
     item is marked done once its records are stored; on any error or interruption the
-    claims are given back, so the other workers need not wait for them to expire. `work`: the
-    run's work_status when the caller has read it."""
-    status = work if work is not None else store.work_status(run_id)
-    if status["free"] == 0 and status["held"] == 0:
+    claims are given back, so the other workers need not wait for them to expire. `work`:
+    the run's work_status, as the caller read it."""
+    if work["free"] == 0 and work["held"] == 0:
         return None
-    run = store.get_run(run_id)
-    assert run is not None  # the callers looked it up
+    run_id = run.id
     claims = WorkClaims(store, run_id, owner=default_owner(), notice=notice)
     # WorkClaims has the Lease's renew / run_id / ttl_s: the Heartbeat renews its claims.
     with Heartbeat(claims, on_lost=lambda e: notice(f"proofloop: warning: {e}")):  # type: ignore[arg-type]
