@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from proofloop.models.base import Completion, ProviderResponse, Sampling, Usage
 from proofloop.models.limiter import PriorityLimiter
-from proofloop.models.wrapper import Model
+from proofloop.models.wrapper import Model, endpoint_limiter
 
 
 async def _queue_behind_holder(lim: PriorityLimiter, calls, hold_weight: int = None):
@@ -132,16 +132,25 @@ class _Recorder:
         return ProviderResponse([Completion(text="ok") for _ in range(n)], Usage(1, 1))
 
 
+async def _until(condition, passes: int = 10_000) -> None:
+    """Let the event loop run until `condition` holds (passes of the loop, not seconds)."""
+    for _ in range(passes):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("condition never held")
+
+
 def test_the_model_releases_waiting_calls_in_client_priority_order_and_caps_sequences():
     async def main():
         rec = _Recorder()
         model = Model(rec, max_concurrency=100, max_sequences=4, endpoint="limiter-test")
         first = asyncio.create_task(model.sample([{"role": "user", "content": "first"}], Sampling(), 4))
-        await asyncio.sleep(0.01)
+        await _until(lambda: rec.arrived == ["first"])
         calls = [asyncio.create_task(model.sample([{"role": "user", "content": name}],
                                                   Sampling(client_priority=p), 2))
                  for name, p in (("late", 9), ("soon", 1), ("mid", 5))]
-        await asyncio.sleep(0.01)
+        await _until(lambda: endpoint_limiter("limiter-test", 4, "sequences").waiting == 3)
         assert rec.arrived == ["first"]  # 4 sequences in flight: the cap is full
         rec.gate.set()
         await asyncio.gather(first, *calls)
