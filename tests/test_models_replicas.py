@@ -314,9 +314,10 @@ def test_failover_through_the_wrapper_stores_each_sample_once_without_backoff():
 OPTIONS = {"initial": 6, "verifications": 4, "top_k": 3, "rounds": 2, "meta": 1, "accept": False}
 
 
-def _setup(*urls: str, model: str = "sim-1") -> ModelSetup:
+def _setup(*urls: str, model: str = "sim-1", max_concurrency: int = 8) -> ModelSetup:
+    """`max_concurrency` is per replica (runs/context.py)."""
     return ModelSetup(ModelSettings(provider="openai", base_url=",".join(urls), model=model, max_n=1), seed=0,
-                      max_tokens=200_000, verify_max_tokens=200_000, api_key="x", max_concurrency=8)
+                      max_tokens=200_000, verify_max_tokens=200_000, api_key="x", max_concurrency=max_concurrency)
 
 
 def verification_affinity(store: Store, run_id: str, logs: dict[str, list[dict]]) -> tuple[float, int]:
@@ -339,19 +340,24 @@ def sent_once(logs: dict[str, list[dict]]) -> Counter:
 
 
 def test_two_healthy_replicas_share_the_load_and_keep_each_proof_on_one(tmp_path):
+    """Each replica may hold more requests than a round sends (64 each; a round sends at most 24
+    at once), so no replica is ever full and no request spills to the other: every request for a
+    prompt goes to its rendezvous winner, whatever order the calls finish in. (How many spill
+    when the preferred replica is full depends on that order; the chooser's tests cover it.)"""
     problem = make_problems(1, seed=3, mix="default")[0]
     logs: dict[str, list[dict]] = {"a": [], "b": []}
     with ServerThread(make_sim_app(seed=0, request_log=logs["a"])) as a, \
             ServerThread(make_sim_app(seed=0, request_log=logs["b"])) as b:
         store = Store(tmp_path / "runs.db")
-        run_id = create_prove_run(store, problem, _setup(a.base_url, b.base_url), strategy="pool", options=OPTIONS)
+        setup = _setup(a.base_url, b.base_url, max_concurrency=64)
+        run_id = create_prove_run(store, problem, setup, strategy="pool", options=OPTIONS)
         summary = execute(store, run_id, api_key="x", notice=lambda line: None)
     share, proofs = verification_affinity(store, run_id, logs)
     report = summary["endpoints"]
     print(f"verification affinity share {share:.3f} over {proofs} proofs; replica set's share "
           f"{report['affinity_share']:.3f}; requests {[r['requests'] for r in report['replicas']]}")
-    assert proofs >= 6 and share >= 0.9
-    assert report["affinity_share"] >= 0.8
+    assert proofs >= 6 and share == 1.0
+    assert report["affinity_share"] == 1.0
     assert all(len(entries) >= 5 for entries in logs.values())  # both replicas served
     assert max(sent_once(logs).values()) == 1
     assert len(store.calls(run_id)) == sum(r["samples"] for r in report["replicas"])
