@@ -10,8 +10,10 @@ import asyncio
 import json
 import math
 import os
+import socket
 import subprocess
 import sys
+from collections import defaultdict
 from pathlib import Path
 
 import pytest
@@ -158,6 +160,28 @@ def test_the_judge_is_a_served_model_found_at_verls_router_address():
     assert sorted((entry["model"], entry["n"]) for entry in log) == [("sim-judge", 1), ("sim-judge", 2)]
     assert out["judge_failed"] == 0.0 and out["r_self_score"] == 1.0
     assert out["score"] == pytest.approx(ALPHA * out["r_proof"] + BETA * out["r_self_evaluation"])
+
+
+def test_the_judge_can_be_replicas_and_a_dead_one_costs_no_reward():
+    """judge_base_url names three replicas, the first refusing connections: the model is read
+    from the next, every rollout is judged, and each prompt is answered by one replica only."""
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    logs: dict[str, list[dict]] = {"a": [], "b": []}
+    with ServerThread(make_sim_app(seed=3, model_name="sim-judge", request_log=logs["a"])) as a, \
+            ServerThread(make_sim_app(seed=3, model_name="sim-judge", request_log=logs["b"])) as b:
+        outputs = [generator_output(1.0).replace("2k", f"2k_{i}") for i in range(6)]
+        scores = [score(o, None, "generator", judge_base_url=[dead, a.base_url, b.base_url], judge_n=2,
+                        judge_max_tokens=200_000) for o in outputs]
+    assert all(out["judge_failed"] == 0.0 for out in scores)
+    answered = [(name, e["messages_sha"]) for name, entries in logs.items() for e in entries if e["outcome"] == "ok"]
+    assert len(answered) == 2 * len(outputs)  # one verification request (n = 2) and one meta-verification each
+    by_prompt = defaultdict(set)
+    for name, sha in answered:
+        by_prompt[sha].add(name)
+    assert all(len(servers) == 1 for servers in by_prompt.values())
+    assert {e["model"] for entries in logs.values() for e in entries} == {"sim-judge"}
 
 
 def test_the_sync_entry_point_is_the_same_reward():

@@ -1,5 +1,6 @@
 """A split run's work progress (runs/workers.py `work_progress`, shown by `proofloop runs show`):
-items total / done / claimed (by whom, until when) / pending, and how many each worker did.
+items total / done / claimed (by whom, until when) / pending, and how many each worker did;
+the API's run view (api/views.py `run_detail`) gives the same.
 The pure sum is checked on every shape of item (hypothesis); `runs show`, text and JSON, on a
 run whose items are in every state, on SQLite and on PostgreSQL."""
 
@@ -13,6 +14,7 @@ from datetime import datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
+from proofloop.api.views import run_detail
 from proofloop.runs.workers import render_progress, work_progress
 from proofloop.store import Store, WorkItem
 from support.work import label_split_run
@@ -71,6 +73,11 @@ def test_runs_show_reports_the_work_of_a_split_run(db, tmp_path):
     shown = subprocess.run(CLI + ["runs", "show", run, "--json", "--db", db], capture_output=True, text=True)
     assert shown.returncode == 0, shown.stderr
     work = json.loads(shown.stdout)["work"]
+    with Store(db) as store:  # the API's run view (GET /v1/runs/{id}) says the same
+        api_work = run_detail(store, store.get_run(run))["work"]
+    assert {**api_work, "claimed": None} == {**work, "claimed": None}
+    assert [(c["item"], c["worker"], c["expires_at"]) for c in api_work["claimed"]] == \
+        [(c["item"], c["worker"], c["expires_at"]) for c in work["claimed"]]
     (claim,) = work["claimed"]
     assert (claim["item"], claim["worker"]) == ("q1", "host-a:1") and 590 < claim["expires_in_s"] <= 600
     assert datetime.fromisoformat(claim["expires_at"]).tzinfo is not None
@@ -89,3 +96,5 @@ def test_runs_show_reports_the_work_of_a_split_run(db, tmp_path):
     shown = subprocess.run(CLI + ["runs", "show", other, "--json", "--db", db], capture_output=True, text=True)
     assert shown.returncode == 0, shown.stderr
     assert "work" not in json.loads(shown.stdout)
+    with Store(db) as store:
+        assert "work" not in run_detail(store, store.get_run(other))

@@ -15,6 +15,7 @@ unless asked for), so a listing stays fast on a store of paper-size runs.
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from proofloop.errors import UserInputError
 from proofloop.runs import run_usage
+from proofloop.runs.workers import work_progress
 from proofloop.store import Store
 from proofloop.store.derive import derived_fields
 from proofloop.store.schema import CallRow, GradeRow, MetaVerificationRow, ProofRow, Run, RunRow, VerificationRow
@@ -89,12 +91,17 @@ def proof_solution(store: Store, run_id: str, proof_id: str) -> str | None:
 
 
 def run_detail(store: Store, run: Run, status_of: StatusOf = api_status) -> dict[str, Any]:
-    """A run in full: the listing item, its settings (no key), best proof so far and summary."""
+    """A run in full: the listing item, its settings (no key), best proof so far and summary;
+    for a run split over workers (--split), its `work` as `proofloop runs show` gives it."""
     settings = run.config.get("model") or {}
-    return {**run_item(store, run, status_of), "config": {k: v for k, v in run.config.items() if k not in ("model", "api")},
-            "model": {k: settings.get(k) for k in ("provider", "model", "base_url")},
-            "best_proof": best_proof(store, run), "summary": run.summary,
-            "owner": run.owner, "lease_expires_at": run.lease_expires_at}
+    detail = {**run_item(store, run, status_of), "config": {k: v for k, v in run.config.items() if k not in ("model", "api")},
+              "model": {k: settings.get(k) for k in ("provider", "model", "base_url")},
+              "best_proof": best_proof(store, run), "summary": run.summary,
+              "owner": run.owner, "lease_expires_at": run.lease_expires_at}
+    items = store.work_items(run.id)
+    if items:
+        detail["work"] = work_progress(items, now=time.time())
+    return detail
 
 
 def _cursor(run: Run) -> str:

@@ -16,7 +16,8 @@ What verl hands over, and what comes back:
   meta-verifier are served models, called through proofloop's model layer. Under verl that
   is its generative reward model (`reward.reward_model.enable=True`: verl serves it with
   vLLM or SGLang and passes the router's address as `reward_router_address`); or any
-  OpenAI-compatible server named by `judge_base_url` in `reward_kwargs`.
+  OpenAI-compatible server named by `judge_base_url` in `reward_kwargs` (several replicas:
+  comma-separated or a list).
 - a failed judge is no reward, not 0: "score" is NaN and "judge_failed" 1. verl's own GRPO
   would spread a NaN over the whole group, so the recipe uses the advantage estimator
   `grpo_judged` (train/verl_grpo.py), which leaves such completions out of their group's
@@ -42,12 +43,13 @@ import logging
 import math
 import weakref
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from proofloop.errors import UserInputError
 from proofloop.models.base import Sampling
 from proofloop.models.openai_provider import OpenAIProvider
+from proofloop.models.replicas import ReplicaSet, split_base_urls
 from proofloop.models.wrapper import Model
 from proofloop.protocol import parse_proof
 from proofloop.protocol.types import SCORES
@@ -129,29 +131,48 @@ JUDGES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...
     weakref.WeakKeyDictionary()
 
 
-async def served_model(base_url: str) -> str:
-    """The first model the server lists (verl's reward model serves exactly one)."""
+async def served_model(base_urls: Sequence[str]) -> str:
+    """The first model the first server that answers lists (verl's reward model serves exactly
+    one; replicas serve the same one, so one that is down does not stop the others)."""
     import openai  # a core dependency; imported here because only a judge without a model name needs it
 
-    async with openai.AsyncOpenAI(base_url=base_url, api_key="EMPTY") as client:
-        page = await client.models.list()
-    if not page.data:
-        raise UserInputError(f"the judge server at {base_url} lists no model: set reward_kwargs.judge_model")
-    return page.data[0].id
+    for i, base_url in enumerate(base_urls):
+        try:
+            last = i + 1 == len(base_urls)  # only the last replica gets the client's own retries
+            async with openai.AsyncOpenAI(base_url=base_url, api_key="EMPTY", max_retries=2 if last else 0) as client:
+                page = await client.models.list()
+        except openai.APIConnectionError:
+            if last:
+                raise
+            log.warning("judge server %s did not answer for its model list; asking the next replica", base_url)
+            continue
+        if not page.data:
+            raise UserInputError(f"the judge server at {base_url} lists no model: set reward_kwargs.judge_model")
+        return page.data[0].id
+    raise UserInputError("no judge server named")
 
 
-async def judge_for(*, reward_router_address: str | None, judge_base_url: str | None, judge_model: str | None,
-                    judge_n: int, judge_max_tokens: int, judge_temperature: float, judge_concurrency: int) -> Judge:
-    """The verifier/meta-verifier behind verl's reward-model router, or at `judge_base_url`."""
-    base_url = judge_base_url or (f"http://{reward_router_address}/v1" if reward_router_address else None)
-    if base_url is None:
+async def judge_for(*, reward_router_address: str | None, judge_base_url: str | Sequence[str] | None,
+                    judge_model: str | None, judge_n: int, judge_max_tokens: int, judge_temperature: float,
+                    judge_concurrency: int) -> Judge:
+    """The verifier/meta-verifier behind verl's reward-model router, or at `judge_base_url`:
+    one server, or replicas of one model (comma-separated or a list), spread by load with
+    each prompt kept on one replica (models/replicas.py); `judge_concurrency` is then per
+    replica."""
+    urls = split_base_urls(judge_base_url) or ([f"http://{reward_router_address}/v1"] if reward_router_address else [])
+    if not urls:
         raise UserInputError("this task is judged: enable verl's generative reward model "
                              "(reward.reward_model.enable=True) or set reward_kwargs.judge_base_url")
     judges = JUDGES.setdefault(asyncio.get_running_loop(), {})
-    key = (base_url, judge_model, judge_n, judge_max_tokens, judge_temperature, judge_concurrency)
+    key = (tuple(urls), judge_model, judge_n, judge_max_tokens, judge_temperature, judge_concurrency)
     if key not in judges:
-        model = Model(OpenAIProvider(judge_model or await served_model(base_url), base_url=base_url),
-                      max_concurrency=judge_concurrency)
+        name = judge_model or await served_model(urls)
+        members = [OpenAIProvider(name, base_url=url) for url in urls]
+        if len(members) == 1:
+            model = Model(members[0], max_concurrency=judge_concurrency)
+        else:
+            replicas = ReplicaSet(members)
+            model = Model(replicas, max_concurrency=replicas.cap_each(judge_concurrency))
         sampling = Sampling(temperature=judge_temperature, max_tokens=judge_max_tokens)
         judges[key] = Judge(model, n=judge_n, sampling=sampling)
     return judges[key]
@@ -169,7 +190,7 @@ async def generator_judged(judge: Judge, problem: str, output: str, *, alpha: fl
 
 async def compute_score(data_source: str, solution_str: str, ground_truth: Any, extra_info: dict | None = None, *,
                         reward_router_address: str | None = None, judge: Judge | None = None,
-                        judge_base_url: str | None = None, judge_model: str | None = None, judge_n: int = 4,
+                        judge_base_url: str | Sequence[str] | None = None, judge_model: str | None = None, judge_n: int = 4,
                         judge_max_tokens: int = 65536, judge_temperature: float = 1.0, judge_concurrency: int = 64,
                         with_meta: bool = False, alpha: float = ALPHA, beta: float = BETA,
                         **_verl_extras: Any) -> dict[str, float]:
