@@ -1,19 +1,23 @@
 """A split run's work progress (runs/workers.py `work_progress`, shown by `proofloop runs show`):
 items total / done / claimed (by whom, until when) / pending, and how many each worker did;
-the API's run view (api/views.py `run_detail`) gives the same.
+the API's run view (api/views.py `run_detail`) and the viewer's run page give the same.
 The pure sum is checked on every shape of item (hypothesis); `runs show`, text and JSON, on a
 run whose items are in every state, on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from datetime import datetime
 
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
 
+from proofloop.api.viewer import viewer_router
 from proofloop.api.views import run_detail
 from proofloop.runs.workers import render_progress, work_progress
 from proofloop.store import Store, WorkItem
@@ -91,6 +95,15 @@ def test_runs_show_reports_the_work_of_a_split_run(db, tmp_path):
     assert any(line.startswith("   q1 claimed by host-a:1 until ") for line in lines)
     assert "done by worker: host-a:1 1, host-c:3 1" in lines
 
+    app = FastAPI()  # the viewer's run page lists the same lines
+    app.include_router(viewer_router(db), prefix="/ui")
+    with TestClient(app) as client:
+        page = client.get(f"/ui/runs/{run}")
+    assert page.status_code == 200
+    shown = re.findall(r"<li>([^<]*)</li>", page.text.split('<section class="work">')[1].split("</section>")[0])
+    assert shown[0] == "work items: 5 in all, 2 done, 1 claimed, 2 pending (1 of them from expired claims)"
+    assert shown[1].startswith("q1 claimed by host-a:1 until ") and shown[2] == "done by worker: host-a:1 1, host-c:3 1"
+
     with Store(db) as store:  # a run that was not split shows no work
         other = store.create_run("prove", {"model": {"provider": "sim"}})
     shown = subprocess.run(CLI + ["runs", "show", other, "--json", "--db", db], capture_output=True, text=True)
@@ -98,3 +111,5 @@ def test_runs_show_reports_the_work_of_a_split_run(db, tmp_path):
     assert "work" not in json.loads(shown.stdout)
     with Store(db) as store:
         assert "work" not in run_detail(store, store.get_run(other))
+    with TestClient(app) as client:
+        assert '<section class="work">' not in client.get(f"/ui/runs/{other}").text
