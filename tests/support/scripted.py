@@ -12,6 +12,7 @@ pkg.module:factory` plugs in another responder.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import importlib
 import json
@@ -135,6 +136,23 @@ def scripted_responder(*, reasoning: Literal["none", "field", "inline"] = "none"
         return Choice(text=text, reasoning_content=thinking, finish_reason=finish)
 
     return respond
+
+
+def gated_responder(gate: str, answer_first: int, **options: Any) -> Responder:
+    """The scripted responder that answers the first `answer_first` requests at once and holds
+    every later one while the file `gate` exists. A test that stops its client mid-run (kill -9,
+    cancel, SIGTERM) thus stops it with exactly `answer_first` calls answered, however slowly the
+    machine runs; once the test deletes the gate, every request (a resumed run's) is answered.
+    As a script: {"responder": {"gate": "/tmp/.../gate", "answer_first": 3}} with
+    responder_factory="support.scripted:gated_responder"."""
+    respond = scripted_responder(**options)
+
+    async def gated(req: ChatRequest) -> Reply:
+        while req.number > answer_first and os.path.exists(gate):
+            await asyncio.sleep(0.02)
+        return await respond(req)
+
+    return gated
 
 
 def load_script(path: str | Path | None) -> dict[str, Any]:
