@@ -47,8 +47,8 @@ def status(client, run_id: str) -> str:
 
 def test_kill_9_mid_run_then_restart_resumes_without_repeating_a_finished_call(tmp_path):
     db, log, gate = tmp_path / "db", tmp_path / "log.jsonl", tmp_path / "gate"
-    gate.touch()  # requests after the 3rd wait until the kill is done
-    script = {**SCRIPT, "responder": {"gate": str(gate), "answer_first": 3}}
+    gate.write_text("3")  # requests after the 3rd wait until the kill is done
+    script = {**SCRIPT, "responder": {"gate": str(gate)}}
     with ServerProcess(script=script, responder_factory=GATED, request_log=log) as model:
         try:
             first = ApiServer(db, SERVE, model_url=model.base_url).start()
@@ -104,8 +104,8 @@ def test_cancel_queued_and_running_runs_and_a_restart_leaves_them(tmp_path):
 
 def test_a_stopped_server_stores_its_runs_interrupted_and_finishes_them_when_started_again(tmp_path):
     db, log, gate = tmp_path / "db", tmp_path / "log.jsonl", tmp_path / "gate"
-    gate.touch()  # requests after the first wait until the stop is done
-    script = {**SCRIPT, "responder": {"gate": str(gate), "answer_first": 1}}
+    gate.write_text("1")  # requests after the first wait until the stop is done
+    script = {**SCRIPT, "responder": {"gate": str(gate)}}
     with ServerProcess(script=script, responder_factory=GATED, request_log=log) as model:
         try:
             first = ApiServer(db, SERVE, model_url=model.base_url).start()

@@ -138,17 +138,31 @@ def scripted_responder(*, reasoning: Literal["none", "field", "inline"] = "none"
     return respond
 
 
-def gated_responder(gate: str, answer_first: int, **options: Any) -> Responder:
-    """The scripted responder that answers the first `answer_first` requests at once and holds
-    every later one while the file `gate` exists. A test that stops its client mid-run (kill -9,
-    cancel, SIGTERM) thus stops it with exactly `answer_first` calls answered, however slowly the
-    machine runs; once the test deletes the gate, every request (a resumed run's) is answered.
-    As a script: {"responder": {"gate": "/tmp/.../gate", "answer_first": 3}} with
-    responder_factory="support.scripted:gated_responder"."""
-    respond = scripted_responder(**options)
+def gated_responder(gate: str, responder: str | None = None, **options: Any) -> Responder:
+    """A responder (the scripted one, or the factory `responder` = "module:factory" given
+    `options`) behind a gate: while the file `gate` exists and holds a number N, every request
+    numbered above N waits. A test that stops its client mid-run (kill -9, SIGTERM, cancel)
+    writes N, so the run stalls with exactly N requests answered however slowly the machine
+    runs, stops it, and deletes the gate: the held requests (the dead client's) and every later
+    one (a resumed run's) are then answered.
+
+        ServerProcess(script={"responder": {"gate": str(gate)}},
+                      responder_factory="support.scripted:gated_responder")
+    """
+    if responder:
+        module, _, name = responder.partition(":")
+        respond = getattr(importlib.import_module(module), name)(**options)
+    else:
+        respond = scripted_responder(**options)
+
+    def closed_to(number: int) -> bool:
+        try:
+            return number > int(Path(gate).read_text())
+        except (FileNotFoundError, ValueError):  # no gate, or being written
+            return os.path.exists(gate)
 
     async def gated(req: ChatRequest) -> Reply:
-        while req.number > answer_first and os.path.exists(gate):
+        while closed_to(req.number):
             await asyncio.sleep(0.02)
         return await respond(req)
 
