@@ -1,7 +1,9 @@
 """`proofloop serve` runs that stop: cancelled (queued or mid-run), or the server killed with
 kill -9 mid-run and started again, which resumes the run without sending a finished call
-again. The model is the scripted server, answering slowly enough (0.3-0.6 s a request) for
-the stop to land mid-run, and logging every request it receives."""
+again. The model is the scripted server, logging every request it receives. It answers the
+first requests and holds the later ones (a gate file, or a slow fault) until the stop is done,
+so the stop lands mid-run with a known number of calls stored however slowly the machine runs;
+a restarted run then gets its answers (the gate deleted)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from support.scripted import ServerProcess
 pytest.importorskip("prometheus_client")
 
 SCRIPT = {"stream_delay_s": 0.02, "stream_chunk_chars": 16}
+GATED = "support.scripted:gated_responder"
 SERVE = ["--max-concurrency", "2", "--max-tokens", "8192"]
 PROVE = {"problem": "Prove that the sum of two odd integers is even.", "strategy": "sequential",
          "options": {"threads": 3, "attempts": 3}, "sampling": {"seed": 11}}
@@ -43,16 +46,21 @@ def status(client, run_id: str) -> str:
 
 
 def test_kill_9_mid_run_then_restart_resumes_without_repeating_a_finished_call(tmp_path):
-    db, log = tmp_path / "db", tmp_path / "log.jsonl"
-    with ServerProcess(script=SCRIPT, request_log=log) as model:
-        first = ApiServer(db, SERVE, model_url=model.base_url).start()
-        with first.client() as c:
-            run_id = c.post("/v1/prove", json=PROVE).json()["id"]
-            wait_for(lambda: stored_calls(db) >= 3)
-        first.kill()
-        killed_at = time.time()
+    db, log, gate = tmp_path / "db", tmp_path / "log.jsonl", tmp_path / "gate"
+    gate.write_text("3")  # requests after the 3rd wait until the kill is done
+    script = {**SCRIPT, "responder": {"gate": str(gate)}}
+    with ServerProcess(script=script, responder_factory=GATED, request_log=log) as model:
+        try:
+            first = ApiServer(db, SERVE, model_url=model.base_url).start()
+            with first.client() as c:
+                run_id = c.post("/v1/prove", json=PROVE).json()["id"]
+                wait_for(lambda: stored_calls(db) >= 3)
+            first.kill()
+            killed_at = time.time()
+        finally:
+            gate.unlink()
         before = stored(db, run_id)
-        assert before, "the kill came before any call finished; the test proves nothing"
+        assert len(before) == 3  # the run was held mid-way: 3 of its 6 calls
 
         with ApiServer(db, SERVE, model_url=model.base_url) as second, second.client() as c:
             run = wait_for(lambda: (r := c.get(f"/v1/runs/{run_id}").json())["status"] == "finished" and r)
@@ -60,7 +68,7 @@ def test_kill_9_mid_run_then_restart_resumes_without_repeating_a_finished_call(t
         first.stop()
 
     after = sent(log, since=killed_at)
-    assert after, "nothing was left to do after the kill; the test proves nothing"
+    assert len(after) == run["usage"]["calls"] - len(before) > 0, "every call not stored is sent once after"
     assert not before & set(after), "a call stored before the kill was sent again"
     assert len(after) == len(set(after))
     assert run["usage"]["calls"] == len(stored(db, run_id)) and run["summary"]["proof"]
@@ -70,11 +78,12 @@ def test_kill_9_mid_run_then_restart_resumes_without_repeating_a_finished_call(t
 
 def test_cancel_queued_and_running_runs_and_a_restart_leaves_them(tmp_path):
     db, log = tmp_path / "db", tmp_path / "log.jsonl"
-    with ServerProcess(script=SCRIPT, request_log=log) as model:
+    held = {str(n): {"kind": "slow", "delay_s": 300} for n in range(2, 13)}  # until the client is gone
+    with ServerProcess(script={**SCRIPT, "faults": {"by_request": held}}, request_log=log) as model:
         with ApiServer(db, SERVE + ["--workers", "1"], model_url=model.base_url) as server, server.client() as c:
             running = c.post("/v1/prove", json=PROVE).json()["id"]
             queued = c.post("/v1/prove", json={**PROVE, "sampling": {"seed": 12}}).json()["id"]
-            wait_for(lambda: stored_calls(db) >= 1)
+            wait_for(lambda: stored_calls(db) >= 1)  # the others are held: it runs until cancelled
             assert status(c, queued) == "queued" and status(c, running) == "running"
 
             assert c.post(f"/v1/runs/{queued}/cancel").json() == {"id": queued, "status": "cancelled"}
@@ -86,22 +95,28 @@ def test_cancel_queued_and_running_runs_and_a_restart_leaves_them(tmp_path):
             assert c.post(f"/v1/runs/{running}/cancel").status_code == 409  # nothing left to cancel
             assert c.get(f"/v1/runs/{queued}").json()["progress"]["proofs"] == 0
             assert 'proofloop_runs{kind="prove",status="cancelled"} 2.0' in c.get("/metrics").text
-            requests = len(sent(log))
+            cancelled_at = time.time()
         with ApiServer(db, SERVE, model_url=model.base_url) as again, again.client() as c:
             time.sleep(1.0)  # a restarted server would have picked them up by now
             assert status(c, running) == status(c, queued) == "cancelled"
-    assert len(sent(log)) == requests, "a cancelled run sent requests after it was cancelled"
+    assert sent(log, since=cancelled_at) == [], "a cancelled run sent requests after it was cancelled"
 
 
 def test_a_stopped_server_stores_its_runs_interrupted_and_finishes_them_when_started_again(tmp_path):
-    db, log = tmp_path / "db", tmp_path / "log.jsonl"
-    with ServerProcess(script=SCRIPT, request_log=log) as model:
-        first = ApiServer(db, SERVE, model_url=model.base_url).start()
-        with first.client() as c:
-            run_id = c.post("/v1/prove", json={**PROVE, "options": {"threads": 2, "attempts": 2}}).json()["id"]
-            wait_for(lambda: stored_calls(db) >= 1)
-        first.stop()  # SIGTERM: a clean stop
+    db, log, gate = tmp_path / "db", tmp_path / "log.jsonl", tmp_path / "gate"
+    gate.write_text("1")  # requests after the first wait until the stop is done
+    script = {**SCRIPT, "responder": {"gate": str(gate)}}
+    with ServerProcess(script=script, responder_factory=GATED, request_log=log) as model:
+        try:
+            first = ApiServer(db, SERVE, model_url=model.base_url).start()
+            with first.client() as c:
+                run_id = c.post("/v1/prove", json={**PROVE, "options": {"threads": 2, "attempts": 2}}).json()["id"]
+                wait_for(lambda: stored_calls(db) >= 1)
+            first.stop()  # SIGTERM: a clean stop
+        finally:
+            gate.unlink()
         stopped_at, before = time.time(), stored(db, run_id)
+        assert len(before) == 1
         store = Store(db)
         run = store.get_run(run_id)
         store.close()

@@ -12,7 +12,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import threading
 import time
 from pathlib import Path
@@ -29,12 +28,6 @@ uvicorn = pytest.importorskip("uvicorn", reason="uvicorn is not installed")
 if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
     pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set PROOFLOOP_CHROMIUM)",
                 allow_module_level=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def app_for(runs: ViewerRuns):
@@ -62,14 +55,15 @@ def app_for(runs: ViewerRuns):
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     runs = make_runs(tmp_path_factory.mktemp("viewer-browser") / "runs.db")
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app_for(runs), host="127.0.0.1", port=port, log_level="warning"))
+    # port 0: uvicorn binds a free port itself (a port picked here and bound later could be taken meanwhile)
+    server = uvicorn.Server(uvicorn.Config(app_for(runs), host="127.0.0.1", port=0, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started:
         assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
         time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
     yield runs, f"http://127.0.0.1:{port}/ui"
     server.should_exit = True
     thread.join(10)

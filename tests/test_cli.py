@@ -24,7 +24,7 @@ FAULTS = Faults(by_request={
     1: Fault(kind="rate_limit", retry_after=1),
     2: Fault(kind="server_error"),
     3: Fault(kind="drop"),
-    4: Fault(kind="slow", delay_s=8.0),
+    4: Fault(kind="slow", delay_s=60.0),  # past the attempt timeout; it ends when the client gives up
     5: Fault(kind="truncate"),
     6: Fault(kind="malformed"),
     7: Fault(kind="drop_mid"),
@@ -46,8 +46,10 @@ def test_prove_verify_meta_verify_through_faults(tmp_path: Path, inputs):
     db = tmp_path / "runs.db"
     with running_server(scripted_responder(reasoning="field"), faults=FAULTS) as (server, log):
         env = cli_env(db, server.base_url)
+        # Only the slow fault's request outlasts the attempt timeout; the others take milliseconds,
+        # so 5 s leaves a loaded machine room (with 2 s, an answer stalled that long was one failure too many).
         proved = run_json(["prove", str(inputs["problem"]), "--threads", "2", "--attempts", "3", "--seed", "7",
-                           "--attempt-timeout", "2", "--max-concurrency", "2"], env)
+                           "--attempt-timeout", "5", "--max-concurrency", "2"], env)
         verified = run_json(["verify", "--problem", str(inputs["problem"]), "--proof", str(inputs["proof"]),
                              "-n", "4", "--seed", "1", "--max-sequences", "3"], env)  # a request of 4 goes alone
         meta = run_json(["meta-verify", "--problem", str(inputs["problem"]), "--proof", str(inputs["proof"]),

@@ -117,7 +117,11 @@ def test_runs_list_show_export_read_well_and_agree_on_the_cost(tmp_path: Path, p
 
 # ---------------------------------------------------------------------------- resume on a moved server
 
-SLOW = {"stream_delay_s": 0.02, "stream_chunk_chars": 16}  # about 0.3-0.6 s per request
+# Server A answers the run's first 2 requests and holds the rest (a slow fault, until the client
+# is gone), so it goes away with exactly 2 of the run's 6 calls stored however slowly the machine
+# runs; before, the kill had to come within the run's last second of streaming.
+HELD = {"stream_delay_s": 0.02, "stream_chunk_chars": 16,
+        "faults": {"by_request": {str(n): {"kind": "slow", "delay_s": 300} for n in range(3, 13)}}}
 SEQUENTIAL = ["--threads", "3", "--attempts", "3", "--seed", "11", "--max-concurrency", "2", "--max-tokens", "8192"]
 
 
@@ -134,12 +138,12 @@ def _sent_samples(log: list[dict]) -> list[tuple[str, int]]:
 
 def test_resume_on_a_server_that_moved_sends_no_finished_call_again(tmp_path: Path, problem: str):
     db = tmp_path / "runs.db"
-    with ServerProcess(script=SLOW, request_log=tmp_path / "a.jsonl") as server_a:
+    with ServerProcess(script=HELD, request_log=tmp_path / "a.jsonl") as server_a:
         env = cli_env(db, server_a.base_url)
         proc = subprocess.Popen(CLI + ["prove", problem, *SEQUENTIAL, "--json"], env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 120
-        while stored_calls(db) < 2:  # of at least 6 (this seed: see test_resume.py)
+        while stored_calls(db) < 2:  # of 6 (this seed: see test_resume.py)
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline
             time.sleep(0.05)
@@ -150,6 +154,7 @@ def test_resume_on_a_server_that_moved_sends_no_finished_call_again(tmp_path: Pa
     assert proc.returncode == 2 and err.splitlines()[-1].startswith("proofloop: error: "), err
     assert run.status.value == "failed" and "unreachable" in run.error
     before = _stored_calls(store, run.id)
+    assert len(before) == 2  # the held requests never finished
     done_before = {(fingerprint({"messages": c.messages}), c.sampling["seed"] + c.index) for c in store.calls(run.id)}
 
     one_line_error(run_cli(["resume", run.id, "--model", "another-model"], env))

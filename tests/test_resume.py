@@ -1,9 +1,11 @@
 """kill -9 of a running `proofloop prove` at several points, then `proofloop resume`.
 
 The server answers deterministically per request (the scripted responder), logs every request
-to a file, and answers slowly enough that the kill lands mid-run. Checks: no call that was
-stored before the kill is sent again after it, and the final record equals an uninterrupted
-run's."""
+to a file. The server of the killed run holds every request after the first `kill_after` until
+its client is gone (a slow fault), so the kill lands mid-run whatever the machine's speed; the
+resume then finishes on a second server of the same answers, whose log holds only its
+requests. Checks: no call that was stored before the kill is sent again after it, and the final
+record equals an uninterrupted run's."""
 
 from __future__ import annotations
 
@@ -54,17 +56,19 @@ def problem_file(tmp_path_factory) -> Path:
     return p
 
 
-# The run makes 6 calls, at most 2 at a time, and stores the calls that finish together in one
-# write: killing once 4 are stored leaves at least one call (0.3 s or more) to go, so the kill
-# always lands mid-run. At 6 it raced the run's own end (finished before the kill arrived).
+# The run makes 6 calls, 2 at a time. Its server answers the first `kill_after` requests and
+# holds the rest (a slow fault, until the client is gone), so the kill lands with exactly
+# `kill_after` calls stored, however slowly this machine polls. (Before, the run went on at full
+# speed and the kill had to beat its end: 0.4 s after the 4th call, none after the 6th.)
 @pytest.mark.parametrize("kill_after", [1, 3, 4])
 def test_kill_9_then_resume_repeats_no_finished_call(tmp_path: Path, problem_file, uninterrupted, kill_after):
     log_path = tmp_path / "log.jsonl"
     db = tmp_path / "db"
-    with ServerProcess(script=SCRIPT, request_log=log_path) as server:
-        env = cli_env(db, server.base_url)
-        proc = subprocess.Popen(CLI + ["prove", str(problem_file)] + ARGS + ["--json"], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    held = {str(n): {"kind": "slow", "delay_s": 300} for n in range(kill_after + 1, 13)}
+    with ServerProcess(script={**SCRIPT, "faults": {"by_request": held}}) as server:
+        proc = subprocess.Popen(CLI + ["prove", str(problem_file)] + ARGS + ["--json"],
+                                env=cli_env(db, server.base_url), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
         deadline = time.monotonic() + 120
         while stored_calls(db) < kill_after:  # kill once this many calls are safely stored
             assert proc.poll() is None, proc.communicate()
@@ -72,22 +76,24 @@ def test_kill_9_then_resume_repeats_no_finished_call(tmp_path: Path, problem_fil
             time.sleep(0.01)
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
-        killed_at = time.time()
+    killed_at = time.time()
 
-        store = Store(db)
-        run = store.list_runs()[0]
-        assert run.status.value == "interrupted"  # killed: its process is gone, so `runs list` says so at once
-        stored_before = _stored(store, run.id)
-        assert stored_before, "the kill came before any call finished; the test proves nothing"
-        store.close()
+    store = Store(db)
+    run = store.list_runs()[0]
+    assert run.status.value == "interrupted"  # killed: its process is gone, so `runs list` says so at once
+    stored_before = _stored(store, run.id)
+    assert len(stored_before) == kill_after  # the other requests were held: none finished
+    store.close()
 
-        resumed = run_json(["resume", run.id], env)
+    with ServerProcess(script=SCRIPT, request_log=log_path) as server:
+        resumed = run_json(["resume", run.id, "--base-url", server.base_url], cli_env(db, server.base_url))
 
     sent_after = _sent(read_request_log(log_path), since=killed_at)
     assert not stored_before & set(sent_after), "a call stored before the kill was sent again"
     assert len(sent_after) == len(set(sent_after))
-
     whole_store, whole = uninterrupted
+    assert len(sent_after) == whole["usage"]["calls"] - kill_after  # every call not stored, once
+
     store = Store(db)
     assert store.get_run(run.id).status.value == "finished"
     assert _record(store, run.id) == _record(whole_store, whole["run_id"])

@@ -1,7 +1,8 @@
 """A run being executed is held by one process: a second `resume` of it is refused in one
 line; kill -9 leaves it `interrupted` in `runs list` (not `running` forever); SIGTERM stops it
 cleanly like Ctrl-C, with the command to resume it. The CLI runs as subprocesses against the
-scripted server, which answers slowly enough for the signal to land mid-run."""
+scripted server, which holds the run's second request until its client is gone (a slow fault),
+so the run is mid-way until the test stops it, however slowly the machine runs."""
 
 from __future__ import annotations
 
@@ -16,7 +17,10 @@ from proofloop.store import Store
 from support.cli import CLI, cli_env, stored_calls, run_cli, run_json
 from support.scripted import ServerProcess
 
-SLOW = {"stream_delay_s": 0.05, "stream_chunk_chars": 8}  # a second or more per request
+# The run sends one request at a time; the second waits until its client is gone, so once the
+# first call is stored the run cannot end before the test stops it. Later requests (a resume's,
+# after a kill) are answered at once.
+HELD = {"faults": {"by_request": {"2": {"kind": "slow", "delay_s": 300}}}}
 ARGS = ["--threads", "2", "--attempts", "3", "--seed", "3", "--max-concurrency", "1", "--max-tokens", "8192"]
 
 
@@ -43,7 +47,7 @@ def _start(problem: str, env: dict[str, str], db: Path | str) -> tuple[subproces
 
 def test_a_second_resume_of_a_running_run_is_refused_then_kill_9_leaves_it_interrupted(db, problem):
     # On SQLite and on PostgreSQL (the `db` fixture); the SIGTERM test below is about signals only.
-    with ServerProcess(script=SLOW) as server:
+    with ServerProcess(script=HELD) as server:
         env = cli_env(db, server.base_url)
         proc, run_id = _start(problem, env, db)
         busy = run_cli(["resume", run_id], env, timeout=60)
@@ -63,7 +67,7 @@ def test_a_second_resume_of_a_running_run_is_refused_then_kill_9_leaves_it_inter
 
 def test_sigterm_stops_a_run_like_ctrl_c(tmp_path, problem):
     db = tmp_path / "runs.db"
-    with ServerProcess(script=SLOW) as server:
+    with ServerProcess(script=HELD) as server:
         env = cli_env(db, server.base_url)
         proc, run_id = _start(problem, env, db)
         proc.send_signal(signal.SIGTERM)

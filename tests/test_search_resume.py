@@ -1,6 +1,9 @@
 """kill -9 of `proofloop prove --strategy pool` mid-round, then `proofloop resume`: the run
 completes, no call stored before the kill is sent again, and the decisions equal those of an
-uninterrupted run (same seed: the simulated server's sampling is a function of the seed)."""
+uninterrupted run (same seed: the simulated server's sampling is a function of the seed).
+
+The killed run cannot end before the kill: the server answers all but its last 3 requests (as
+many as the uninterrupted run sent) and holds those (a gate file) until the kill is done."""
 
 from __future__ import annotations
 
@@ -23,6 +26,20 @@ OPTIONS = ["--strategy", "pool", "-o", "preset=release", "-o", "initial=6", "-o"
 # ~0.2 s per generation and ~0.1 s per verification request at this time scale
 SCRIPT = {"responder": {"seed": 0, "time_scale": 2000.0}}
 FACTORY = "proofloop.sim.app:responder_factory"
+
+
+def gated_server(gate: Path, log_path: Path) -> ServerProcess:
+    """The simulator (SCRIPT) behind support.scripted's gate: while `gate` holds a number N,
+    requests numbered above N wait."""
+    return ServerProcess(script={"responder": {**SCRIPT["responder"], "gate": str(gate), "responder": FACTORY}},
+                         responder_factory="support.scripted:gated_responder", request_log=log_path)
+
+
+def hold_the_last(gate: Path, log_path: Path, held: int) -> None:
+    """Let the next run (as long as the one in the log) have all but its last `held` requests
+    answered."""
+    sent = max(e["number"] for e in read_request_log(log_path))
+    gate.write_text(str(2 * sent - held))
 
 
 def _env(db: Path, url: str) -> dict[str, str]:
@@ -53,16 +70,19 @@ def problem_file(tmp_path_factory) -> Path:
 
 
 def test_kill_9_mid_round_then_resume(tmp_path: Path, problem_file):
-    log_path = tmp_path / "log.jsonl"
-    with ServerProcess(script=SCRIPT, responder_factory=FACTORY, request_log=log_path) as server:
+    log_path, gate = tmp_path / "log.jsonl", tmp_path / "gate"
+    with gated_server(gate, log_path) as server:
         whole = run_json(["prove", str(problem_file), *OPTIONS], _env(tmp_path / "whole.db", server.base_url))
+        hold_the_last(gate, log_path, 3)  # round 3's verifications: round 2 is done by then
 
         db = tmp_path / "killed.db"
         env = _env(db, server.base_url)
         proc = subprocess.Popen(CLI + ["prove", str(problem_file), *OPTIONS, "--json"], env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        # round 2's refined proofs exist: its verifications are in flight
-        killed_at = kill_9_when(proc, lambda: _round_reached(db) >= 2)
+        try:  # round 2's refined proofs exist: its verifications are in flight (or held)
+            killed_at = kill_9_when(proc, lambda: _round_reached(db) >= 2)
+        finally:
+            gate.unlink()
 
         store = Store(db)
         run = store.list_runs()[0]

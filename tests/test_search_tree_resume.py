@@ -1,6 +1,7 @@
 """kill -9 of `proofloop prove --strategy tree` against the simulator over HTTP, then
 `proofloop resume`: the run completes, no call stored before the kill is sent again, and the
-explored tree equals that of an uninterrupted run (same seed)."""
+explored tree equals that of an uninterrupted run (same seed). The killed run cannot end
+before the kill: the server holds its last 3 requests (a gate file) until the kill is done."""
 
 from __future__ import annotations
 
@@ -13,8 +14,7 @@ from proofloop.sim.http import read_request_log
 from proofloop.store import Store
 from support.cli import CLI, cli_env, run_json
 from support.samples import kill_9_when, sent_samples, stored_samples
-from support.scripted import ServerProcess
-from test_search_resume import FACTORY, SCRIPT
+from test_search_resume import gated_server, hold_the_last
 
 OPTIONS = ["--strategy", "tree", "-o", "k=3", "-o", "step_verifications=3", "-o", "verifications=4",
            "-o", "max_expansions=8", "--max-tokens", "200000", "--verify-max-tokens", "200000", "--seed", "3",
@@ -39,17 +39,20 @@ def test_kill_9_mid_tree_then_resume(tmp_path: Path):
 
     problem = tmp_path / "problem.md"
     problem.write_text(make_problems(1, seed=6, mix="hard")[0])
-    log_path = tmp_path / "log.jsonl"
-    with ServerProcess(script=SCRIPT, responder_factory=FACTORY, request_log=log_path) as server:
+    log_path, gate = tmp_path / "log.jsonl", tmp_path / "gate"
+    with gated_server(gate, log_path) as server:
         env_of = lambda db: {**cli_env(db, server.base_url), "PROOFLOOP_MODEL": "sim-1"}  # noqa: E731
         whole = run_json(["prove", str(problem), *OPTIONS], env_of(tmp_path / "whole.db"))
         assert whole["report"]["expansions"] >= 4, "the run is too short to be killed in the middle"
+        hold_the_last(gate, log_path, 3)  # the last expansion's: the first two are stored by then
 
         db = tmp_path / "killed.db"
         proc = subprocess.Popen(CLI + ["prove", str(problem), *OPTIONS, "--json"], env=env_of(db),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        # two expansions recorded: the third one's calls are in flight
-        killed_at = kill_9_when(proc, lambda: _nodes(db) >= 7)
+        try:  # two expansions recorded: the third one's calls are in flight
+            killed_at = kill_9_when(proc, lambda: _nodes(db) >= 7)
+        finally:
+            gate.unlink()
 
         store = Store(db)
         run = store.list_runs()[0]

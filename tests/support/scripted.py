@@ -12,6 +12,7 @@ pkg.module:factory` plugs in another responder.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import importlib
 import json
@@ -135,6 +136,37 @@ def scripted_responder(*, reasoning: Literal["none", "field", "inline"] = "none"
         return Choice(text=text, reasoning_content=thinking, finish_reason=finish)
 
     return respond
+
+
+def gated_responder(gate: str, responder: str | None = None, **options: Any) -> Responder:
+    """A responder (the scripted one, or the factory `responder` = "module:factory" given
+    `options`) behind a gate: while the file `gate` exists and holds a number N, every request
+    numbered above N waits. A test that stops its client mid-run (kill -9, SIGTERM, cancel)
+    writes N, so the run stalls with exactly N requests answered however slowly the machine
+    runs, stops it, and deletes the gate: the held requests (the dead client's) and every later
+    one (a resumed run's) are then answered.
+
+        ServerProcess(script={"responder": {"gate": str(gate)}},
+                      responder_factory="support.scripted:gated_responder")
+    """
+    if responder:
+        module, _, name = responder.partition(":")
+        respond = getattr(importlib.import_module(module), name)(**options)
+    else:
+        respond = scripted_responder(**options)
+
+    def closed_to(number: int) -> bool:
+        try:
+            return number > int(Path(gate).read_text())
+        except (FileNotFoundError, ValueError):  # no gate, or being written
+            return os.path.exists(gate)
+
+    async def gated(req: ChatRequest) -> Reply:
+        while closed_to(req.number):
+            await asyncio.sleep(0.02)
+        return await respond(req)
+
+    return gated
 
 
 def load_script(path: str | Path | None) -> dict[str, Any]:

@@ -432,9 +432,11 @@ async def _sse(req, reply, cid, kind, chunk_chars, delay_s, entry, end, outcome)
             if delay_s and k:
                 await asyncio.sleep(delay_s)
             yield ev
-        yield b"data: [DONE]\n\n"
+        # Logged before the last chunk goes out: a client that has read the whole answer (a
+        # test, say) finds its request in the log, not a moment later.
         finished = True
         end(entry, kind if kind == "malformed" else outcome)
+        yield b"data: [DONE]\n\n"
     finally:
         if not finished:  # the client went away (e.g. its attempt timeout) before the end
             end(entry, "aborted")
