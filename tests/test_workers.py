@@ -22,7 +22,9 @@ from support.scripted import ServerProcess
 from support.work import label_split_run, sim_problems_file, work_table
 
 PROBLEMS = 9
-TTL_S = 3.0  # the killed worker's claim is taken over after this long (production: 60 s)
+# Long enough that a live worker stalled by a loaded machine keeps its claims (renewed every
+# TTL_S / 3); the killed worker's claim is taken over after this long (production: 60 s).
+TTL_S = 6.0
 
 
 def cli(err: Path, *args: str) -> subprocess.Popen:

@@ -25,7 +25,9 @@ from support.scripted import ServerProcess
 from support.work import label_split_run, sim_problems_file, work_table
 
 PROBLEMS = 6
-TTL_S = 2.0  # a killed worker's claim is taken over after this long (production: 60 s)
+# Long enough that a live worker stalled by a loaded machine keeps its claims (renewed every
+# TTL_S / 3); a killed worker's claim is taken over after this long (production: 60 s).
+TTL_S = 4.0
 ENV = {**os.environ, "PROOFLOOP_CLAIM_TTL_S": str(TTL_S)}
 CLI = [sys.executable, "-m", "proofloop.cli"]
 
