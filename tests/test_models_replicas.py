@@ -395,13 +395,15 @@ def test_run_finishes_on_the_other_replica_when_one_fails(tmp_path):
 def test_cli_run_survives_a_replica_killed_mid_run(tmp_path):
     """`proofloop prove --base-url A --base-url B`: A is killed (SIGKILL) after a few stored
     calls; the run finishes on B, every answered sample was answered once, and the summary
-    names both endpoints."""
+    names both endpoints. A answers its first two requests and holds the rest until it dies,
+    so the kill lands mid-run however slowly the machine runs."""
     db = tmp_path / "runs.db"
     (tmp_path / "problem.md").write_text("Prove that for every positive integer $n$, $n^3 - n$ is divisible by 6.")
     pool = ["--strategy", "pool", "-o", "initial=4", "-o", "verifications=3", "-o", "top_k=2", "-o", "rounds=2",
             "-o", "accept=false", "--max-tokens", "4000", "--verify-max-tokens", "4000", "--max-n", "1",
             "--seed", "5", "--max-concurrency", "2"]
-    with ServerProcess(script={"stream_delay_s": 0.02, "stream_chunk_chars": 16},
+    held = {str(n): {"kind": "slow", "delay_s": 300} for n in range(3, 200)}
+    with ServerProcess(script={"stream_delay_s": 0.02, "stream_chunk_chars": 16, "faults": {"by_request": held}},
                        request_log=tmp_path / "a.jsonl") as a, running_server() as (b, log_b):
         env = cli_env(db, None, PROOFLOOP_MODEL="scripted", PROOFLOOP_API_KEY="k")
         proc = subprocess.Popen(CLI + ["prove", str(tmp_path / "problem.md"), *pool, "--base-url", a.base_url,
