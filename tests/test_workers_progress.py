@@ -83,7 +83,8 @@ def test_runs_show_reports_the_work_of_a_split_run(db, tmp_path):
     assert [(c["item"], c["worker"], c["expires_at"]) for c in api_work["claimed"]] == \
         [(c["item"], c["worker"], c["expires_at"]) for c in work["claimed"]]
     (claim,) = work["claimed"]
-    assert (claim["item"], claim["worker"]) == ("q1", "host-a:1") and 480 < claim["expires_in_s"] <= 600  # minutes of slack: a CLI start on a loaded machine
+    # 600 s claimed; up to two minutes gone by the time the CLI reads it on a loaded machine
+    assert (claim["item"], claim["worker"]) == ("q1", "host-a:1") and 480 < claim["expires_in_s"] <= 600
     assert datetime.fromisoformat(claim["expires_at"]).tzinfo is not None
     assert {k: work[k] for k in ("total", "done", "pending", "expired_claims", "by_worker")} == \
         {"total": 5, "done": 2, "pending": 2, "expired_claims": 1, "by_worker": {"host-a:1": 1, "host-c:3": 1}}

@@ -94,7 +94,8 @@ def run_detail(store: Store, run: Run, status_of: StatusOf = api_status) -> dict
     """A run in full: the listing item, its settings (no key), best proof so far and summary;
     for a run split over workers (--split), its `work` as `proofloop runs show` gives it."""
     settings = run.config.get("model") or {}
-    detail = {**run_item(store, run, status_of), "config": {k: v for k, v in run.config.items() if k not in ("model", "api")},
+    detail = {**run_item(store, run, status_of),
+              "config": {k: v for k, v in run.config.items() if k not in ("model", "api")},
               "model": {k: settings.get(k) for k in ("provider", "model", "base_url")},
               "best_proof": best_proof(store, run), "summary": run.summary,
               "owner": run.owner, "lease_expires_at": run.lease_expires_at}

@@ -137,8 +137,8 @@ async def served_model(base_urls: Sequence[str]) -> str:
     import openai  # a core dependency; imported here because only a judge without a model name needs it
 
     for i, base_url in enumerate(base_urls):
+        last = i + 1 == len(base_urls)  # only the last replica gets the client's own retries
         try:
-            last = i + 1 == len(base_urls)  # only the last replica gets the client's own retries
             async with openai.AsyncOpenAI(base_url=base_url, api_key="EMPTY", max_retries=2 if last else 0) as client:
                 page = await client.models.list()
         except openai.APIConnectionError:
@@ -190,9 +190,9 @@ async def generator_judged(judge: Judge, problem: str, output: str, *, alpha: fl
 
 async def compute_score(data_source: str, solution_str: str, ground_truth: Any, extra_info: dict | None = None, *,
                         reward_router_address: str | None = None, judge: Judge | None = None,
-                        judge_base_url: str | Sequence[str] | None = None, judge_model: str | None = None, judge_n: int = 4,
-                        judge_max_tokens: int = 65536, judge_temperature: float = 1.0, judge_concurrency: int = 64,
-                        with_meta: bool = False, alpha: float = ALPHA, beta: float = BETA,
+                        judge_base_url: str | Sequence[str] | None = None, judge_model: str | None = None,
+                        judge_n: int = 4, judge_max_tokens: int = 65536, judge_temperature: float = 1.0,
+                        judge_concurrency: int = 64, with_meta: bool = False, alpha: float = ALPHA, beta: float = BETA,
                         **_verl_extras: Any) -> dict[str, float]:
     """verl's reward function for one rollout. The keyword arguments after `extra_info` come
     from `custom_reward_function.reward_kwargs` (verl adds `reward_router_address` and
