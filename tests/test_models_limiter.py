@@ -1,4 +1,5 @@
-"""The priority-ordered concurrency cap (models/limiter.py) and its use in the Model wrapper."""
+"""The priority-ordered concurrency cap (models/limiter.py) and its use in the Model wrapper,
+with sequence slots given back as each sample ends (sequence_finished)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proofloop.models.base import Completion, ProviderResponse, Sampling, Usage
-from proofloop.models.limiter import PriorityLimiter
+from proofloop.models.limiter import PriorityLimiter, freeing_sequences, sequence_finished
 from proofloop.models.wrapper import Model, endpoint_limiter
 
 
@@ -83,25 +84,29 @@ def test_capacity_must_be_positive():
 @settings(max_examples=150, deadline=None)
 @given(capacity=st.integers(1, 6),
        calls=st.lists(st.tuples(st.integers(1, 8), st.one_of(st.none(), st.integers(-3, 3)), st.integers(0, 3),
-                                st.booleans()), max_size=25))
+                                st.booleans(), st.integers(0, 9)), max_size=25))
 def test_never_over_capacity_and_everything_is_released(capacity, calls):
-    """Whatever the weights, priorities, holding times and cancellations: the cap holds (an
-    over-weight request only alone), every call that is not cancelled runs, nothing leaks."""
+    """Whatever the weights, priorities, holding times, cancellations and units given back
+    early (samples that ended; more than are held, too): the cap holds (an over-weight request
+    only alone), every call that is not cancelled runs, nothing leaks."""
 
     async def main():
         lim = PriorityLimiter(capacity)
         ran, seen = [], []
 
-        async def call(i, weight, prio, hold):
-            async with lim.slot(weight, prio):
+        async def call(i, weight, prio, hold, early):
+            async with lim.slot(weight, prio) as held:
                 seen.append((lim.in_use, weight))
                 ran.append(i)
-                for _ in range(hold):
+                for k in range(max(hold, early)):
+                    if k < early:
+                        held.give_back(1)
                     await asyncio.sleep(0)
+                assert held.left == max(0, weight - early)
 
-        tasks = [asyncio.create_task(call(i, w, p, h)) for i, (w, p, h, _) in enumerate(calls)]
+        tasks = [asyncio.create_task(call(i, w, p, h, e)) for i, (w, p, h, _, e) in enumerate(calls)]
         await asyncio.sleep(0)
-        for t, (*_, cancel) in zip(tasks, calls):
+        for t, (*_, cancel, _) in zip(tasks, calls):
             if cancel:
                 t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -179,3 +184,54 @@ def test_an_urgent_call_that_fits_goes_in_at_once_past_a_blocked_head():
         assert lim.in_use == 4
 
     asyncio.run(main())
+
+
+class _EndsEarly(_Recorder):
+    """A provider whose requests' samples all end but one at once (sequence_finished), the last
+    when the gate opens: what a streamed n-sample request looks like to the client."""
+
+    async def complete(self, messages, sampling, n):
+        self.arrived.append(messages[-1]["content"])
+        for _ in range(n - 1):
+            sequence_finished()
+        await self.gate.wait()
+        sequence_finished()
+        return ProviderResponse([Completion(text="ok") for _ in range(n)], Usage(1, 1))
+
+
+def test_a_sample_that_ends_frees_its_sequence_slot_before_its_request_ends():
+    """max_sequences 4: a 4-sample request whose samples end but one leaves 3 slots free while
+    it runs, so a 3-sample request goes in beside it; without sequence_finished it waits."""
+
+    async def main(provider, endpoint):
+        model = Model(provider, max_concurrency=100, max_sequences=4, endpoint=endpoint)
+        first = asyncio.create_task(model.sample([{"role": "user", "content": "first"}], Sampling(), 4))
+        await _until(lambda: provider.arrived == ["first"])
+        second = asyncio.create_task(model.sample([{"role": "user", "content": "second"}], Sampling(), 3))
+        for _ in range(50):
+            await asyncio.sleep(0)
+        arrived = list(provider.arrived)
+        provider.gate.set()
+        await asyncio.gather(first, second)
+        return arrived, endpoint_limiter(endpoint, 4, "sequences").in_use
+
+    early, left = asyncio.run(main(_EndsEarly(), "ends-early"))
+    assert early == ["first", "second"] and left == 0
+    held, left = asyncio.run(main(_Recorder(), "ends-together"))
+    assert held == ["first"] and left == 0
+
+
+def test_sequence_finished_outside_a_capped_request_does_nothing():
+    sequence_finished()  # no request holds sequence slots here
+
+    async def main():
+        lim = PriorityLimiter(2)
+        async with lim.slot(2) as held:
+            with freeing_sequences(held):
+                sequence_finished()
+                assert (held.left, lim.in_use) == (1, 1)
+            sequence_finished()  # after the block: no longer this holder's
+            assert held.left == 1
+        return lim.in_use
+
+    assert asyncio.run(main()) == 0

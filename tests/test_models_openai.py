@@ -11,6 +11,7 @@ from proofloop.errors import (AuthError, ContextWindowError, EndpointUnreachable
                               UserInputError)
 from proofloop.models.base import RetryPolicy, Sampling, Timeouts
 from proofloop.models.cache import InMemoryCallCache
+from proofloop.models.limiter import PriorityLimiter, freeing_sequences
 from proofloop.models.openai_provider import OpenAIProvider, openai_settings_from_env, parse_retry_after
 from proofloop.models.pricing import Price, cost_usd
 from proofloop.models.wrapper import Model
@@ -113,6 +114,22 @@ async def test_n_in_one_request_or_split_by_max_n(msgs, stream):
     # The scripted server answers sample k the same way whether it came alone or in a group.
     assert [x.completion.text for x in together] == [x.completion.text for x in split]
     assert len({x.completion.text for x in together}) == 4
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_a_streamed_choice_that_ends_gives_back_its_sequence_slot(msgs, stream):
+    """Streamed, each choice's finish_reason frees one sequence slot of the request's holder
+    (once each, however many chunks follow); a JSON answer ends all its choices at once, so
+    the slots go back when the request ends."""
+    lim = PriorityLimiter(3)
+    with running_server(stream_chunk_chars=8) as (server, log):
+        provider = OpenAIProvider("scripted", base_url=server.base_url, api_key="k", stream=stream)
+        async with lim.slot(3) as held:
+            with freeing_sequences(held):
+                resp = await provider.complete(msgs, Sampling(seed=1), 3)
+            assert len(resp.completions) == 3 and held.left == (0 if stream else 3)
+        await provider.aclose()
+    assert lim.in_use == 0
 
 
 @pytest.mark.parametrize("stream", [True, False])

@@ -8,6 +8,7 @@ import pytest
 
 from proofloop.errors import BadRequestError, ContextWindowError
 from proofloop.models.base import Provider, Sampling
+from proofloop.models.limiter import PriorityLimiter, freeing_sequences
 from proofloop.protocol.templates import generation_messages, refinement_messages
 from proofloop.sim.model import SimModel, make_problems
 from proofloop.sim.provider import SimProvider
@@ -40,6 +41,16 @@ async def test_slots_bound_concurrency_and_queue_the_rest():
     assert [i.finished_at for i in infos] == pytest.approx([10, 10, 20, 20], abs=EXACT)
     assert [i.queued_s for i in infos] == pytest.approx([0, 0, 10, 10], abs=EXACT)
     assert (srv.stats.max_active, srv.stats.max_queued, srv.stats.requests) == (2, 2, 4)  # 2 run, 2 wait
+
+
+@on_virtual_clock
+async def test_each_sequence_reports_its_own_end():
+    """on_sequence_done is called as each sequence finishes, not when the request does: the
+    short sample at 1 s, the long one at 10 s (what streamed finish_reasons tell a client)."""
+    srv = ServerModel(slots=4, decode_tps_seq=10, time_scale=1, **FAST)
+    ended: list[float] = []
+    info = await srv.run(blocks("x"), [10, 100], on_sequence_done=lambda: ended.append(srv.now()))
+    assert ended == pytest.approx([1, 10], abs=EXACT) and info.finished_at == pytest.approx(10, abs=EXACT)
 
 
 @on_virtual_clock
@@ -144,6 +155,11 @@ async def test_provider_contract_usage_and_replay():
     assert again.usage.cached_prompt_tokens == again.usage.prompt_tokens  # same prompt: from the cache
     one = await p.complete(msgs, Sampling(max_tokens=10**6, seed=2), 1)
     assert one.completions[0].text == r.completions[2].text  # seed s = sample number s
+    lim = PriorityLimiter(4)  # a request holding sequence slots gets each back as its sample ends
+    async with lim.slot(4) as held:
+        with freeing_sequences(held):
+            await p.complete(msgs, Sampling(max_tokens=10**6, seed=4), 4)
+        assert held.left == 0
 
 
 async def test_provider_without_seed_samples_afresh_and_checks_limits():

@@ -49,7 +49,7 @@ FULL_PROBLEMS = 8
 # Adaptive for the paper's pool (Adaptive's docstring, README): the top-64 boundary settles to an
 # interval of 0.35, a parent gets 8 analyses (one refinement prompt's worth)
 ADAPTIVE_PAPER = dict(stages=[4, 8, 16, 32, 64], refine_min=8, tolerance=0.35)
-CLIENT_CAP = 4.0  # (b'') caps the samples in flight at this many times the server's slots (README)
+CLIENT_CAP = 1.0  # (b'') caps the samples in flight at this many times the server's slots (README)
 TARGETS = {"fifo": 0.6, "priority": 0.5, "bound": 1.15, "adaptive_tokens": 0.3, "quality": 0.01}
 
 

@@ -53,9 +53,9 @@ class ModelOptions:
         min=1, help="most samples the server returns per request (found out by itself when the server ignores n)")] = None
     max_concurrency: Annotated[int, typer.Option(min=1, help="requests in flight to the server")] = 8
     max_sequences: Annotated[Optional[int], typer.Option(
-        min=1, help="samples in flight to the server (a request of n holds n until its slowest sample ends): a "
-                    "search's priorities then order the work on a FIFO server too; about 4x its max-num-seqs "
-                    "(bench/search/README.md: 1x leaves slots idle)")] = None
+        min=1, help="samples in flight to the server (each freed as its streamed sample ends): a search's "
+                    "priorities then order the work on a FIFO server too; set it to the server's max-num-seqs "
+                    "(bench/search/README.md)")] = None
     attempt_timeout: Annotated[Optional[float], typer.Option(
         min=0.001, help="seconds one request attempt may take (streams are never cut while tokens flow)")] = None
     max_tokens: Annotated[Optional[int], typer.Option(

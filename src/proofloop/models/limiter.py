@@ -11,6 +11,12 @@ waiter is admitted only when its weight fits and no waiter ranked before it is s
 waiting, so a large request is not starved by a stream of small ones; a request heavier
 than the whole cap is admitted alone. Cancelling a waiter removes it.
 
+Sequences end one by one. A request of n samples holds n sequence slots, but the server frees
+each sequence as its sample ends, and the slowest of 64 heavy-tailed samples can run long
+after the others. A provider that sees a sample end (a streamed choice's finish_reason, the
+simulator's sequence) calls `sequence_finished()`, and the holder's slot for that sample is
+given back at once (`freeing_sequences` names the holder for the request being served).
+
     >>> import asyncio
     >>> async def demo():
     ...     lim, order = PriorityLimiter(1), []
@@ -32,8 +38,9 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 
 
 class PriorityLimiter:
@@ -87,9 +94,53 @@ class PriorityLimiter:
         self._wake()
 
     @asynccontextmanager
-    async def slot(self, weight: int = 1, priority: int | None = None) -> AsyncIterator[None]:
+    async def slot(self, weight: int = 1, priority: int | None = None) -> AsyncIterator["Held"]:
+        """Hold `weight` units while the block runs; the `Held` can give some back earlier."""
         await self.acquire(weight, priority)
+        held = Held(self, max(1, weight))
         try:
-            yield
+            yield held
         finally:
-            self.release(weight)
+            held.give_back(held.left)
+
+
+class Held:
+    """Units of a limiter held by one caller, given back as the work behind them ends."""
+
+    def __init__(self, limiter: PriorityLimiter, units: int):
+        self.limiter, self.left = limiter, units
+
+    def give_back(self, units: int = 1) -> None:
+        """Give back `units` of those still held (more than are held: all of them)."""
+        units = min(units, self.left)
+        if units > 0:
+            self.left -= units
+            self.limiter.release(units)
+
+
+# The holder of the sequence slots of the request being served in this task (None: no cap).
+_sequence_done: ContextVar[Callable[[], None] | None] = ContextVar("proofloop_sequence_done", default=None)
+
+
+@contextmanager
+def freeing_sequences(held: Held) -> Iterator[None]:
+    """While the block runs, `sequence_finished()` in this task gives back one of `held`."""
+    token = _sequence_done.set(held.give_back)
+    try:
+        yield
+    finally:
+        _sequence_done.reset(token)
+
+
+def sequence_finished() -> None:
+    """One sample of the request being served has ended: free its sequence slot now (a no-op
+    when the request holds none). Providers call it; call it once per sample."""
+    done = _sequence_done.get()
+    if done is not None:
+        done()
+
+
+def sequence_callback() -> Callable[[], None] | None:
+    """`sequence_finished` bound to this task's request, for code that runs outside the task
+    (a future's done-callback); None when the request holds no sequence slots."""
+    return _sequence_done.get()

@@ -49,6 +49,7 @@ from proofloop.errors import (AuthError, BadRequestError, ContextWindowError, Em
                               ModelConnectionError, ModelError, ModelNotFoundError, ModelTimeoutError,
                               RateLimitError, ServerError, UserInputError)
 from proofloop.models.base import ACTIVITY, Completion, Message, ProviderResponse, Sampling, Timeouts, Usage
+from proofloop.models.limiter import sequence_finished
 from proofloop.models.replicas import ReplicaSet, split_base_urls
 
 log = logging.getLogger(__name__)
@@ -367,8 +368,9 @@ class OpenAIProvider:
                         if piece:
                             reasoning.setdefault(choice.index, []).append(piece)
                     text.setdefault(choice.index, [])
-                    if choice.finish_reason is not None:
+                    if choice.finish_reason is not None and choice.index not in finish:
                         finish[choice.index] = choice.finish_reason
+                        sequence_finished()  # the server freed this sample's sequence: so does the client's cap
         if not text:
             content_type = stream.response.headers.get("content-type", "")
             if "event-stream" not in content_type and "json" not in content_type:

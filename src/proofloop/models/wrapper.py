@@ -59,7 +59,7 @@ from proofloop.models.base import (ACTIVITY, FREE, Completion, Message, Provider
                                    Timeouts, Usage)
 from proofloop.models.batches import LoopBatch
 from proofloop.models.cache import CallCache, CallRecord, cached_calls, call_key
-from proofloop.models.limiter import PriorityLimiter
+from proofloop.models.limiter import PriorityLimiter, freeing_sequences
 from proofloop.models.pricing import Price, Pricing, price_for, priced
 
 log = logging.getLogger(__name__)
@@ -222,11 +222,12 @@ class Model:
                  pricing: Pricing | None = None, endpoint: str | None = None, max_sequences: int | None = None):
         """`timeouts` None keeps the provider's own; given, they are passed to the provider
         (connect / idle read) through its optional `apply_timeouts` method. `max_sequences`
-        also caps the samples in flight (a request of n holds n until its slowest sample
-        ends, while the server frees each sequence as it finishes): a few times the server's
-        batch size (vLLM's max-num-seqs; 4x in bench/search/README.md, where 1x left slots
-        idle) keeps the server's queue short, so the order in which the client releases
-        calls (Sampling.client_priority) is close to the order they run."""
+        also caps the samples in flight: a request of n holds n sequence slots and gives
+        each back as its sample ends when the provider can tell (a streamed choice's
+        finish_reason, the simulator; limiter.sequence_finished), else all at its end. Set
+        to the server's batch size (vLLM's max-num-seqs; bench/search/README.md), the
+        server's queue stays empty, so calls run in the order the client releases them
+        (Sampling.client_priority)."""
         self.provider = provider
         self.namespace = namespace
         self.retry = retry
@@ -309,8 +310,9 @@ class Model:
             if self.max_sequences is None:
                 yield
                 return
-            async with endpoint_limiter(self.endpoint, self.max_sequences, "sequences").slot(samples, priority):
-                yield
+            async with endpoint_limiter(self.endpoint, self.max_sequences, "sequences").slot(samples, priority) as held:
+                with freeing_sequences(held):  # each sample's slot is freed when the provider sees it end
+                    yield
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None

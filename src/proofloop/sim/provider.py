@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 from proofloop.errors import BadRequestError, ContextWindowError
 from proofloop.models.base import Completion, Message, ProviderResponse, Sampling, Usage
+from proofloop.models.limiter import sequence_callback
 from proofloop.sim.model import SimConfig, SimModel
 from proofloop.sim.server import ServerModel, request_priority
 
@@ -77,7 +78,8 @@ class SimProvider:
         cached = 0
         if self.server is not None:
             info = await self.server.run(self.sim.prompt_blocks(messages, self.server.block_chars),
-                                         [o.completion_tokens for o in outs], priority)
+                                         [o.completion_tokens for o in outs], priority,
+                                         on_sequence_done=sequence_callback())
             cached = info.cached_tokens
         completions = [Completion(text=o.text, reasoning=o.reasoning, finish_reason=o.finish_reason,
                                   completion_tokens=o.completion_tokens) for o in outs]

@@ -48,7 +48,7 @@ import math
 import selectors
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Coroutine, Sequence, TypeVar
+from typing import Any, Callable, Coroutine, Sequence, TypeVar
 
 T = TypeVar("T")
 
@@ -211,10 +211,13 @@ class ServerModel:
 
     # ---- serving
 
-    async def run(self, blocks: Sequence[tuple[bytes, int]], lengths: Sequence[int], priority: int = 0) -> RunInfo:
+    async def run(self, blocks: Sequence[tuple[bytes, int]], lengths: Sequence[int], priority: int = 0,
+                  on_sequence_done: Callable[[], None] | None = None) -> RunInfo:
         """Serve one request (its prompt blocks, one completion length per sample); returns when
         its last sequence finished on the simulated clock. `priority`: lower values get free
-        slots first (vLLM's per-request `priority`); it never preempts a running sequence."""
+        slots first (vLLM's per-request `priority`); it never preempts a running sequence.
+        `on_sequence_done` is called as each sequence finishes (what a streamed choice's
+        finish_reason tells a client)."""
         if isinstance(priority, bool) or not isinstance(priority, int):
             raise TypeError(f"priority must be an integer, got {priority!r}")
         loop = self._bind()
@@ -234,6 +237,8 @@ class ServerModel:
         for s in seqs:
             self._arrivals += 1
             heapq.heappush(self._queue, (priority, self._arrivals, s))
+            if on_sequence_done is not None:
+                s.future.add_done_callback(lambda f: None if f.cancelled() else on_sequence_done())
         st.max_queued = max(st.max_queued, len(self._queue))
         self._step()
         try:
