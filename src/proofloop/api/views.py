@@ -15,7 +15,6 @@ unless asked for), so a listing stays fast on a store of paper-size runs.
 
 from __future__ import annotations
 
-import time
 from datetime import datetime
 from collections.abc import Callable
 from typing import Any
@@ -25,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from proofloop.errors import UserInputError
 from proofloop.runs import run_usage
-from proofloop.runs.workers import work_progress
+from proofloop.runs.workers import run_work
 from proofloop.store import Store
 from proofloop.store.derive import derived_fields
 from proofloop.store.schema import CallRow, GradeRow, MetaVerificationRow, ProofRow, Run, RunRow, VerificationRow
@@ -99,9 +98,9 @@ def run_detail(store: Store, run: Run, status_of: StatusOf = api_status) -> dict
               "model": {k: settings.get(k) for k in ("provider", "model", "base_url")},
               "best_proof": best_proof(store, run), "summary": run.summary,
               "owner": run.owner, "lease_expires_at": run.lease_expires_at}
-    items = store.work_items(run.id)
-    if items:
-        detail["work"] = work_progress(items, now=time.time())
+    work = run_work(store, run.id)
+    if work is not None:
+        detail["work"] = work
     return detail
 
 

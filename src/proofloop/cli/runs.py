@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -69,14 +68,14 @@ def runs_show(run_id: str, db: Db = None, json_out: Json = False) -> None:
     store = open_store(db)
     run = stored_run(store, run_id)
     from proofloop.runs import get_kind, run_usage
-    from proofloop.runs.workers import render_progress, work_progress
+    from proofloop.runs.workers import render_progress, run_work
 
     data: dict[str, Any] = run.model_dump(mode="json")
     data["usage"] = run_usage(store, run_id)
     data["proofs"] = len(store.proofs(run_id))
-    items = store.work_items(run_id)
-    if items:  # a split run (--split): how far its workers are
-        data["work"] = work_progress(items, now=time.time())
+    work = run_work(store, run_id)
+    if work is not None:  # a split run (--split): how far its workers are
+        data["work"] = work
     if json_out:
         say(json.dumps(data))
         return
@@ -85,7 +84,7 @@ def runs_show(run_id: str, db: Db = None, json_out: Json = False) -> None:
     settings = run.config.get("model") or {}
     say(f"model {settings.get('model') or 'default'} ({settings.get('provider')})"
         + (f" at {settings['base_url']}" if settings.get("base_url") else "") + f"   proofs stored: {data['proofs']}")
-    for line in render_progress(data["work"]) if items else []:
+    for line in render_progress(work) if work is not None else []:
         say(line)
     if run.error:
         say(f"error: {run.error}")

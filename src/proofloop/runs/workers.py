@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, TypeVar
@@ -129,6 +130,12 @@ def work_progress(items: Sequence[WorkItem], now: float) -> dict[str, Any]:
     return {"total": len(items), "done": len(done), "claimed": claimed,
             "pending": len(items) - len(done) - len(claimed), "expired_claims": expired,
             "by_worker": dict(sorted(by_worker.items()))}
+
+
+def run_work(store: Store, run_id: str) -> dict[str, Any] | None:
+    """`work_progress` of a split run now; None for a run without work items (not split)."""
+    items = store.work_items(run_id)
+    return work_progress(items, now=time.time()) if items else None
 
 
 def render_progress(progress: Mapping[str, Any], most: int = 10) -> list[str]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import inspect
 import re
-import time
 from collections.abc import Callable
 from functools import lru_cache
 from importlib.resources import files
@@ -38,7 +37,7 @@ from proofloop.api.viewer import pages
 from proofloop.api.viewer.queries import proof_text
 from proofloop.bench.metrics import DEFAULT_THRESHOLD
 from proofloop.errors import UserInputError
-from proofloop.runs.workers import render_progress, work_progress
+from proofloop.runs.workers import render_progress, run_work
 from proofloop.store import Store
 
 HERE = Path(str(files("proofloop.api.viewer")))
@@ -180,11 +179,10 @@ def add_run_pages(router: APIRouter, render: Renderer, get_store: Callable[[], S
             return render.not_found(request, f"no run {run_id!r}")
         problems = s.problems(run_id)
         view = pages.problem_view(s, found, problems[0], page=page_no) if len(problems) == 1 else None
-        items = s.work_items(run_id)  # a split run: how far its workers are, as `proofloop runs show` says it
-        work = render_progress(work_progress(items, now=time.time())) if items else []
+        work = run_work(s, run_id)  # a split run: how far its workers are, as `proofloop runs show` says it
         return render.page(request, "run.html", run=found, usage=pages.run_usage_view(s, found), problems=problems,
                            view=view, bench=found.kind in pages.BENCH_KINDS, events=events_url.format(run_id=run_id),
-                           work=work)
+                           work=render_progress(work) if work is not None else [])
 
     @router.get("/runs/{run_id}/problems/{problem_id}", name="viewer_problem", response_class=HTMLResponse,
                 include_in_schema=False)
